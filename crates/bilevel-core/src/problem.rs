@@ -1,0 +1,109 @@
+//! The bilevel problem interface.
+//!
+//! `min_x Φ(x) = f(x, y*(x))`, `y*(x) = argmin_y g(x, y)`, with `f = E F(x, y; ξ)` and
+//! `g = E G(x, y; ζ)` averaged over data sets of known size (or deterministic).
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::constraint::Constraint;
+use crate::error::{BilevelError, Result};
+use crate::lift::Lift;
+
+/// Which samples of a data set a loss evaluation averages over.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Batch {
+    /// All samples (and the only batch of a deterministic problem).
+    Full,
+    /// Row indices into the data set, with repetition allowed.
+    Indices(Vec<usize>),
+}
+
+impl Batch {
+    /// Number of samples in the batch, given the data-set size (`None` for deterministic).
+    pub fn len(&self, data_len: Option<usize>) -> usize {
+        match self {
+            Batch::Full => data_len.unwrap_or(0),
+            Batch::Indices(idx) => idx.len(),
+        }
+    }
+
+    /// Whether the batch selects no sample.
+    pub fn is_empty(&self, data_len: Option<usize>) -> bool {
+        self.len(data_len) == 0
+    }
+
+    /// Fails if an index is outside a data set of `len` samples, or the batch is empty.
+    pub fn validate(&self, len: usize) -> Result<()> {
+        if let Batch::Indices(idx) = self {
+            if idx.is_empty() {
+                return Err(BilevelError::invalid(
+                    "batch",
+                    "a batch needs at least one index",
+                ));
+            }
+            if let Some(&bad) = idx.iter().find(|&&i| i >= len) {
+                return Err(BilevelError::BatchOutOfRange { index: bad, len });
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows of `data` (first dimension) that this batch selects.
+    pub fn rows<C: Backend, const D: usize>(&self, data: Tensor<C, D>) -> Tensor<C, D> {
+        match self {
+            Batch::Full => data,
+            Batch::Indices(idx) => {
+                let device = data.device();
+                let values: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
+                let index =
+                    Tensor::<C, 1, Int>::from_data(TensorData::new(values, [idx.len()]), &device);
+                data.select(0, index)
+            }
+        }
+    }
+}
+
+/// A bilevel problem, written once and evaluated on `B` and on `Autodiff<B>`.
+///
+/// `x` (upper level) and `y` (lower level) are flat vectors; models flatten their parameters.
+/// Losses return a one-element tensor and average over the samples the [`Batch`] selects from
+/// the inner (train) or outer (validation) data set.
+///
+/// Implementations must not hard-code a backend: constants are stored on `B` and moved onto the
+/// evaluation backend `C` with [`Lift::lift`], which is what lets the oracle take exact
+/// second-order products by nesting autodiff.
+pub trait BilevelProblem<B: Backend> {
+    /// Length of the upper-level variable `x`.
+    fn x_dim(&self) -> usize;
+    /// Length of the lower-level variable `y`.
+    fn y_dim(&self) -> usize;
+    /// Device the problem's data lives on.
+    fn device(&self) -> B::Device;
+    /// Number of samples `g` averages over; `None` for a deterministic inner objective.
+    fn inner_len(&self) -> Option<usize> {
+        None
+    }
+    /// Number of samples `f` averages over; `None` for a deterministic outer objective.
+    fn outer_len(&self) -> Option<usize> {
+        None
+    }
+    /// Inner (lower-level) loss `g(x, y; batch)`.
+    fn inner_loss<C: Lift<B>>(
+        &self,
+        x: Tensor<C, 1>,
+        y: Tensor<C, 1>,
+        batch: &Batch,
+    ) -> Tensor<C, 1>;
+    /// Outer (upper-level) loss `f(x, y; batch)`.
+    fn outer_loss<C: Lift<B>>(
+        &self,
+        x: Tensor<C, 1>,
+        y: Tensor<C, 1>,
+        batch: &Batch,
+    ) -> Tensor<C, 1>;
+    /// The closed convex set `x` is constrained to (projected onto by projected methods).
+    fn upper_constraint(&self) -> Constraint {
+        Constraint::Unconstrained
+    }
+}

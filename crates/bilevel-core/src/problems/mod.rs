@@ -1,0 +1,58 @@
+//! Closed-form test problems.
+//!
+//! - [`QuadraticBilevel`]: `g = ½yᵀAy − yᵀ(Bx + c)`, `f = ½‖y − t‖² + ½μ‖x‖² + xᵀKy`, random SPD
+//!   `A` with a chosen spectrum (deterministic).
+//! - [`LeastSquaresBilevel`]: FSLA's synthetic problem (paper 001, DESIGN.md §6 `quadratic`):
+//!   `g = (1/2n)‖A_λ x + A_ω y − b‖²`, `f = (1/2n_o)‖A_o y − b_o‖²` over rows (stochastic).
+//!
+//! Both expose a host-side [`QuadraticForm`] with `y*(x)`, `∇Φ(x)`, `Φ(x)` and `x*` in closed
+//! form, computed in plain `f64` independently of burn.
+
+mod closed_form;
+mod least_squares;
+mod quadratic;
+
+pub use closed_form::QuadraticForm;
+pub use least_squares::{LeastSquaresBilevel, LeastSquaresSpec};
+pub use quadratic::{QuadraticBilevel, QuadraticSpec};
+
+use crate::dense::Dense;
+use crate::sampling::Rng;
+
+/// A random orthogonal `n × n` matrix (Gram–Schmidt on a Gaussian matrix).
+pub(crate) fn random_orthogonal(n: usize, rng: &mut Rng) -> Dense {
+    let mut q = Dense::zeros(n, n);
+    let mut cols: Vec<Vec<f64>> = Vec::with_capacity(n);
+    while cols.len() < n {
+        let mut v = rng.normal_vec(n);
+        for c in &cols {
+            let p: f64 = v.iter().zip(c).map(|(a, b)| a * b).sum();
+            for (vi, ci) in v.iter_mut().zip(c) {
+                *vi -= p * ci;
+            }
+        }
+        let norm = crate::dense::norm(&v);
+        if norm > 1e-8 {
+            cols.push(v.into_iter().map(|x| x / norm).collect());
+        }
+    }
+    for (j, c) in cols.iter().enumerate() {
+        for (i, v) in c.iter().enumerate() {
+            q.set(i, j, *v);
+        }
+    }
+    q
+}
+
+/// A Gaussian `rows × cols` matrix with entries of standard deviation `scale`.
+pub(crate) fn random_matrix(rows: usize, cols: usize, scale: f64, rng: &mut Rng) -> Dense {
+    Dense {
+        rows,
+        cols,
+        data: rng
+            .normal_vec(rows * cols)
+            .into_iter()
+            .map(|v| v * scale)
+            .collect(),
+    }
+}

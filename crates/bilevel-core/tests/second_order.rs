@@ -1,0 +1,183 @@
+//! Gradients, exact and finite-difference products against the closed form of random quadratic
+//! bilevel instances.
+
+mod common;
+
+use bilevel_core::problems::{
+    LeastSquaresBilevel, LeastSquaresSpec, QuadraticBilevel, QuadraticSpec,
+};
+use bilevel_core::sampling::Rng;
+use bilevel_core::tensor::rel_err_host;
+use bilevel_core::{Batch, BilevelError, Oracle, SecondOrder};
+use common::{dev, host, t, TestBackend};
+use proptest::prelude::*;
+
+fn instance(seed: u64, x_dim: usize, y_dim: usize, kappa: f64) -> QuadraticBilevel<TestBackend> {
+    let spec = QuadraticSpec {
+        x_dim,
+        y_dim,
+        max_curvature: kappa,
+        seed,
+        ..Default::default()
+    };
+    QuadraticBilevel::random(&spec, &dev()).unwrap()
+}
+
+#[test]
+fn gradients_match_closed_form() {
+    let p = instance(1, 4, 6, 20.0);
+    let form = p.closed_form().clone();
+    let mut rng = Rng::seed(7);
+    let (x, y) = (rng.normal_vec(4), rng.normal_vec(6));
+    let mut oracle = Oracle::new(&p);
+    let gf = oracle.grad_f(&t(&x), &t(&y), &Batch::Full).unwrap();
+    assert!(rel_err_host(&host(&gf.x), &form.grad_x_f(&x, &y)) < 1e-12);
+    assert!(rel_err_host(&host(&gf.y), &form.grad_y_f(&x, &y)) < 1e-12);
+    let value = bilevel_core::tensor::scalar(gf.value);
+    assert!((value - form.f(&x, &y)).abs() < 1e-12 * form.f(&x, &y).abs().max(1.0));
+    let gg = oracle.grad_g(&t(&x), &t(&y), &Batch::Full).unwrap();
+    assert!(rel_err_host(&host(&gg.y), &form.grad_y_g(&x, &y)) < 1e-12);
+    assert!(rel_err_host(&host(&gg.x), &form.grad_x_g(&x, &y)) < 1e-12);
+    let c = oracle.counts();
+    assert_eq!((c.grad_f, c.grad_g, c.hvp, c.jvp), (1, 1, 0, 0));
+}
+
+#[test]
+fn exact_products_match_closed_form_and_count() {
+    let p = instance(2, 3, 7, 50.0);
+    let form = p.closed_form().clone();
+    let mut rng = Rng::seed(3);
+    let (x, y, v) = (rng.normal_vec(3), rng.normal_vec(7), rng.normal_vec(7));
+    let mut oracle = Oracle::new(&p);
+    let (hv, jv) = oracle
+        .hvp_jvp(&t(&x), &t(&y), &t(&v), &Batch::Full)
+        .unwrap();
+    assert!(
+        rel_err_host(&host(&hv), &form.hvp(&v)) < 1e-12,
+        "{:?}",
+        host(&hv)
+    );
+    assert!(
+        rel_err_host(&host(&jv), &form.jvp(&v)) < 1e-12,
+        "{:?}",
+        host(&jv)
+    );
+    let hv_only = oracle.hvp(&t(&x), &t(&y), &t(&v), &Batch::Full).unwrap();
+    assert!(rel_err_host(&host(&hv_only), &form.hvp(&v)) < 1e-12);
+    let jv_only = oracle.jvp(&t(&x), &t(&y), &t(&v), &Batch::Full).unwrap();
+    assert!(rel_err_host(&host(&jv_only), &form.jvp(&v)) < 1e-12);
+    let c = oracle.counts();
+    assert_eq!((c.hvp, c.jvp, c.grad_g, c.grad_f), (2, 2, 0, 0));
+}
+
+#[test]
+fn finite_difference_products_match_closed_form() {
+    let p = instance(4, 5, 5, 10.0);
+    let form = p.closed_form().clone();
+    let mut rng = Rng::seed(5);
+    let (x, y, v) = (rng.normal_vec(5), rng.normal_vec(5), rng.normal_vec(5));
+    let mut oracle = Oracle::with_mode(&p, SecondOrder::FiniteDifference { eps: 1e-6 });
+    let (hv, jv) = oracle
+        .hvp_jvp(&t(&x), &t(&y), &t(&v), &Batch::Full)
+        .unwrap();
+    // g is quadratic: the central difference is exact up to round-off u/ε ≈ 1e-10.
+    assert!(rel_err_host(&host(&hv), &form.hvp(&v)) < 1e-7);
+    assert!(rel_err_host(&host(&jv), &form.jvp(&v)) < 1e-7);
+}
+
+#[test]
+fn stochastic_products_use_the_batch() {
+    let spec = LeastSquaresSpec {
+        inner_rows: 200,
+        outer_rows: 100,
+        ..Default::default()
+    };
+    let p = LeastSquaresBilevel::<TestBackend>::random(&spec, &dev()).unwrap();
+    let mut rng = Rng::seed(11);
+    let (x, y, v) = (rng.normal_vec(5), rng.normal_vec(5), rng.normal_vec(5));
+    let mut oracle = Oracle::new(&p);
+    // The full batch reproduces the closed form…
+    let (hv, jv) = oracle
+        .hvp_jvp(&t(&x), &t(&y), &t(&v), &Batch::Full)
+        .unwrap();
+    let form = p.closed_form();
+    assert!(rel_err_host(&host(&hv), &form.hvp(&v)) < 1e-12);
+    assert!(rel_err_host(&host(&jv), &form.jvp(&v)) < 1e-12);
+    // …a batch of every row twice gives the same mean…
+    let twice = Batch::Indices((0..200).chain(0..200).collect());
+    let hv2 = oracle.hvp(&t(&x), &t(&y), &t(&v), &twice).unwrap();
+    assert!(rel_err_host(&host(&hv2), &form.hvp(&v)) < 1e-12);
+    // …and a small batch differs from it.
+    let small = Batch::Indices(vec![0, 1, 2]);
+    let hv3 = oracle.hvp(&t(&x), &t(&y), &t(&v), &small).unwrap();
+    assert!(rel_err_host(&host(&hv3), &form.hvp(&v)) > 1e-3);
+    assert_eq!(oracle.counts().samples_g, 200 + 400 + 3);
+}
+
+#[test]
+fn shape_and_batch_errors_are_errors() {
+    let p = instance(5, 3, 4, 10.0);
+    let mut oracle = Oracle::new(&p);
+    let err = oracle
+        .grad_f(&t(&[0.0; 2]), &t(&[0.0; 4]), &Batch::Full)
+        .unwrap_err();
+    assert!(
+        matches!(err, BilevelError::ShapeMismatch { ref what, .. } if what == "x"),
+        "{err}"
+    );
+    let err = oracle
+        .hvp(&t(&[0.0; 3]), &t(&[0.0; 4]), &t(&[0.0; 5]), &Batch::Full)
+        .unwrap_err();
+    assert!(
+        matches!(err, BilevelError::ShapeMismatch { ref what, .. } if what == "v"),
+        "{err}"
+    );
+    let err = oracle
+        .grad_g_y(&t(&[0.0; 3]), &t(&[0.0; 4]), &Batch::Indices(vec![0]))
+        .unwrap_err();
+    assert!(
+        matches!(err, BilevelError::InvalidParameter { .. }),
+        "{err}"
+    );
+    let ls = LeastSquaresBilevel::<TestBackend>::random(
+        &LeastSquaresSpec {
+            inner_rows: 10,
+            outer_rows: 10,
+            ..Default::default()
+        },
+        &dev(),
+    )
+    .unwrap();
+    let mut oracle = Oracle::new(&ls);
+    let err = oracle
+        .grad_g_y(&t(&[0.0; 5]), &t(&[0.0; 5]), &Batch::Indices(vec![3, 10]))
+        .unwrap_err();
+    assert_eq!(err, BilevelError::BatchOutOfRange { index: 10, len: 10 });
+    let mut bad = Oracle::with_mode(&ls, SecondOrder::FiniteDifference { eps: 0.0 });
+    assert!(bad.validate().is_err());
+    assert!(bad
+        .hvp(&t(&[0.0; 5]), &t(&[0.0; 5]), &t(&[1.0; 5]), &Batch::Full)
+        .is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Exact HVP/JVP equal `Av` and `−Bᵀv` on random SPD instances of random shape and spectrum.
+    #[test]
+    fn exact_products_on_random_spd(
+        seed in 0u64..10_000,
+        x_dim in 1usize..7,
+        y_dim in 1usize..9,
+        log_kappa in 0.0f64..4.0,
+    ) {
+        let p = instance(seed, x_dim, y_dim, 10f64.powf(log_kappa));
+        let form = p.closed_form().clone();
+        let mut rng = Rng::seed(seed ^ 0xabcd);
+        let (x, y, v) = (rng.normal_vec(x_dim), rng.normal_vec(y_dim), rng.normal_vec(y_dim));
+        let mut oracle = Oracle::new(&p);
+        let (hv, jv) = oracle.hvp_jvp(&t(&x), &t(&y), &t(&v), &Batch::Full).unwrap();
+        prop_assert!(rel_err_host(&host(&hv), &form.hvp(&v)) < 1e-11);
+        prop_assert!(rel_err_host(&host(&jv), &form.jvp(&v)) < 1e-11);
+    }
+}
