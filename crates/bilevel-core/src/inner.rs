@@ -50,22 +50,34 @@ pub fn gradient_descent<B: AutodiffBackend, P: BilevelProblem<B>>(
     Ok(y)
 }
 
-/// Like [`gradient_descent`], also returning the iterates `y_0..y_{T−1}` that reverse-mode
-/// (ITD) differentiation needs.
+/// One recorded inner step: the iterate `y_t` and the batch its gradient used.
+#[derive(Clone, Debug)]
+pub struct InnerStep<B: AutodiffBackend> {
+    /// `y_t`, before the step.
+    pub y: Tensor<B, 1>,
+    /// `S_t`.
+    pub batch: Batch,
+}
+
+/// Like [`gradient_descent`], also returning the iterates `y_0..y_{T−1}` (with their batches)
+/// that reverse-mode (ITD) differentiation needs.
 pub fn gradient_descent_trajectory<B: AutodiffBackend, P: BilevelProblem<B>>(
     oracle: &mut Oracle<'_, B, P>,
     x: &Tensor<B, 1>,
     y0: Tensor<B, 1>,
     cfg: &InnerGd,
     mut batches: impl FnMut(usize) -> Batch,
-) -> Result<(Tensor<B, 1>, Vec<(Tensor<B, 1>, Batch)>)> {
+) -> Result<(Tensor<B, 1>, Vec<InnerStep<B>>)> {
     cfg.validate()?;
     let mut y = y0;
     let mut trajectory = Vec::with_capacity(cfg.steps);
     for t in 0..cfg.steps {
         let batch = batches(t);
         let grad = oracle.grad_g_y(x, &y, &batch)?;
-        trajectory.push((y.clone(), batch));
+        trajectory.push(InnerStep {
+            y: y.clone(),
+            batch,
+        });
         y = y.sub(grad.mul_scalar(cfg.step));
     }
     Ok((y, trajectory))

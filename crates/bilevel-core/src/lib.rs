@@ -31,3 +31,8 @@ pub use error::{BilevelError, Result};
 pub use lift::Lift;
 pub use problem::{Batch, BilevelProblem};
 pub use second_order::{Gradient, Oracle, OracleCounts, SecondOrder};
+
+/// The README's Rust snippets, compiled as doctests so the documentation cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -25,21 +25,16 @@ use crate::problem::{Batch, BilevelProblem};
 use crate::tensor::{check_len, norm};
 
 /// How second-order products are computed.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum SecondOrder {
     /// Exact products by nested autodiff (the default).
+    #[default]
     Exact,
     /// Central finite differences of gradients with step `eps` along `v/‖v‖`.
     FiniteDifference {
         /// Step length (1e-6 suits f64, 1e-3 suits f32).
         eps: f64,
     },
-}
-
-impl Default for SecondOrder {
-    fn default() -> Self {
-        SecondOrder::Exact
-    }
 }
 
 /// Oracle calls made so far. One gradient call yields both partial gradients of a loss.
