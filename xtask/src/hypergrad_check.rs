@@ -51,6 +51,7 @@ impl Options {
 
 /// One check: the worst relative error over instances against its tolerance.
 pub struct Row {
+    /// Check name, printed as `check=<name>`.
     pub name: &'static str,
     pub rel_err: f64,
     pub tol: f64,
@@ -77,10 +78,10 @@ impl std::fmt::Display for Row {
 
 /// Accumulates the worst error per named check, in first-seen order.
 #[derive(Default)]
-struct Worst(Vec<Row>);
+pub(crate) struct Worst(pub(crate) Vec<Row>);
 
 impl Worst {
-    fn record(&mut self, name: &'static str, tol: f64, err: f64) {
+    pub(crate) fn record(&mut self, name: &'static str, tol: f64, err: f64) {
         match self.0.iter_mut().find(|r| r.name == name) {
             Some(row) => {
                 row.rel_err = if err.is_nan() {
@@ -147,6 +148,8 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
     let x = rng.normal_vec(ls.x_dim());
     let err = implicit_hypergrad_error(&ls, ls.closed_form(), &x)?;
     worst.record("implicit_hypergrad_least_squares", TOL_EXACT, err);
+    crate::checks_implicit::run(opts, &mut worst)?;
+    crate::checks_stochastic::run(opts, &mut worst)?;
     Ok(worst.0)
 }
 

@@ -5,6 +5,8 @@
 //!   second-order products, linear solvers and the implicit hypergradient against closed forms
 //!   on random f64 quadratic instances; one line per check, non-zero exit if any fails.
 
+mod checks_implicit;
+mod checks_stochastic;
 mod hypergrad_check;
 
 use anyhow::{bail, Context, Result};

@@ -24,6 +24,8 @@ pub mod problem;
 pub mod problems;
 pub mod sampling;
 pub mod second_order;
+pub mod solver;
+pub mod state;
 pub mod tensor;
 
 pub use constraint::Constraint;
@@ -31,6 +33,8 @@ pub use error::{BilevelError, Result};
 pub use lift::Lift;
 pub use problem::{Batch, BilevelProblem};
 pub use second_order::{Gradient, Oracle, OracleCounts, SecondOrder};
+pub use solver::{HypergradientEstimator, OuterLoop, OuterOptimizer, Solver, StepSchedule};
+pub use state::{State, StateRecord};
 
 /// The README's Rust snippets, compiled as doctests so the documentation cannot rot.
 #[cfg(doctest)]

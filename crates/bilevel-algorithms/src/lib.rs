@@ -1,0 +1,13 @@
+//! # bilevel-algorithms
+//!
+//! One file per algorithm, each opening with its update rule and the paper it comes from
+//! (rules as restated in `shared/DESIGN.md` §4). Estimators implement
+//! [`bilevel_core::HypergradientEstimator`] and run inside [`bilevel_core::OuterLoop`];
+//! methods whose outer step is part of the method implement [`bilevel_core::Solver`] directly.
+
+pub mod aid;
+pub mod bsa;
+pub mod hoag;
+pub mod itd;
+pub mod stocbio;
+pub mod ttsa;
