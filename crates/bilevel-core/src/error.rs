@@ -41,6 +41,17 @@ pub enum BilevelError {
     /// A dense factorisation failed (matrix not SPD / singular).
     #[error("linear algebra failure: {0}")]
     LinearAlgebra(String),
+    /// Reading or writing a file (checkpoint, metrics) failed.
+    #[error("I/O error on {path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A checkpoint does not belong to this run (other solver or problem shape).
+    #[error("checkpoint mismatch: {0}")]
+    Checkpoint(String),
     /// Reading tensor data back from the device failed.
     #[error("backend error: {0}")]
     Backend(String),
@@ -50,6 +61,14 @@ pub enum BilevelError {
 pub type Result<T> = std::result::Result<T, BilevelError>;
 
 impl BilevelError {
+    /// An I/O error on `path`.
+    pub fn io(path: &std::path::Path, err: impl std::fmt::Display) -> Self {
+        Self::Io {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        }
+    }
+
     /// Shorthand for [`BilevelError::InvalidParameter`].
     pub fn invalid(name: &str, reason: impl Into<String>) -> Self {
         Self::InvalidParameter {

@@ -17,9 +17,11 @@
 pub mod constraint;
 pub mod dense;
 pub mod error;
+pub mod executor;
 pub mod inner;
 pub mod lift;
 pub mod linear;
+pub mod observers;
 pub mod problem;
 pub mod problems;
 pub mod sampling;
@@ -30,7 +32,11 @@ pub mod tensor;
 
 pub use constraint::Constraint;
 pub use error::{BilevelError, Result};
+pub use executor::{
+    Checkpoint, Checkpointing, Executor, ExecutorConfig, RunOutcome, TerminationReason,
+};
 pub use lift::Lift;
+pub use observers::{CsvWriter, IterRecord, Observe, ObserverMode, ProgressBar, Recorder};
 pub use problem::{Batch, BilevelProblem};
 pub use second_order::{Gradient, Oracle, OracleCounts, SecondOrder};
 pub use solver::{HypergradientEstimator, OuterLoop, OuterOptimizer, Solver, StepSchedule};

@@ -1,0 +1,335 @@
+//! The outer loop: runs a [`Solver`] from a [`State`] until a stopping rule fires, feeding
+//! observers and writing checkpoints (argmin's `Executor`).
+//!
+//! Stopping is data ([`TerminationReason`]), not an error. Divergence to NaN/Inf stops the run
+//! with [`TerminationReason::NonFinite`] and returns the last finite state; the last checkpoint
+//! written is of a finite state too.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::error::{BilevelError, Result};
+use crate::observers::{IterRecord, Observe, ObserverMode};
+use crate::problem::BilevelProblem;
+use crate::second_order::{Oracle, SecondOrder};
+use crate::solver::Solver;
+use crate::state::{State, StateRecord};
+use crate::tensor::{norm, scalar};
+
+/// Why a run stopped.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum TerminationReason {
+    /// `max_iters` outer iterations completed.
+    MaxItersReached,
+    /// `‖ĝ_k‖ ≤ hypergrad_tol`.
+    Converged,
+    /// The time budget ran out.
+    Timeout,
+    /// A NaN or infinity appeared (in what); the returned state is the last finite one.
+    NonFinite(String),
+    /// The interrupt flag was raised (Ctrl-C); a checkpoint was written if configured.
+    Interrupted,
+}
+
+impl std::fmt::Display for TerminationReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TerminationReason::MaxItersReached => write!(f, "maximum number of iterations reached"),
+            TerminationReason::Converged => {
+                write!(f, "converged (hypergradient norm below tolerance)")
+            }
+            TerminationReason::Timeout => write!(f, "time budget exhausted"),
+            TerminationReason::NonFinite(what) => write!(f, "diverged: non-finite value in {what}"),
+            TerminationReason::Interrupted => write!(f, "interrupted"),
+        }
+    }
+}
+
+/// Stopping rules and the second-order mode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecutorConfig {
+    /// Total outer iterations (counted from 0, including those before a resume).
+    pub max_iters: u64,
+    /// Wall-clock budget of this invocation.
+    pub time_budget: Option<Duration>,
+    /// Stop when `‖ĝ_k‖ ≤ tol`.
+    pub hypergrad_tol: Option<f64>,
+    /// How the oracle forms second-order products.
+    pub second_order: SecondOrder,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            max_iters: 100,
+            time_budget: None,
+            hypergrad_tol: None,
+            second_order: SecondOrder::Exact,
+        }
+    }
+}
+
+/// Where and how often to checkpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpointing {
+    /// File the checkpoint is written to (atomically: temp file, then rename).
+    pub path: PathBuf,
+    /// Write every `every` iterations (0: only at the end), and always at the end.
+    pub every: u64,
+}
+
+/// A checkpoint on disk.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// Name of the solver that wrote it.
+    pub solver: String,
+    /// Wall time spent before the checkpoint.
+    pub elapsed_s: f64,
+    /// The state.
+    pub state: StateRecord,
+}
+
+impl Checkpoint {
+    /// Reads a checkpoint file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| BilevelError::io(path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| BilevelError::Checkpoint(format!("{}: {e}", path.display())))
+    }
+
+    /// Writes atomically (a crash leaves the previous checkpoint intact).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text =
+            serde_json::to_string(self).map_err(|e| BilevelError::Checkpoint(e.to_string()))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| BilevelError::io(dir, e))?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text).map_err(|e| BilevelError::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| BilevelError::io(path, e))
+    }
+}
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct RunOutcome<B: AutodiffBackend> {
+    /// The final (finite) state.
+    pub state: State<B>,
+    /// Why the run stopped.
+    pub termination: TerminationReason,
+    /// Wall time including time before a resume.
+    pub elapsed_s: f64,
+}
+
+type Metric<'a, B> = (String, Box<dyn FnMut(&State<B>) -> f64 + 'a>);
+
+/// Runs a solver on a problem.
+pub struct Executor<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> {
+    problem: &'a P,
+    solver: S,
+    config: ExecutorConfig,
+    observers: Vec<(Box<dyn Observe<B> + 'a>, ObserverMode)>,
+    metrics: Vec<Metric<'a, B>>,
+    checkpointing: Option<Checkpointing>,
+    interrupt: Option<Arc<AtomicBool>>,
+}
+
+impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B, P, S> {
+    /// An executor with default settings.
+    pub fn new(problem: &'a P, solver: S) -> Self {
+        Self {
+            problem,
+            solver,
+            config: ExecutorConfig::default(),
+            observers: Vec::new(),
+            metrics: Vec::new(),
+            checkpointing: None,
+            interrupt: None,
+        }
+    }
+
+    /// Adjusts the configuration.
+    pub fn configure(mut self, f: impl FnOnce(ExecutorConfig) -> ExecutorConfig) -> Self {
+        self.config = f(self.config);
+        self
+    }
+
+    /// Adds an observer.
+    pub fn add_observer(mut self, observer: impl Observe<B> + 'a, mode: ObserverMode) -> Self {
+        self.observers.push((Box::new(observer), mode));
+        self
+    }
+
+    /// Adds a named metric computed from the state after each iteration (e.g. test accuracy, or
+    /// the exact `‖∇Φ‖` of a closed-form problem); it appears in every [`IterRecord`]. Metrics
+    /// must not call the problem's oracle: they are not counted.
+    pub fn add_metric(mut self, name: &str, metric: impl FnMut(&State<B>) -> f64 + 'a) -> Self {
+        self.metrics.push((name.to_string(), Box::new(metric)));
+        self
+    }
+
+    /// Writes checkpoints.
+    pub fn checkpointing(mut self, c: Checkpointing) -> Self {
+        self.checkpointing = Some(c);
+        self
+    }
+
+    /// Stops cleanly (with a checkpoint) when `flag` becomes true, e.g. from a Ctrl-C handler.
+    pub fn interrupt_flag(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.interrupt = Some(flag);
+        self
+    }
+
+    /// Continues from a checkpoint written by the same solver on the same problem.
+    pub fn resume(self, checkpoint: &Checkpoint) -> Result<RunOutcome<B>> {
+        let name = self.solver.name();
+        if checkpoint.solver != name {
+            return Err(BilevelError::Checkpoint(format!(
+                "written by solver `{}`, but this run uses `{name}`",
+                checkpoint.solver
+            )));
+        }
+        checkpoint
+            .state
+            .check_dims(self.problem.x_dim(), self.problem.y_dim())?;
+        let state = State::from_record(&checkpoint.state, &self.problem.device());
+        self.run_inner(state, true, checkpoint.elapsed_s)
+    }
+
+    /// Runs from a fresh state (the solver's `init` is called first).
+    pub fn run(self, state: State<B>) -> Result<RunOutcome<B>> {
+        self.run_inner(state, false, 0.0)
+    }
+
+    fn run_inner(
+        mut self,
+        state: State<B>,
+        resumed: bool,
+        elapsed_before: f64,
+    ) -> Result<RunOutcome<B>> {
+        self.solver.validate()?;
+        crate::tensor::check_len("x0", &state.x, self.problem.x_dim())?;
+        crate::tensor::check_len("y0", &state.y, self.problem.y_dim())?;
+        let mut oracle = Oracle::with_mode(self.problem, self.config.second_order);
+        oracle.validate()?;
+        oracle.set_counts(state.counts);
+        let name = self.solver.name();
+        let start = Instant::now();
+        let elapsed = |start: &Instant| elapsed_before + start.elapsed().as_secs_f64();
+
+        let mut state = if resumed {
+            state
+        } else {
+            self.solver.init(&mut oracle, state)?
+        };
+        for (obs, _) in &mut self.observers {
+            obs.observe_start(&name, &state)?;
+        }
+        let termination = loop {
+            if state.iter >= self.config.max_iters {
+                break TerminationReason::MaxItersReached;
+            }
+            if let Some(flag) = &self.interrupt {
+                if flag.load(Ordering::SeqCst) {
+                    break TerminationReason::Interrupted;
+                }
+            }
+            let next = match self.solver.next_iter(&mut oracle, state.clone()) {
+                Ok(next) => next,
+                Err(BilevelError::NonFinite { what }) => break TerminationReason::NonFinite(what),
+                Err(e) => return Err(e),
+            };
+            let mut next = next;
+            next.counts = oracle.counts();
+            let grad_norm = next.hypergradient.as_ref().map(norm);
+            let x_norm = norm(&next.x);
+            if !x_norm.is_finite() {
+                break TerminationReason::NonFinite("x".into());
+            }
+            if grad_norm.is_some_and(|g| !g.is_finite()) {
+                break TerminationReason::NonFinite("hypergradient".into());
+            }
+            if next.outer_loss.is_some_and(|l| !l.is_finite()) {
+                break TerminationReason::NonFinite("outer loss".into());
+            }
+            state = next;
+            let wanted: Vec<bool> = self
+                .observers
+                .iter()
+                .map(|(_, m)| m.wants(state.iter))
+                .collect();
+            if wanted.iter().any(|w| *w) {
+                let record = IterRecord {
+                    iter: state.iter,
+                    wall_time_s: elapsed(&start),
+                    outer_loss: state.outer_loss,
+                    hypergrad_norm: grad_norm,
+                    counts: state.counts,
+                    metrics: self
+                        .metrics
+                        .iter_mut()
+                        .map(|(n, m)| (n.clone(), m(&state)))
+                        .collect(),
+                };
+                for ((obs, _), want) in self.observers.iter_mut().zip(wanted) {
+                    if want {
+                        obs.observe_iter(&state, &record)?;
+                    }
+                }
+            }
+            if let Some(c) = &self.checkpointing {
+                if c.every > 0 && state.iter % c.every == 0 {
+                    Self::write_checkpoint(c, &name, &state, elapsed(&start))?;
+                }
+            }
+            if let (Some(tol), Some(g)) = (self.config.hypergrad_tol, grad_norm) {
+                if g <= tol {
+                    break TerminationReason::Converged;
+                }
+            }
+            if let Some(budget) = self.config.time_budget {
+                if start.elapsed() >= budget {
+                    break TerminationReason::Timeout;
+                }
+            }
+        };
+        if let Some(c) = &self.checkpointing {
+            Self::write_checkpoint(c, &name, &state, elapsed(&start))?;
+        }
+        for (obs, _) in &mut self.observers {
+            obs.observe_end(&state, &termination)?;
+        }
+        Ok(RunOutcome {
+            state,
+            termination,
+            elapsed_s: elapsed(&start),
+        })
+    }
+
+    fn write_checkpoint(
+        c: &Checkpointing,
+        solver: &str,
+        state: &State<B>,
+        elapsed_s: f64,
+    ) -> Result<()> {
+        Checkpoint {
+            solver: solver.to_string(),
+            elapsed_s,
+            state: state.to_record()?,
+        }
+        .save(&c.path)
+    }
+}
+
+/// Reads `f(x, y)` of the state's last evaluation, or evaluates it (uncounted) — for metrics.
+pub fn outer_value<B: AutodiffBackend, P: BilevelProblem<B>>(problem: &P, state: &State<B>) -> f64 {
+    scalar(problem.outer_loss::<B>(
+        state.x.clone(),
+        state.y.clone(),
+        &crate::problem::Batch::Full,
+    ))
+}

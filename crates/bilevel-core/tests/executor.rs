@@ -1,0 +1,212 @@
+//! Executor: stopping rules, observers, CSV, divergence, and bit-identical resume.
+
+mod common;
+
+use bilevel_core::problems::{QuadraticBilevel, QuadraticSpec};
+use bilevel_core::{Batch, BilevelProblem};
+use bilevel_core::{
+    Checkpoint, Checkpointing, CsvWriter, Executor, ObserverMode, Oracle, OuterOptimizer, Recorder,
+    Result, Solver, State, TerminationReason,
+};
+use burn::tensor::Tensor;
+use common::{dev, host, t, TestBackend};
+
+type B = TestBackend;
+
+/// Toy solver: `x ← Adam(x, ∇Φ(x) + σ ξ)` with the exact hypergradient and `ξ ~ N(0, I)` drawn
+/// from the state's RNG, so that resume must restore the RNG and Adam's moments to be exact.
+#[derive(Clone)]
+struct NoisyExact {
+    problem: QuadraticBilevel<B>,
+    noise: f64,
+    optimizer: OuterOptimizer,
+}
+
+impl Solver<B> for NoisyExact {
+    fn name(&self) -> String {
+        "noisy-exact".into()
+    }
+    fn next_iter<P: BilevelProblem<B>>(
+        &mut self,
+        oracle: &mut Oracle<'_, B, P>,
+        mut state: State<B>,
+    ) -> Result<State<B>> {
+        let x = host(&state.x);
+        let y = self.problem.closed_form().y_star(&x)?;
+        state.y = t(&y);
+        let loss = oracle.grad_f(&state.x, &state.y, &Batch::Full)?.value;
+        state.outer_loss = Some(bilevel_core::tensor::scalar(loss));
+        let exact = self.problem.closed_form().hypergradient(&x)?;
+        let xi = state.rng.normal_vec(x.len());
+        let g: Vec<f64> = exact
+            .iter()
+            .zip(&xi)
+            .map(|(g, e)| g + self.noise * e)
+            .collect();
+        let g = t(&g);
+        bilevel_core::tensor::check_finite("hypergradient", &g)?;
+        state.x = self.optimizer.step(&mut state, g.clone());
+        state.hypergradient = Some(g);
+        state.iter += 1;
+        Ok(state)
+    }
+}
+
+fn setup(noise: f64, lr: f64) -> (QuadraticBilevel<B>, NoisyExact, State<B>) {
+    let p = QuadraticBilevel::<B>::random(
+        &QuadraticSpec {
+            seed: 9,
+            ..Default::default()
+        },
+        &dev(),
+    )
+    .unwrap();
+    let solver = NoisyExact {
+        problem: p.clone(),
+        noise,
+        optimizer: OuterOptimizer::adam(lr),
+    };
+    let state = State::new(t(&[0.5; 5]), t(&[0.0; 8]), 123);
+    (p, solver, state)
+}
+
+fn bits(x: &Tensor<B, 1>) -> Vec<u64> {
+    host(x).iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn resume_from_checkpoint_is_bit_identical() {
+    let dir = std::env::temp_dir().join(format!("bilevel-exec-{}", std::process::id()));
+    let (p, solver, state) = setup(0.3, 0.05);
+    let full = Executor::new(&p, solver.clone())
+        .configure(|c| bilevel_core::ExecutorConfig { max_iters: 40, ..c })
+        .run(state.clone())
+        .unwrap();
+    assert_eq!(full.termination, TerminationReason::MaxItersReached);
+
+    // "Kill" after 17 iterations (the checkpoint every 5 holds iteration 15 and the final write 17).
+    let path = dir.join("ckpt.json");
+    let part = Executor::new(&p, solver.clone())
+        .configure(|c| bilevel_core::ExecutorConfig { max_iters: 17, ..c })
+        .checkpointing(Checkpointing {
+            path: path.clone(),
+            every: 5,
+        })
+        .run(state)
+        .unwrap();
+    assert_eq!(part.state.iter, 17);
+    let ckpt = Checkpoint::load(&path).unwrap();
+    assert_eq!(ckpt.state.iter, 17);
+    let resumed = Executor::new(&p, solver.clone())
+        .configure(|c| bilevel_core::ExecutorConfig { max_iters: 40, ..c })
+        .resume(&ckpt)
+        .unwrap();
+    assert_eq!(resumed.state.iter, 40);
+    assert_eq!(bits(&resumed.state.x), bits(&full.state.x));
+    assert_eq!(resumed.state.counts, full.state.counts);
+
+    // A checkpoint from another solver or of another shape is refused.
+    let mut other = ckpt.clone();
+    other.solver = "aid-cg".into();
+    let err = Executor::new(&p, solver.clone())
+        .resume(&other)
+        .unwrap_err();
+    assert!(
+        matches!(err, bilevel_core::BilevelError::Checkpoint(_)),
+        "{err}"
+    );
+    let mut short = ckpt;
+    short.state.x.pop();
+    let err = Executor::new(&p, solver).resume(&short).unwrap_err();
+    assert!(
+        matches!(err, bilevel_core::BilevelError::ShapeMismatch { .. }),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn converges_records_and_writes_csv() {
+    let dir = std::env::temp_dir().join(format!("bilevel-csv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("metrics.csv");
+    let (p, solver, state) = setup(0.0, 0.1);
+    let recorder = Recorder::new();
+    let form = p.closed_form().clone();
+    let out = Executor::new(&p, solver)
+        .configure(|c| bilevel_core::ExecutorConfig {
+            max_iters: 5000,
+            hypergrad_tol: Some(1e-8),
+            ..c
+        })
+        .add_observer(recorder.clone(), ObserverMode::Always)
+        .add_observer(CsvWriter::new(&csv), ObserverMode::Every(10))
+        .add_metric("phi", |s| form.phi(&host(&s.x)).unwrap())
+        .run(state)
+        .unwrap();
+    assert_eq!(out.termination, TerminationReason::Converged);
+    let x = host(&out.state.x);
+    let err = bilevel_core::tensor::rel_err_host(&x, &p.closed_form().x_star().unwrap());
+    assert!(err < 1e-6, "x error {err}");
+    let records = recorder.records();
+    assert_eq!(records.len() as u64, out.state.iter);
+    assert_eq!(records.last().unwrap().counts.grad_f, out.state.iter);
+    // Φ decreases overall and the metric is the closed-form value.
+    let phi_star = p
+        .closed_form()
+        .phi(&p.closed_form().x_star().unwrap())
+        .unwrap();
+    assert!((records.last().unwrap().metrics[0].1 - phi_star).abs() < 1e-8);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("iter,wall_time_s,outer_loss,hypergrad_norm,")
+            && lines[0].ends_with(",phi")
+    );
+    assert_eq!(lines.len() as u64, 1 + out.state.iter / 10);
+    assert!(lines[1].starts_with("10,"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn divergence_stops_with_the_last_finite_state() {
+    let (p, mut solver, state) = setup(0.0, 1.0);
+    solver.optimizer = OuterOptimizer::sgd(1e150);
+    let dir = std::env::temp_dir().join(format!("bilevel-nan-{}", std::process::id()));
+    let path = dir.join("ckpt.json");
+    let out = Executor::new(&p, solver)
+        .configure(|c| bilevel_core::ExecutorConfig { max_iters: 50, ..c })
+        .checkpointing(Checkpointing {
+            path: path.clone(),
+            every: 1,
+        })
+        .run(state)
+        .unwrap();
+    assert!(
+        matches!(out.termination, TerminationReason::NonFinite(_)),
+        "{:?}",
+        out.termination
+    );
+    assert!(out.state.iter < 50);
+    assert!(host(&out.state.x).iter().all(|v| v.is_finite()));
+    let ckpt = Checkpoint::load(&path).unwrap();
+    assert!(ckpt.state.x.iter().all(|v| v.is_finite()));
+    assert_eq!(ckpt.state.iter, out.state.iter);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let (p, solver, _) = setup(0.0, 0.1);
+    let err = Executor::new(&p, solver.clone())
+        .run(State::new(t(&[0.0; 4]), t(&[0.0; 8]), 0))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        bilevel_core::BilevelError::ShapeMismatch { .. }
+    ));
+    let mut bad = solver;
+    bad.optimizer = OuterOptimizer::sgd(-1.0);
+    assert!(bad.optimizer.validate().is_err());
+    assert!(Checkpoint::load(std::path::Path::new("/nonexistent/ckpt.json")).is_err());
+}
