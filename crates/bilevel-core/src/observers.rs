@@ -115,7 +115,7 @@ impl CsvWriter {
         let opt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
         let c = &record.counts;
         let mut row = format!(
-            "{},{:.6},{},{},{},{},{},{},{},{},{},{}",
+            "{},{:.6},{},{},{},{},{},{},{},{},{},{},{},{}",
             record.iter,
             record.wall_time_s,
             opt(record.outer_loss),
@@ -126,6 +126,8 @@ impl CsvWriter {
             c.grad_g,
             c.hvp,
             c.jvp,
+            c.map_values,
+            c.map_vjps,
             c.samples_f,
             c.samples_g
         );
@@ -137,7 +139,7 @@ impl CsvWriter {
 
     fn header(record: &IterRecord) -> String {
         let mut h = String::from(
-            "iter,wall_time_s,outer_loss,hypergrad_norm,f_values,g_values,grad_f,grad_g,hvp,jvp,samples_f,samples_g",
+            "iter,wall_time_s,outer_loss,hypergrad_norm,f_values,g_values,grad_f,grad_g,hvp,jvp,map_values,map_vjps,samples_f,samples_g",
         );
         for (name, _) in &record.metrics {
             h.push(',');

@@ -102,6 +102,18 @@ pub trait BilevelProblem<B: Backend> {
         y: Tensor<C, 1>,
         batch: &Batch,
     ) -> Tensor<C, 1>;
+    /// The lower level as a contraction `y*(x) = Ψ(y*(x), x)` (paper 002), if the problem is
+    /// posed that way; `None` (the default) means the lower level is `argmin_y g`, and
+    /// fixed-point methods use `Ψ = y − γ∇_y g` instead.
+    fn contraction_map<C: Lift<B>>(
+        &self,
+        _x: Tensor<C, 1>,
+        _y: Tensor<C, 1>,
+        _batch: &Batch,
+    ) -> Option<Tensor<C, 1>> {
+        None
+    }
+
     /// The closed convex set `x` is constrained to (projected onto by projected methods).
     fn upper_constraint(&self) -> Constraint {
         Constraint::Unconstrained

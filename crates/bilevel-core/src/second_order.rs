@@ -52,6 +52,10 @@ pub struct OracleCounts {
     pub hvp: u64,
     /// Mixed Jacobian-vector products `∇_x∇_y g · v`.
     pub jvp: u64,
+    /// Evaluations of a contraction map `Ψ(y, x)` (problems posed as fixed points).
+    pub map_values: u64,
+    /// Vector-Jacobian products `(∂_yΨᵀv, ∂_xΨᵀv)` of a contraction map (one backward each).
+    pub map_vjps: u64,
     /// Samples drawn by evaluations of `f` (0 for a deterministic `f`).
     pub samples_f: u64,
     /// Samples drawn by evaluations of `g` (0 for a deterministic `g`).
@@ -68,6 +72,8 @@ impl std::ops::Sub for OracleCounts {
             grad_g: self.grad_g - o.grad_g,
             hvp: self.hvp - o.hvp,
             jvp: self.jvp - o.jvp,
+            map_values: self.map_values - o.map_values,
+            map_vjps: self.map_vjps - o.map_vjps,
             samples_f: self.samples_f - o.samples_f,
             samples_g: self.samples_g - o.samples_g,
         }
@@ -302,6 +308,46 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         self.products(x, y, v, batch, true)
     }
 
+    /// `Ψ(y, x; batch)` of a problem posed as a contraction (error if it is not).
+    pub fn map_value(
+        &mut self,
+        x: &Tensor<B, 1>,
+        y: &Tensor<B, 1>,
+        batch: &Batch,
+    ) -> Result<Tensor<B, 1>> {
+        self.check_xy(x, y)?;
+        self.check_inner_batch(batch)?;
+        self.counts.map_values += 1;
+        let value = self
+            .problem
+            .contraction_map::<B>(x.clone().detach(), y.clone().detach(), batch)
+            .ok_or_else(no_map)?;
+        check_len("Ψ(y, x)", &value, self.problem.y_dim())?;
+        Ok(value.detach())
+    }
+
+    /// `(∂_yΨ(y, x)ᵀ v, ∂_xΨ(y, x)ᵀ v)` from one backward of `⟨Ψ(y, x; batch), v⟩`.
+    pub fn map_vjp(
+        &mut self,
+        x: &Tensor<B, 1>,
+        y: &Tensor<B, 1>,
+        v: &Tensor<B, 1>,
+        batch: &Batch,
+    ) -> Result<(Tensor<B, 1>, Tensor<B, 1>)> {
+        self.check_xy(x, y)?;
+        check_len("v", v, self.problem.y_dim())?;
+        self.check_inner_batch(batch)?;
+        self.counts.map_vjps += 1;
+        let (xr, yr) = leaves(x, y, true);
+        let value = self
+            .problem
+            .contraction_map::<B>(xr.clone(), yr.clone(), batch)
+            .ok_or_else(no_map)?;
+        check_len("Ψ(y, x)", &value, self.problem.y_dim())?;
+        let g = gradient_of(value.mul(v.clone().detach()).sum(), &xr, &yr);
+        Ok((g.y, g.x))
+    }
+
     fn products(
         &self,
         x: &Tensor<B, 1>,
@@ -320,6 +366,13 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
             }
         }
     }
+}
+
+fn no_map() -> BilevelError {
+    BilevelError::invalid(
+        "lower_level",
+        "this problem has no contraction map Ψ(y, x); use the minimisation form Ψ = y − γ∇_y g",
+    )
 }
 
 /// Fresh leaves for one backward: `y` always tracked, `x` when asked.

@@ -181,3 +181,95 @@ proptest! {
         prop_assert!(rel_err_host(&host(&jv), &form.jvp(&v)) < 1e-11);
     }
 }
+
+/// `Ψ(y, x) = tanh(A y + B x)` (elementwise), posed as a contraction problem.
+struct TanhMap {
+    a: burn::tensor::Tensor<TestBackend, 2>,
+    b: burn::tensor::Tensor<TestBackend, 2>,
+}
+
+impl bilevel_core::BilevelProblem<TestBackend> for TanhMap {
+    fn x_dim(&self) -> usize {
+        2
+    }
+    fn y_dim(&self) -> usize {
+        3
+    }
+    fn device(&self) -> burn::tensor::Device<TestBackend> {
+        dev()
+    }
+    fn inner_loss<C: bilevel_core::Lift<TestBackend>>(
+        &self,
+        _x: burn::tensor::Tensor<C, 1>,
+        y: burn::tensor::Tensor<C, 1>,
+        _: &Batch,
+    ) -> burn::tensor::Tensor<C, 1> {
+        y.powi_scalar(2).sum()
+    }
+    fn outer_loss<C: bilevel_core::Lift<TestBackend>>(
+        &self,
+        _x: burn::tensor::Tensor<C, 1>,
+        y: burn::tensor::Tensor<C, 1>,
+        _: &Batch,
+    ) -> burn::tensor::Tensor<C, 1> {
+        y.sum()
+    }
+    fn contraction_map<C: bilevel_core::Lift<TestBackend>>(
+        &self,
+        x: burn::tensor::Tensor<C, 1>,
+        y: burn::tensor::Tensor<C, 1>,
+        _: &Batch,
+    ) -> Option<burn::tensor::Tensor<C, 1>> {
+        use bilevel_core::tensor::matvec;
+        Some(burn::tensor::activation::tanh(
+            matvec(C::lift(self.a.clone()), y).add(matvec(C::lift(self.b.clone()), x)),
+        ))
+    }
+}
+
+#[test]
+fn contraction_map_vjp_matches_closed_form() {
+    let (a, b) = (
+        vec![0.2, -0.1, 0.3, 0.0, 0.4, -0.2, 0.1, 0.1, 0.25],
+        vec![1.0, -0.5, 0.3, 0.8, -0.7, 0.2],
+    );
+    let p = TanhMap {
+        a: bilevel_core::tensor::matrix(&a, 3, 3, &dev()).unwrap(),
+        b: bilevel_core::tensor::matrix(&b, 3, 2, &dev()).unwrap(),
+    };
+    let (x, y, v) = ([0.3, -0.2], [0.1, 0.5, -0.4], [1.0, -2.0, 0.5]);
+    // Closed form: Ψ = tanh(z), z = Ay + Bx; ∂_yΨᵀv = Aᵀ(s ⊙ v), ∂_xΨᵀv = Bᵀ(s ⊙ v), s = 1 − tanh²z.
+    let z: Vec<f64> = (0..3)
+        .map(|i| {
+            (0..3).map(|j| a[i * 3 + j] * y[j]).sum::<f64>()
+                + (0..2).map(|j| b[i * 2 + j] * x[j]).sum::<f64>()
+        })
+        .collect();
+    let sv: Vec<f64> = (0..3).map(|i| (1.0 - z[i].tanh().powi(2)) * v[i]).collect();
+    let want_y: Vec<f64> = (0..3)
+        .map(|j| (0..3).map(|i| a[i * 3 + j] * sv[i]).sum())
+        .collect();
+    let want_x: Vec<f64> = (0..2)
+        .map(|j| (0..3).map(|i| b[i * 2 + j] * sv[i]).sum())
+        .collect();
+    let mut oracle = Oracle::new(&p);
+    let value = oracle.map_value(&t(&x), &t(&y), &Batch::Full).unwrap();
+    let want_value: Vec<f64> = z.iter().map(|v| v.tanh()).collect();
+    assert!(rel_err_host(&host(&value), &want_value) < 1e-14);
+    let (vy, vx) = oracle
+        .map_vjp(&t(&x), &t(&y), &t(&v), &Batch::Full)
+        .unwrap();
+    assert!(rel_err_host(&host(&vy), &want_y) < 1e-14);
+    assert!(rel_err_host(&host(&vx), &want_x) < 1e-14);
+    let c = oracle.counts();
+    assert_eq!((c.map_values, c.map_vjps), (1, 1));
+    // A problem without a map says so.
+    let q = instance(1, 2, 3, 10.0);
+    let err = Oracle::new(&q)
+        .map_value(&t(&[0.0; 2]), &t(&[0.0; 3]), &Batch::Full)
+        .unwrap_err();
+    assert!(
+        matches!(err, BilevelError::InvalidParameter { .. }),
+        "{err}"
+    );
+}
