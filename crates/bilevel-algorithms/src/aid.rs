@@ -1,1 +1,278 @@
-//! (in progress)
+//! AID-BiO: approximate implicit differentiation (paper 004, Ji–Yang–Liang, Alg. 1 "AID";
+//! AID-FP and AID-CG as in Grazzi et al. 2020; increasing inner steps as in Ghadimi–Wang 2018).
+//!
+//! At outer iteration `k`, with `α` = [`AidConfig::inner_step`]:
+//!
+//! 1. **Inner loop** (`T_k` steps of GD on `g(x_k, ·)`):
+//!    `y ← y − α ∇_y g(x_k, y)`, from `y_k^0 = y_{k−1}^T` (warm start, the paper's choice) or from
+//!    `0` ([`AidConfig::warm_start_inner`] off). `T_k = T` ([`InnerSteps::Constant`],
+//!    "AID-BiO-constant") or `T_k = ⌈c (k+1)^{1/4}⌉` ([`InnerSteps::Increasing`],
+//!    "AID-BiO-increasing", the schedule of Ghadimi–Wang's analysis; computed in `f64`).
+//! 2. **Linear system** `H v = ∇_y f(x_k, y_k^T)`, `H = ∇²_yy g(x_k, y_k^T)`, by
+//!    - [`LinearSolver::ConjugateGradient`]: `N` CG steps (the paper's rule), optionally stopping
+//!      once `‖∇_y f − H v‖ ≤ tol · ‖∇_y f‖`, or
+//!    - [`LinearSolver::FixedPoint`] (AID-FP): `N` steps of `v ← v − η (H v − ∇_y f)`,
+//!
+//!    from `v_k^0 = v_{k−1}^N` (warm start, [`AidConfig::warm_start_linear`]) or from `0`.
+//! 3. **Hypergradient** `ĝ_k = ∇_x f(x_k, y_k^T) − ∇_x∇_y g(x_k, y_k^T) · v_k^N`.
+//!
+//! `y_k^T` and `v_k^N` are stored in [`State::y`] and [`State::v`] (whether or not the next
+//! iteration warm-starts from them), and `f(x_k, y_k^T)` in [`State::outer_loss`]. The outer step
+//! `x_{k+1} = x_k − β ĝ_k` is [`bilevel_core::OuterLoop`]'s.
+//!
+//! # Oracle calls per iteration (every call uses [`Batch::Full`]: full-batch on data problems)
+//!
+//! - `grad_g`: `T_k`;
+//! - `grad_f`: 1;
+//! - `hvp`: CG `N`, **plus 1** when it warm-starts from a nonzero `v` (the initial residual
+//!   `∇_y f − H v₀` costs one product; from `v₀ = 0` it is free, so a zero `v` is not passed as a
+//!   warm start); fixed point `N` from any `v₀`;
+//! - `jvp`: 1;
+//!
+//! and no bare function values. CG makes fewer products only when it stops early (a tolerance was
+//! set and met, an exactly zero residual, or non-positive curvature `pᵀHp`).
+
+use bilevel_core::inner::{gradient_descent, InnerGd};
+use bilevel_core::linear::{conjugate_gradient, fixed_point, CgConfig, FixedPointConfig};
+use bilevel_core::tensor::{norm, scalar};
+use bilevel_core::{
+    Batch, BilevelError, BilevelProblem, HypergradientEstimator, Oracle, Result, State,
+};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
+
+/// Number of inner gradient steps `T_k` at outer iteration `k`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum InnerSteps {
+    /// `T_k = T` (AID-BiO-constant, paper 004).
+    Constant {
+        /// `T ≥ 1`.
+        steps: usize,
+    },
+    /// `T_k = ⌈c (k+1)^{1/4}⌉` (AID-BiO-increasing, Ghadimi–Wang 2018).
+    Increasing {
+        /// `c > 0`.
+        scale: f64,
+    },
+}
+
+impl InnerSteps {
+    /// `T_k` for the 0-based outer iteration `k`.
+    pub fn at(&self, k: u64) -> usize {
+        match *self {
+            InnerSteps::Constant { steps } => steps,
+            InnerSteps::Increasing { scale } => {
+                (scale * (k as f64 + 1.0).powf(0.25)).ceil().max(1.0) as usize
+            }
+        }
+    }
+
+    /// Checks `T ≥ 1`, or `c > 0` and finite.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            InnerSteps::Constant { steps: 0 } => Err(BilevelError::invalid(
+                "inner_steps",
+                "must be ≥ 1 (with no inner step y never moves)",
+            )),
+            InnerSteps::Increasing { scale } if !(scale > 0.0 && scale.is_finite()) => {
+                Err(BilevelError::invalid(
+                    "inner_steps.scale",
+                    format!("must be > 0 and finite, got {scale}"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How AID solves `∇²_yy g · v = ∇_y f`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum LinearSolver {
+    /// Conjugate gradient (AID-CG, the rule of paper 004 Alg. 1).
+    ConjugateGradient {
+        /// Number of CG updates `N ≥ 1` (one Hessian-vector product each).
+        steps: usize,
+        /// Stop early when `‖∇_y f − H v‖ ≤ tol · ‖∇_y f‖`; `0` runs all `N` steps.
+        tol: f64,
+    },
+    /// Fixed point `v ← v − η (H v − ∇_y f)` (AID-FP); contracts for `0 < η < 2/λ_max(H)`.
+    FixedPoint {
+        /// Step `η > 0`.
+        step: f64,
+        /// Number of updates `N ≥ 1` (one Hessian-vector product each).
+        steps: usize,
+    },
+}
+
+impl LinearSolver {
+    /// `N`, the number of updates.
+    pub fn steps(&self) -> usize {
+        match *self {
+            LinearSolver::ConjugateGradient { steps, .. }
+            | LinearSolver::FixedPoint { steps, .. } => steps,
+        }
+    }
+
+    /// Checks `N ≥ 1`, `tol ≥ 0`, `η > 0`.
+    pub fn validate(&self) -> Result<()> {
+        if self.steps() == 0 {
+            return Err(BilevelError::invalid(
+                "linear_solver.steps",
+                "must be ≥ 1 (with no update v is never solved for)",
+            ));
+        }
+        match *self {
+            LinearSolver::ConjugateGradient { tol, .. } if !(tol >= 0.0 && tol.is_finite()) => {
+                Err(BilevelError::invalid(
+                    "linear_solver.tol",
+                    format!("must be ≥ 0 and finite, got {tol}"),
+                ))
+            }
+            LinearSolver::FixedPoint { step, .. } if !(step > 0.0 && step.is_finite()) => {
+                Err(BilevelError::invalid(
+                    "linear_solver.step",
+                    format!("must be > 0 and finite, got {step}"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Settings of [`Aid`].
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AidConfig {
+    /// Inner GD step `α > 0` (contracts for `α < 2/L_g`).
+    pub inner_step: f64,
+    /// Inner steps `T_k`.
+    pub inner_steps: InnerSteps,
+    /// Start the inner loop from the previous `y_k^T` (paper 004) instead of `0`.
+    pub warm_start_inner: bool,
+    /// Solver of `H v = ∇_y f` and its `N`.
+    pub linear_solver: LinearSolver,
+    /// Start the linear solver from the previous `v_k^N` (paper 004) instead of `0`.
+    pub warm_start_linear: bool,
+}
+
+impl Default for AidConfig {
+    /// Paper 004's AID-BiO-constant with warm starts: `α = 0.1`, `T = 10`, `N = 10` CG steps.
+    fn default() -> Self {
+        Self {
+            inner_step: 0.1,
+            inner_steps: InnerSteps::Constant { steps: 10 },
+            warm_start_inner: true,
+            linear_solver: LinearSolver::ConjugateGradient {
+                steps: 10,
+                tol: 0.0,
+            },
+            warm_start_linear: true,
+        }
+    }
+}
+
+impl AidConfig {
+    /// Checks every field; errors are [`BilevelError::InvalidParameter`].
+    pub fn validate(&self) -> Result<()> {
+        if !(self.inner_step > 0.0 && self.inner_step.is_finite()) {
+            return Err(BilevelError::invalid(
+                "inner_step",
+                format!("must be > 0 and finite, got {}", self.inner_step),
+            ));
+        }
+        self.inner_steps.validate()?;
+        self.linear_solver.validate()
+    }
+}
+
+/// The AID-BiO hypergradient estimator (see the module documentation for the rule and its
+/// oracle counts).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Aid {
+    config: AidConfig,
+}
+
+impl Aid {
+    /// An estimator with a validated configuration.
+    pub fn new(config: AidConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self { config })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AidConfig {
+        &self.config
+    }
+}
+
+impl<B: AutodiffBackend> HypergradientEstimator<B> for Aid {
+    fn name(&self) -> String {
+        let solver = match self.config.linear_solver {
+            LinearSolver::ConjugateGradient { .. } => "aid-cg",
+            LinearSolver::FixedPoint { .. } => "aid-fp",
+        };
+        match self.config.inner_steps {
+            InnerSteps::Constant { .. } => solver.to_string(),
+            InnerSteps::Increasing { .. } => format!("{solver}-increasing"),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.config.validate()
+    }
+
+    fn estimate<P: BilevelProblem<B>>(
+        &mut self,
+        oracle: &mut Oracle<'_, B, P>,
+        state: &mut State<B>,
+    ) -> Result<Tensor<B, 1>> {
+        let cfg = self.config;
+        let x = state.x.clone();
+        let y0 = if cfg.warm_start_inner {
+            state.y.clone()
+        } else {
+            state.y.zeros_like()
+        };
+        let inner = InnerGd {
+            step: cfg.inner_step,
+            steps: cfg.inner_steps.at(state.iter),
+        };
+        let y = gradient_descent(oracle, &x, y0, &inner, |_| Batch::Full)?;
+        let gf = oracle.grad_f(&x, &y, &Batch::Full)?;
+        let hvp =
+            |oracle: &mut Oracle<'_, B, P>, z: &Tensor<B, 1>| oracle.hvp(&x, &y, z, &Batch::Full);
+        let report = match cfg.linear_solver {
+            LinearSolver::ConjugateGradient { steps, tol } => {
+                // A zero warm start would cost a product for a residual we already know (= b).
+                let v0 = (cfg.warm_start_linear && norm(&state.v) > 0.0).then(|| state.v.clone());
+                conjugate_gradient(
+                    |z| hvp(oracle, z),
+                    &gf.y,
+                    v0,
+                    &CgConfig {
+                        max_iters: steps,
+                        tol,
+                    },
+                )?
+            }
+            LinearSolver::FixedPoint { step, steps } => {
+                let v0 = cfg.warm_start_linear.then(|| state.v.clone());
+                fixed_point(
+                    |z| hvp(oracle, z),
+                    &gf.y,
+                    v0,
+                    &FixedPointConfig {
+                        step,
+                        max_iters: steps,
+                        tol: 0.0,
+                    },
+                )?
+            }
+        };
+        let v = report.solution;
+        let jv = oracle.jvp(&x, &y, &v, &Batch::Full)?;
+        state.outer_loss = Some(scalar(gf.value));
+        state.y = y;
+        state.v = v;
+        Ok(gf.x.sub(jv))
+    }
+}
