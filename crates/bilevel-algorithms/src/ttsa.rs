@@ -1,1 +1,132 @@
-//! (in progress)
+//! # TTSA — two-timescale stochastic approximation (Hong, Wai, Wang & Yang 2020, "A two-timescale
+//! framework for bilevel optimization"; a baseline of paper 004)
+//!
+//! Per outer iteration `k` (0-based, `= state.iter`), DESIGN.md §4:
+//!
+//! 1. ONE inner SGD step from the previous iterate:
+//!    `y_{k+1} = y_k − α_k ∇_y G(x_k, y_k; ζ_k)`, `α_k = α₀ (k + 1)^{−3/5}` (fast time scale).
+//! 2. Ghadimi & Wang's randomized Neumann hypergradient at the new `y_{k+1}`
+//!    ([`crate::bsa::RandomizedNeumann`], the same code BSA uses): `p ~ U{0..Q−1}`,
+//!    `ĝ = ∇_x F(ξ) − J(ζ_0) · Qη Π_{j=1}^{p} (I − ηH(ζ_j)) ∇_y F(ξ)`, all at `(x_k, y_{k+1})`.
+//! 3. Outer step `x_{k+1} = P_X(x_k − β_k ĝ)`, `β_k = β₀ (k + 1)^{−2/5}` (slow time scale): the
+//!    [`bilevel_core::OuterLoop`] that [`ttsa`] builds.
+//!
+//! Hong et al. allow offsets (`α_k ∝ (k + k_α)^{−3/5}`, `β_k ∝ (k + k_β)^{−2/5}`); here both are
+//! 1, matching [`StepSchedule::InversePower`]. The paper is not in `shared/papers`; the rule
+//! above is DESIGN.md §4's.
+//!
+//! **Oracle calls per iteration:** 1 gradient of `g`, 1 gradient of `f`, `p` HVPs, 1 JVP;
+//! `samples_g = |ζ_k| + p·|ζ_j| + |ζ_0|`, `samples_f = |ξ|`; `p` is stored in
+//! `state.scalars["neumann_products"]`. Batches are drawn from `state.rng` in the order `ζ_k`,
+//! `ξ`, `p`, `ζ_1..ζ_p`, `ζ_0`.
+
+use bilevel_core::{
+    BilevelProblem, HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer, Result, State,
+    StepSchedule,
+};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
+
+use crate::bsa::{sgd_step, RandomizedNeumann};
+use crate::stocbio::{check_batch, check_exponent, check_step};
+
+/// Exponent of TTSA's outer step `β_k = β₀ (k + 1)^{−2/5}`.
+pub const OUTER_STEP_DECAY: f64 = 0.4;
+
+/// Settings of [`Ttsa`].
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TtsaConfig {
+    /// Base inner step `α₀` (> 0).
+    pub inner_step: f64,
+    /// Exponent of the inner step `α_k = α₀ (k + 1)^{−power}` (≥ 0; 3/5 in Hong et al.).
+    pub inner_step_decay: f64,
+    /// Samples of the inner step (`None`: full batch; 1 in the paper).
+    pub inner_batch: Option<usize>,
+    /// The hypergradient at the new `y`.
+    pub hypergradient: RandomizedNeumann,
+}
+
+impl Default for TtsaConfig {
+    /// `α₀ = 0.1`, decay 3/5, single samples, [`RandomizedNeumann::default`].
+    fn default() -> Self {
+        Self {
+            inner_step: 0.1,
+            inner_step_decay: 0.6,
+            inner_batch: Some(1),
+            hypergradient: RandomizedNeumann::default(),
+        }
+    }
+}
+
+impl TtsaConfig {
+    /// Checks every field; the first bad one is reported as
+    /// [`bilevel_core::BilevelError::InvalidParameter`].
+    pub fn validate(&self) -> Result<()> {
+        check_step("inner_step", self.inner_step)?;
+        check_exponent("inner_step_decay", self.inner_step_decay)?;
+        check_batch("inner_batch", self.inner_batch)?;
+        self.hypergradient.validate()
+    }
+
+    /// The inner step `α_k = α₀ (k + 1)^{−power}` of outer iteration `k` (0-based).
+    pub fn inner_step_at(&self, k: u64) -> f64 {
+        self.inner_step * (k as f64 + 1.0).powf(-self.inner_step_decay)
+    }
+}
+
+/// The TTSA hypergradient estimator: one inner SGD step, then the randomized Neumann estimate.
+/// Use [`ttsa`] for the complete method with its outer step schedule.
+///
+/// Updates `state.y` to `y_{k+1}`, `state.v`, `state.outer_loss` and
+/// `state.scalars["neumann_products"]`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Ttsa {
+    /// Settings.
+    pub config: TtsaConfig,
+}
+
+impl Ttsa {
+    /// An estimator with these settings.
+    pub fn new(config: TtsaConfig) -> Self {
+        Self { config }
+    }
+}
+
+/// TTSA ready to run: [`Ttsa`] inside an [`OuterLoop`] with
+/// `OuterOptimizer::Sgd { lr: outer_step, schedule: InversePower { power: 2/5 } }`, i.e.
+/// `β_k = β₀ (k + 1)^{−2/5}` with `β₀ = outer_step`.
+pub fn ttsa(config: TtsaConfig, outer_step: f64) -> OuterLoop<Ttsa> {
+    OuterLoop::new(
+        Ttsa::new(config),
+        OuterOptimizer::Sgd {
+            lr: outer_step,
+            schedule: StepSchedule::InversePower {
+                power: OUTER_STEP_DECAY,
+            },
+        },
+    )
+}
+
+impl<B: AutodiffBackend> HypergradientEstimator<B> for Ttsa {
+    fn name(&self) -> String {
+        "ttsa".into()
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.config.validate()
+    }
+
+    fn estimate<P: BilevelProblem<B>>(
+        &mut self,
+        oracle: &mut Oracle<'_, B, P>,
+        state: &mut State<B>,
+    ) -> Result<Tensor<B, 1>> {
+        let cfg = self.config;
+        cfg.validate()?;
+        let step = cfg.inner_step_at(state.iter);
+        let y = sgd_step(oracle, state, state.y.clone(), step, cfg.inner_batch)?;
+        let estimate = cfg.hypergradient.estimate(oracle, state, &y)?;
+        state.y = y;
+        Ok(estimate)
+    }
+}
