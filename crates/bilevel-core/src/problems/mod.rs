@@ -10,10 +10,12 @@
 
 mod closed_form;
 mod least_squares;
+mod liu_hard;
 mod quadratic;
 
 pub use closed_form::QuadraticForm;
 pub use least_squares::{LeastSquaresBilevel, LeastSquaresSpec};
+pub use liu_hard::LiuHard;
 pub use quadratic::{QuadraticBilevel, QuadraticSpec};
 
 use crate::dense::Dense;

@@ -1,0 +1,292 @@
+//! IGFM (paper 003, Alg. 2): the two-point estimate and its scaling, exact oracle counts,
+//! convergence on a convex-LL quadratic, seeded determinism and exact resume, the uniform choice
+//! of the returned iterate, and configuration checks.
+
+mod common_nonconvex;
+
+use bilevel_algorithms::igfm::{
+    best_iterate, igfm, returned_iterate, IgfmConfig, IgfmEstimator, BEST_VALUE, FEASIBLE_STEPS,
+    VALUE_MINUS, VALUE_PLUS,
+};
+use bilevel_algorithms::sgm::SgmConfig;
+use bilevel_core::problems::LiuHard;
+use bilevel_core::{BilevelError, Constraint, Oracle, OracleCounts, Solver, State};
+use common_nonconvex::*;
+
+type Liu = LiuHard<TestBackend>;
+
+/// SGM with exact steps on liu-hard (`τ = 1/L = 1/2`), `K = 50`: `φ̃(x) = (x − 1)² + ((x − s₀)/25)²`
+/// exactly while `(x ± δ − 1)² > 2θ` (see `tests/sgm.rs`).
+fn liu_sgm() -> SgmConfig {
+    SgmConfig {
+        step: 0.5,
+        lower_value_steps: 10,
+        switching_steps: 50,
+        feasibility_threshold: 1e-6,
+        lower_constraint: Constraint::Box {
+            lower: -10.0,
+            upper: 10.0,
+        },
+    }
+}
+
+/// SGM on the quadratic below (`∇²_yy g` spectrum in `[1, 2]`, `τ = 1/L_g`).
+fn quad_sgm() -> SgmConfig {
+    SgmConfig {
+        step: 0.5,
+        lower_value_steps: 10,
+        switching_steps: 20,
+        feasibility_threshold: 1e-6,
+        lower_constraint: Constraint::L2Ball { radius: 10.0 },
+    }
+}
+
+fn quad_igfm() -> IgfmConfig {
+    IgfmConfig {
+        step: 0.2,
+        smoothing_radius: 1e-3,
+        lower_solver: quad_sgm(),
+    }
+}
+
+fn bits(v: &[f64]) -> Vec<u64> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn igfm_estimate_is_the_scaled_two_point_difference() {
+    // d_x = 1: ∇̂ = (φ̃(x + δu) − φ̃(x − δu))/(2δ) u is the same for u = ±1, and for the exact
+    // quadratic φ̃ above it equals 2(x − 1) + 2(x − s₀)/25².
+    let p = liu_hard();
+    let (x, s0, n) = (2.5, -1.0, 25.0);
+    let mut solver = igfm(IgfmConfig {
+        step: 0.25,
+        smoothing_radius: 1e-3,
+        lower_solver: liu_sgm(),
+    })
+    .unwrap();
+    let mut oracle = Oracle::new(&p);
+    let s = solver
+        .next_iter(&mut oracle, state(&[x], &[0.0, s0], 1))
+        .unwrap();
+    let g = host(s.hypergradient.as_ref().unwrap())[0];
+    let expected = 2.0 * (x - 1.0) + 2.0 * (x - s0) / (n * n);
+    assert!((g - expected).abs() <= 1e-8, "∇̂ = {g}, expected {expected}");
+    let exact_phi = |z: f64| Liu::hyper_objective(z) + ((z - s0) / n).powi(2);
+    let (plus, minus) = (s.scalars[VALUE_PLUS], s.scalars[VALUE_MINUS]);
+    assert!((plus.min(minus) - exact_phi(x - 1e-3)).abs() <= 1e-12);
+    assert!((plus.max(minus) - exact_phi(x + 1e-3)).abs() <= 1e-12);
+    assert_eq!(host(&s.x)[0], x - 0.25 * g, "x_1 = x_0 − η ∇̂_0");
+
+    // d_x = 2: ∇̂ is parallel to a unit u with ‖∇̂‖ = d_x |φ̃₊ − φ̃₋| / (2δ).
+    let q = quadratic(7, 2, 3, 2.0);
+    let mut oracle = Oracle::new(&q);
+    let mut solver = igfm(quad_igfm()).unwrap();
+    let s = solver
+        .next_iter(&mut oracle, state(&[0.3, 0.1], &[0.0; 3], 2))
+        .unwrap();
+    let g = host(s.hypergradient.as_ref().unwrap());
+    let norm = (g[0] * g[0] + g[1] * g[1]).sqrt();
+    let expected = 2.0 * (s.scalars[VALUE_PLUS] - s.scalars[VALUE_MINUS]).abs() / (2.0 * 1e-3);
+    assert!(
+        (norm - expected).abs() <= 1e-10 * expected,
+        "‖∇̂‖ = {norm}, expected {expected}"
+    );
+}
+
+#[test]
+fn igfm_oracle_counts_per_iteration_are_exact() {
+    let p = liu_hard();
+    let cfg = IgfmConfig {
+        step: 0.25,
+        smoothing_radius: 1e-3,
+        lower_solver: liu_sgm(),
+    };
+    let (k0, k) = (10u64, 50u64);
+    let mut solver = igfm(cfg).unwrap();
+    let mut oracle = Oracle::new(&p);
+    let mut s = state(&[3.0], &[0.0, -1.0], 4);
+    for _ in 0..3 {
+        let before = oracle.counts();
+        s = solver.next_iter(&mut oracle, s).unwrap();
+        let feasible = s.scalars[FEASIBLE_STEPS] as u64;
+        // Far from x* every SGM call has |I| = K/2 (tests/sgm.rs).
+        assert_eq!(feasible, k);
+        assert_eq!(
+            oracle.counts() - before,
+            OracleCounts {
+                f_values: 2,
+                g_values: 2 * (k + 1),
+                grad_g: 2 * k0 + 2 * k - feasible,
+                grad_f: feasible,
+                ..Default::default()
+            }
+        );
+    }
+}
+
+/// On a convex-LL quadratic (`x_dim = 2`, `y_dim = 3`), 15 IGFM steps from `x = 0` with `η = 0.2`,
+/// `δ = 1e-3` (the paper's), SGM `K₀ = 10`, `K = 20`, `θ = 1e-6`: `‖x_15 − x*‖ ≤ 1e-2` and
+/// `Φ(x_15) − Φ* ≤ 1e-4` (measured 1.0e-3 and 9.6e-7 at seed 11; `‖x_0 − x*‖ = 0.41`).
+#[test]
+fn igfm_solves_a_convex_lower_level_quadratic() {
+    let p = quadratic(7, 2, 3, 2.0);
+    let form = p.closed_form();
+    let x_star = form.x_star().unwrap();
+    let mut solver = igfm(quad_igfm()).unwrap();
+    let mut oracle = Oracle::new(&p);
+    let s = run(
+        &mut solver,
+        &mut oracle,
+        state(&[0.0, 0.0], &[0.0; 3], 11),
+        15,
+    );
+    let x = host(&s.x);
+    let dist = ((x[0] - x_star[0]).powi(2) + (x[1] - x_star[1]).powi(2)).sqrt();
+    let dist0 = (x_star[0].powi(2) + x_star[1].powi(2)).sqrt();
+    let gap = form.phi(&x).unwrap() - form.phi(&x_star).unwrap();
+    println!("‖x_0 − x*‖ = {dist0:.3e}, ‖x_T − x*‖ = {dist:.3e}, Φ(x_T) − Φ* = {gap:.3e}");
+    assert!(dist0 > 0.3);
+    assert!(
+        dist <= 1e-2 && gap <= 1e-4,
+        "‖x_T − x*‖ = {dist:e}, Φ(x_T) − Φ* = {gap:e}"
+    );
+    let (best, score) = best_iterate(&s).unwrap();
+    assert_eq!(score, s.scalars[BEST_VALUE]);
+    assert!(form.phi(&host(&best)).unwrap() - form.phi(&x_star).unwrap() <= 1e-3);
+}
+
+#[test]
+fn igfm_is_bit_identical_per_seed_and_resumes_exactly() {
+    let p = quadratic(7, 2, 3, 2.0);
+    let cheap = IgfmConfig {
+        lower_solver: SgmConfig {
+            lower_value_steps: 4,
+            switching_steps: 10,
+            ..quad_sgm()
+        },
+        ..quad_igfm()
+    };
+    let go = |seed: u64, iters: usize| {
+        let mut solver = igfm(cheap.clone()).unwrap();
+        let mut oracle = Oracle::new(&p);
+        run(
+            &mut solver,
+            &mut oracle,
+            state(&[0.0, 0.0], &[0.0; 3], seed),
+            iters,
+        )
+    };
+    let fingerprint = |s: &State<TestBackend>| {
+        let mut v = host(&s.x);
+        v.extend(host(&returned_iterate(s).unwrap()));
+        v.extend(host(&best_iterate(s).unwrap().0));
+        v.push(s.scalars[BEST_VALUE]);
+        bits(&v)
+    };
+    let (a, b, c) = (go(5, 3), go(5, 3), go(6, 3));
+    assert_eq!(fingerprint(&a), fingerprint(&b));
+    assert_ne!(bits(&host(&a.x)), bits(&host(&c.x)), "the seed must matter");
+
+    // One iteration, a round trip through the checkpoint record, two more.
+    let mid = go(5, 1);
+    let record = mid.to_record().unwrap();
+    let restored = State::<TestBackend>::from_record(&record, &dev());
+    let mut solver = igfm(cheap.clone()).unwrap();
+    let mut oracle = Oracle::new(&p);
+    let resumed = run(&mut solver, &mut oracle, restored, 2);
+    assert_eq!(fingerprint(&resumed), fingerprint(&a));
+}
+
+/// The returned iterate is uniform over `x_0..x_{T−1}` (reservoir sampling): over 90 seeded runs
+/// of `T = 3` each index is kept 30 times in expectation (standard deviation 4.5); each count must
+/// lie in `[15, 45]` (±3.3σ), and the final `x_T` must never be returned.
+#[test]
+fn igfm_returns_a_uniformly_chosen_iterate() {
+    let p = liu_hard();
+    let cheap = IgfmConfig {
+        step: 0.25,
+        smoothing_radius: 1e-3,
+        lower_solver: SgmConfig {
+            lower_value_steps: 1,
+            switching_steps: 2,
+            ..liu_sgm()
+        },
+    };
+    let mut hits = [0usize; 3];
+    for seed in 0..90 {
+        let mut solver = igfm(cheap.clone()).unwrap();
+        let mut oracle = Oracle::new(&p);
+        let mut s = state(&[3.0], &[0.0, -1.0], seed);
+        let mut iterates = Vec::new();
+        for _ in 0..3 {
+            iterates.push(host(&s.x)[0]);
+            s = solver.next_iter(&mut oracle, s).unwrap();
+        }
+        let kept = host(&returned_iterate(&s).unwrap())[0];
+        let index = iterates
+            .iter()
+            .position(|&x| x.to_bits() == kept.to_bits())
+            .expect("the returned iterate must be one of x_0..x_{T−1}");
+        hits[index] += 1;
+    }
+    assert!(
+        hits.iter().all(|&h| (15..=45).contains(&h)),
+        "counts {hits:?}"
+    );
+}
+
+#[test]
+fn invalid_igfm_configs_are_rejected() {
+    let ok = quad_igfm();
+    assert!(IgfmEstimator::new(ok.clone()).is_ok());
+    let bad = [
+        IgfmConfig {
+            step: 0.0,
+            ..ok.clone()
+        },
+        IgfmConfig {
+            step: f64::NAN,
+            ..ok.clone()
+        },
+        IgfmConfig {
+            smoothing_radius: 0.0,
+            ..ok.clone()
+        },
+        IgfmConfig {
+            smoothing_radius: -1e-3,
+            ..ok.clone()
+        },
+        IgfmConfig {
+            smoothing_radius: f64::INFINITY,
+            ..ok.clone()
+        },
+        IgfmConfig {
+            lower_solver: SgmConfig {
+                switching_steps: 0,
+                ..quad_sgm()
+            },
+            ..ok.clone()
+        },
+        IgfmConfig {
+            lower_solver: SgmConfig {
+                step: -1.0,
+                ..quad_sgm()
+            },
+            ..ok.clone()
+        },
+    ];
+    for cfg in bad {
+        assert!(
+            matches!(
+                igfm(cfg.clone()),
+                Err(BilevelError::InvalidParameter { .. })
+            ),
+            "{cfg:?}"
+        );
+        assert!(matches!(
+            cfg.validate(),
+            Err(BilevelError::InvalidParameter { .. })
+        ));
+    }
+}
