@@ -150,6 +150,10 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
     worst.record("implicit_hypergrad_least_squares", TOL_EXACT, err);
     crate::checks_implicit::run(opts, &mut worst)?;
     crate::checks_stochastic::run(opts, &mut worst)?;
+    crate::checks_hessian_free::run(opts, &mut worst)?;
+    crate::checks_single_loop::run(opts, &mut worst)?;
+    crate::checks_contraction::run(opts, &mut worst)?;
+    crate::checks_nonconvex::run(opts, &mut worst)?;
     Ok(worst.0)
 }
 

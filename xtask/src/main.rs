@@ -5,7 +5,11 @@
 //!   second-order products, linear solvers and the implicit hypergradient against closed forms
 //!   on random f64 quadratic instances; one line per check, non-zero exit if any fails.
 
+mod checks_contraction;
+mod checks_hessian_free;
 mod checks_implicit;
+mod checks_nonconvex;
+mod checks_single_loop;
 mod checks_stochastic;
 mod hypergrad_check;
 

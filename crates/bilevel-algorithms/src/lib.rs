@@ -7,7 +7,13 @@
 
 pub mod aid;
 pub mod bsa;
+pub mod fsla;
 pub mod hoag;
+pub mod hozog;
+pub mod igfm;
 pub mod itd;
+pub mod pzobo;
+pub mod sgm;
+pub mod sid;
 pub mod stocbio;
 pub mod ttsa;
