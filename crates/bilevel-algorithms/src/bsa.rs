@@ -32,7 +32,7 @@ use bilevel_core::{BilevelProblem, HypergradientEstimator, Oracle, Result, State
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
-use crate::stocbio::{check_batch, check_count, check_exponent, check_step};
+use crate::validate::{check_batch, check_count, check_exponent, check_step};
 
 /// Key of `state.scalars` holding the number `p` of HVPs the last estimate drew.
 pub const NEUMANN_PRODUCTS: &str = "neumann_products";

@@ -58,6 +58,7 @@
 //! `K` conjugate-gradient steps (CG) and evaluates them through [`general_form`]. With a constant
 //! Hessian (a quadratic `g`) BP and NS agree, as the paper notes for its synthetic experiment.
 
+use crate::validate::{check_batch, check_count, check_exponent, check_step};
 use bilevel_core::tensor::{check_finite, dot, scalar};
 use bilevel_core::{Batch, BilevelError, BilevelProblem, Oracle, Result, Solver, State};
 use burn::tensor::backend::AutodiffBackend;
@@ -531,45 +532,4 @@ fn cg_sequences<B: AutodiffBackend, P: BilevelProblem<B>>(
         });
     }
     Ok((coefficients, directions))
-}
-
-/// Fails unless `value > 0` and finite.
-fn check_step(name: &str, value: f64) -> Result<()> {
-    if !(value > 0.0 && value.is_finite()) {
-        return Err(BilevelError::invalid(
-            name,
-            format!("must be > 0 and finite, got {value}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Fails unless `value ≥ 0` and finite.
-fn check_exponent(name: &str, value: f64) -> Result<()> {
-    if !(value >= 0.0 && value.is_finite()) {
-        return Err(BilevelError::invalid(
-            name,
-            format!("must be ≥ 0 and finite, got {value}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Fails unless `value ≥ 1`.
-fn check_count(name: &str, value: usize) -> Result<()> {
-    if value == 0 {
-        return Err(BilevelError::invalid(name, "must be ≥ 1"));
-    }
-    Ok(())
-}
-
-/// Fails on a batch of size 0 (`None`, the full data set, is always valid).
-fn check_batch(name: &str, size: Option<usize>) -> Result<()> {
-    if size == Some(0) {
-        return Err(BilevelError::invalid(
-            name,
-            "a batch needs ≥ 1 sample (None selects the full data set)",
-        ));
-    }
-    Ok(())
 }

@@ -38,8 +38,9 @@ use bilevel_core::{
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
+use crate::pzobo::inner_start;
 pub use crate::pzobo::InnerStart;
-use crate::pzobo::{check_count, check_positive, inner_start};
+use crate::validate::{check_count, check_step};
 
 /// The distribution of the random directions `u_j`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -87,9 +88,9 @@ impl HozogConfig {
     /// [`BilevelError::InvalidParameter`].
     pub fn validate(&self) -> Result<()> {
         check_count("inner_steps", self.inner_steps)?;
-        check_positive("inner_step", self.inner_step)?;
+        check_step("inner_step", self.inner_step)?;
         check_count("directions", self.directions)?;
-        check_positive("smoothing_radius", self.smoothing_radius)
+        check_step("smoothing_radius", self.smoothing_radius)
     }
 }
 

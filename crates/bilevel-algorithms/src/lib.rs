@@ -17,3 +17,4 @@ pub mod sgm;
 pub mod sid;
 pub mod stocbio;
 pub mod ttsa;
+mod validate;

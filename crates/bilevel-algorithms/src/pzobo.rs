@@ -36,9 +36,10 @@
 //! `state.y` is set to `y^N` (the next warm start), `state.outer_loss` to `F(x, y^N; D_F)`;
 //! `state.v` is not used.
 
+use crate::validate::{check_batch, check_count, check_step};
 use bilevel_core::inner::{gradient_descent, InnerGd};
 use bilevel_core::tensor::{dot, scalar, vector};
-use bilevel_core::{BilevelError, BilevelProblem, HypergradientEstimator, Oracle, Result, State};
+use bilevel_core::{BilevelProblem, HypergradientEstimator, Oracle, Result, State};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
@@ -98,9 +99,9 @@ impl PzoboConfig {
     /// [`BilevelError::InvalidParameter`].
     pub fn validate(&self) -> Result<()> {
         check_count("inner_steps", self.inner_steps)?;
-        check_positive("inner_step", self.inner_step)?;
+        check_step("inner_step", self.inner_step)?;
         check_count("directions", self.directions)?;
-        check_positive("smoothing_radius", self.smoothing_radius)?;
+        check_step("smoothing_radius", self.smoothing_radius)?;
         check_batch("inner_batch", self.inner_batch)?;
         check_batch("outer_batch", self.outer_batch)
     }
@@ -202,34 +203,4 @@ pub(crate) fn inner_start<B: AutodiffBackend>(
             .or_insert_with(|| state.y.clone())
             .clone(),
     }
-}
-
-/// Fails unless `value > 0` and finite.
-pub(crate) fn check_positive(name: &str, value: f64) -> Result<()> {
-    if !(value > 0.0 && value.is_finite()) {
-        return Err(BilevelError::invalid(
-            name,
-            format!("must be > 0 and finite, got {value}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Fails unless `value ≥ 1`.
-pub(crate) fn check_count(name: &str, value: usize) -> Result<()> {
-    if value == 0 {
-        return Err(BilevelError::invalid(name, "must be ≥ 1"));
-    }
-    Ok(())
-}
-
-/// Fails on a batch of size 0 (`None`, the full data set, is always valid).
-fn check_batch(name: &str, size: Option<usize>) -> Result<()> {
-    if size == Some(0) {
-        return Err(BilevelError::invalid(
-            name,
-            "a batch needs ≥ 1 sample (None selects the full data set)",
-        ));
-    }
-    Ok(())
 }

@@ -55,6 +55,7 @@
 //! - [`LowerLevel::Contraction`]: `map_values = t`, `grad_f = 1`, `map_vjps = k' + 1`;
 //! - both: `samples_g = t·b_in + k'·b_lin + s`, `samples_f = s`; no bare function values.
 
+use crate::validate::{check_batch, check_count, check_exponent};
 use bilevel_core::tensor::scalar;
 use bilevel_core::{
     Batch, BilevelError, BilevelProblem, HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer,
@@ -399,34 +400,4 @@ impl Sid {
             }
         }
     }
-}
-
-/// Fails unless `value ≥ 1`.
-fn check_count(name: &str, value: usize) -> Result<()> {
-    if value == 0 {
-        return Err(BilevelError::invalid(name, "must be ≥ 1"));
-    }
-    Ok(())
-}
-
-/// Fails on a batch of size 0 (`None`, the full data set, is always valid).
-fn check_batch(name: &str, size: Option<usize>) -> Result<()> {
-    if size == Some(0) {
-        return Err(BilevelError::invalid(
-            name,
-            "a batch needs ≥ 1 sample (None selects the full data set)",
-        ));
-    }
-    Ok(())
-}
-
-/// Fails unless `value ≥ 0` and finite.
-fn check_exponent(name: &str, value: f64) -> Result<()> {
-    if !(value >= 0.0 && value.is_finite()) {
-        return Err(BilevelError::invalid(
-            name,
-            format!("must be ≥ 0 and finite, got {value}"),
-        ));
-    }
-    Ok(())
 }

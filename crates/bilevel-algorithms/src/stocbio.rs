@@ -29,6 +29,7 @@
 //! This follows the paper's formula; DESIGN.md §4 records that the authors' released code
 //! differs from it.
 
+use crate::validate::{check_batch, check_count, check_step};
 use bilevel_core::inner::{gradient_descent, InnerGd};
 use bilevel_core::linear::neumann;
 use bilevel_core::tensor::scalar;
@@ -232,45 +233,4 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for StocBio {
         state.v = v;
         Ok(estimate)
     }
-}
-
-/// Fails unless `value > 0` and finite.
-pub(crate) fn check_step(name: &str, value: f64) -> Result<()> {
-    if !(value > 0.0 && value.is_finite()) {
-        return Err(BilevelError::invalid(
-            name,
-            format!("must be > 0 and finite, got {value}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Fails unless `value ≥ 1`.
-pub(crate) fn check_count(name: &str, value: usize) -> Result<()> {
-    if value == 0 {
-        return Err(BilevelError::invalid(name, "must be ≥ 1"));
-    }
-    Ok(())
-}
-
-/// Fails on a batch of size 0 (`None`, the full data set, is always valid).
-pub(crate) fn check_batch(name: &str, size: Option<usize>) -> Result<()> {
-    if size == Some(0) {
-        return Err(BilevelError::invalid(
-            name,
-            "a batch needs ≥ 1 sample (None selects the full data set)",
-        ));
-    }
-    Ok(())
-}
-
-/// Fails unless `value ≥ 0` and finite (a decay exponent).
-pub(crate) fn check_exponent(name: &str, value: f64) -> Result<()> {
-    if !(value >= 0.0 && value.is_finite()) {
-        return Err(BilevelError::invalid(
-            name,
-            format!("must be ≥ 0 and finite, got {value}"),
-        ));
-    }
-    Ok(())
 }

@@ -28,7 +28,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
 use crate::bsa::{sgd_step, RandomizedNeumann};
-use crate::stocbio::{check_batch, check_exponent, check_step};
+use crate::validate::{check_batch, check_exponent, check_step};
 
 /// Exponent of TTSA's outer step `β_k = β₀ (k + 1)^{−2/5}`.
 pub const OUTER_STEP_DECAY: f64 = 0.4;
