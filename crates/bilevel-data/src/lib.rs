@@ -13,12 +13,26 @@
 //! Errors are one enum, [`DataError`]; nothing here panics on bad input files.
 
 pub mod assets;
+pub mod batches;
 pub mod checksum;
+pub mod cifar;
+pub mod csv;
 pub mod dataset;
+pub mod episodes;
 pub mod error;
+pub mod fashion_mnist;
 pub mod idx;
+pub mod image;
+pub mod libsvm;
+pub mod miniimagenet;
 pub mod mnist;
+pub mod omniglot;
+pub mod registry;
+pub mod spam;
 pub mod split;
+pub mod synthetic;
+pub mod tabular;
+pub mod text;
 
 pub use dataset::Dataset;
 pub use error::{DataError, Result};

@@ -1,0 +1,3 @@
+//! `bilevel`: run a TOML experiment config (skeleton; see issue #7).
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Seeded index batch samplers. (in progress)

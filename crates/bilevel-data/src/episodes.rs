@@ -1,0 +1,1 @@
+//! N-way K-shot episode sampler with query sets. (in progress)

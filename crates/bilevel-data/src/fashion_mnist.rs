@@ -1,0 +1,1 @@
+//! Fashion-MNIST (IDX .gz) as fetched from Debian. (in progress)

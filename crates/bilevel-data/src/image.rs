@@ -1,0 +1,1 @@
+//! PNG / JPEG decoding to float buffers, resizing. (in progress)

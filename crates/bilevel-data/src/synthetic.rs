@@ -1,0 +1,1 @@
+//! A synthetic few-shot glyph set in the Omniglot folder layout. (in progress)

@@ -1,0 +1,1 @@
+//! Named tabular data sets (wine-quality, diabetes, digits). (in progress)

@@ -1,0 +1,1 @@
+//! Tokenisation, vocabulary, bag-of-words and TF-IDF for raw text. (in progress)

@@ -1,0 +1,12 @@
+//! # bilevel-models
+//!
+//! burn Modules for the bilevel applications, generic over `B: Backend` so that a problem can
+//! evaluate them on `B`, `Autodiff<B>` and `Autodiff<Autodiff<B>>` (exact HVP/JVP by nesting).
+//! [`flat`] maps any of them to and from the flat parameter vectors `x` / `y` of a bilevel
+//! problem.
+
+pub mod error;
+pub mod flat;
+
+pub use error::{ModelError, Result};
+pub use flat::{flatten, num_params, unflatten};
