@@ -23,6 +23,7 @@ pub mod error;
 pub mod fashion_mnist;
 pub mod idx;
 pub mod image;
+pub mod imageset;
 pub mod libsvm;
 pub mod miniimagenet;
 pub mod mnist;
@@ -36,6 +37,7 @@ pub mod text;
 
 pub use dataset::Dataset;
 pub use error::{DataError, Result};
+pub use imageset::ImageSet;
 pub use mnist::Mnist;
 pub use split::{
     corrupt_labels, split_indices, train_val_test_split, CorruptedLabels, Split, SplitIndices,

@@ -5,8 +5,15 @@
 //! [`flat`] maps any of them to and from the flat parameter vectors `x` / `y` of a bilevel
 //! problem.
 
+pub mod cnn4;
+pub mod equilibrium;
 pub mod error;
 pub mod flat;
+pub mod lenet;
+pub mod linear;
+pub mod mlp;
+pub mod norm;
+pub mod resnet12;
 
 pub use error::{ModelError, Result};
 pub use flat::{flatten, num_params, unflatten};

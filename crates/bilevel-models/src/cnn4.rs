@@ -1,0 +1,1 @@
+//! CNN4 (conv3x3-BN-ReLU-maxpool x4). (in progress)

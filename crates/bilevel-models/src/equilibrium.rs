@@ -1,0 +1,1 @@
+//! Equilibrium (fixed-point tanh) layer. (in progress)

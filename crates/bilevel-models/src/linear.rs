@@ -1,0 +1,1 @@
+//! Linear / logistic heads. (in progress)

@@ -1,0 +1,1 @@
+//! Two-layer MLP embedding. (in progress)

@@ -1,0 +1,1 @@
+//! Batch normalisation with batch statistics, usable under nested autodiff. (in progress)

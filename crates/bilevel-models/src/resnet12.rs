@@ -1,0 +1,1 @@
+//! ResNet-12. (in progress)
