@@ -66,9 +66,10 @@ fn liu_hard_oracle_matches_its_closed_forms() {
 ///   ([`LiuHard::frozen_y2_stationary_point`]): `y₂` never leaves `s₀`. Checked to 1e-6 for
 ///   `s₀ = −1` (stall ≈ 0) and `s₀ = 2` (stall ≈ 1.5), 25 outer SGD steps of 0.2 each.
 ///
-/// AID-CG is not in the comparison: on this singular `∇²_yy g = diag(2, 0)` CG's second
-/// direction has a rounding-level curvature `pᵀHp > 0` and CG (N ≥ 2) fails with a non-finite
-/// residual; with `N = 1` its `v₁ = (b₁² + b₂²)/(2b₁)` is not the `∂_{y₁}f/2` of the analysis.
+/// - **AID-CG** (same, CG with `N = 10`): on this singular `∇²_yy g = diag(2, 0)` CG's second
+///   direction has zero curvature up to rounding, so CG stops after one step
+///   ([`bilevel_core::linear::CURVATURE_RTOL`]) with `v₁ = (b₁² + b₂²)/(2b₁)`, not the
+///   `∂_{y₁}f/2` of the analysis; `y₂` stays frozen and `x` stays away from 1.
 #[test]
 fn igfm_reaches_x_star_while_aid_and_itd_stall_at_the_initial_y2() {
     let p = liu_hard();
@@ -133,6 +134,24 @@ fn igfm_reaches_x_star_while_aid_and_itd_stall_at_the_initial_y2() {
             "AID x_T = {x_aid}, predicted {stall}"
         );
         assert!((x_aid - Liu::OPTIMAL_X).abs() >= 0.4);
+
+        // AID-CG: on the singular ∇²_yy g = diag(2, 0) CG stops at its second direction (zero
+        // curvature up to rounding) with v = (b₁² + b₂²)/(2b₁)·b; y₂ is frozen all the same.
+        let cg = AidConfig {
+            linear_solver: LinearSolver::ConjugateGradient {
+                steps: 10,
+                tol: 1e-10,
+            },
+            ..aid
+        };
+        let mut solver = OuterLoop::new(Aid::new(cg).unwrap(), OuterOptimizer::sgd(0.2));
+        let mut oracle = Oracle::new(&p);
+        let end = run(&mut solver, &mut oracle, state(&[x0], &[0.0, s0], 0), 25);
+        let x_cg = host(&end.x)[0];
+        println!("AID-CG, s₀ = {s0}: x_T = {x_cg:.6}");
+        assert_eq!(host(&end.y)[1], s0, "AID-CG moved y₂");
+        assert!(x_cg.is_finite());
+        assert!((x_cg - Liu::OPTIMAL_X).abs() >= 0.4, "AID-CG x_T = {x_cg}");
 
         let itd = ItdConfig {
             inner_step: inner,

@@ -67,11 +67,17 @@ fn check_step(step: f64) -> Result<()> {
     Ok(())
 }
 
+/// Curvature `pᵀHp / ‖p‖²` below this fraction of the largest seen counts as zero in CG
+/// (operators with condition numbers beyond 1e10 are treated as singular).
+pub const CURVATURE_RTOL: f64 = 1e-10;
+
 /// Conjugate gradient for SPD `H`, from `v0` (or zero).
 ///
-/// Stops early on the tolerance, or when the curvature `pᵀHp` is not positive (a non-convex
+/// Stops early on the tolerance, or when the curvature `pᵀHp` is not positive, or is zero up to
+/// rounding relative to the largest curvature seen ([`CURVATURE_RTOL`]; a singular or non-convex
 /// lower level): the iterate so far is returned with `converged = false`. Non-finite values are
 /// an error.
+
 pub fn conjugate_gradient<B: Backend>(
     mut op: impl FnMut(&Tensor<B, 1>) -> Result<Tensor<B, 1>>,
     b: &Tensor<B, 1>,
@@ -108,6 +114,7 @@ pub fn conjugate_gradient<B: Backend>(
     let target = cfg.tol * b_norm;
     let mut converged = rs.sqrt() <= target;
     let mut iters = 0;
+    let mut max_rayleigh = 0.0_f64;
     while !converged && iters < cfg.max_iters {
         let hp = op(&p)?;
         products += 1;
@@ -118,9 +125,14 @@ pub fn conjugate_gradient<B: Backend>(
                 what: "CG curvature pᵀHp".into(),
             });
         }
-        if curvature <= 0.0 {
+        // A direction of (numerically) zero curvature ends CG: on a singular ∇²_yy g (no strong
+        // convexity, e.g. liu-hard) pᵀHp comes out at rounding level instead of 0, and the step
+        // rs / pᵀHp would blow up. "Zero" is relative to the largest Rayleigh quotient seen.
+        let rayleigh = curvature / dot(&p, &p);
+        if curvature <= 0.0 || rayleigh <= CURVATURE_RTOL * max_rayleigh {
             break;
         }
+        max_rayleigh = max_rayleigh.max(rayleigh);
         let alpha = rs / curvature;
         v = v.add(p.clone().mul_scalar(alpha));
         r = r.sub(hp.mul_scalar(alpha));
