@@ -2,14 +2,15 @@
 //! convergence to a stationary point of Φ, exact oracle counts, error decreasing in `T` and `N`,
 //! agreement with a host replica, warm-start semantics and configuration checks.
 
-mod common_implicit;
+mod common;
 
 use bilevel_algorithms::aid::{Aid, AidConfig, InnerSteps, LinearSolver};
 use bilevel_core::dense::axpy;
 use bilevel_core::problems::{QuadraticBilevel, QuadraticSpec};
 use bilevel_core::tensor::rel_err_host;
 use bilevel_core::{BilevelError, HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer};
-use common_implicit::*;
+use common::implicit::*;
+use common::*;
 
 /// A well-conditioned instance (`∇²Φ` has eigenvalues in about [1, 3]) so that a short run
 /// reaches `‖∇Φ‖ ≤ 1e-6`.

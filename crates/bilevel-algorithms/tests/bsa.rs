@@ -2,13 +2,14 @@
 //! the drawn number of HVPs, the full-batch estimate and inner step schedule against closed
 //! forms, reproducibility and parameter validation.
 
-mod common_stochastic;
+mod common;
 
 use bilevel_algorithms::bsa::{Bsa, BsaConfig, RandomizedNeumann, NEUMANN_PRODUCTS};
 use bilevel_core::dense::axpy;
 use bilevel_core::tensor::rel_err_host;
 use bilevel_core::{HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer, Solver, State};
-use common_stochastic::*;
+use common::stochastic::*;
+use common::*;
 
 fn config() -> BsaConfig {
     BsaConfig {

@@ -3,7 +3,7 @@
 //! with an oracle replica of the stochastic STORM step, `η = 1 ⇒ d = h`, Lemma 2's BP / NS / CG
 //! forms, bit-identical reruns and resumes, and configuration checks.
 
-mod common_fsla;
+mod common;
 
 use bilevel_algorithms::fsla::{
     estimator, general_form, ApproximateHypergradient, Fsla, FslaConfig, GeneralForm, DIRECTION,
@@ -11,7 +11,8 @@ use bilevel_algorithms::fsla::{
 use bilevel_core::dense::axpy;
 use bilevel_core::tensor::rel_err_host;
 use bilevel_core::{Batch, BilevelError, BilevelProblem, Oracle, OracleCounts, Solver, State};
-use common_fsla::*;
+use common::fsla::*;
+use common::*;
 
 /// A configuration with the same batch size everywhere (`None`: full batches).
 fn config(

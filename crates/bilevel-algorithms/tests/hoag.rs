@@ -2,14 +2,15 @@
 //! the accepted point), exact oracle counts, the tolerance schedule, exact resume from a
 //! checkpoint, a tight single step against ∇Φ, and configuration checks.
 
-mod common_implicit;
+mod common;
 
 use bilevel_algorithms::hoag::{self, Hoag, HoagConfig};
 use bilevel_core::dense::{axpy, norm};
 use bilevel_core::problems::{QuadraticBilevel, QuadraticSpec};
 use bilevel_core::tensor::rel_err_host;
 use bilevel_core::{BilevelError, Oracle, Solver, State};
-use common_implicit::*;
+use common::implicit::*;
+use common::*;
 
 /// `∇²Φ` has eigenvalues in about [1, 3] (see `aid.rs`).
 fn instance() -> QuadraticBilevel<TestBackend> {

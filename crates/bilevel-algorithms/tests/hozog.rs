@@ -2,7 +2,7 @@
 //! estimator on quadratics (both direction distributions), progress on a quadratic, exact
 //! oracle counts, reproducibility and configuration checks.
 
-mod common_hessian_free;
+mod common;
 
 use bilevel_algorithms::hozog::{DirectionDistribution, Hozog, HozogConfig, InnerStart};
 use bilevel_core::dense::{axpy, norm};
@@ -10,7 +10,8 @@ use bilevel_core::problems::QuadraticForm;
 use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::rel_err_host;
 use bilevel_core::{HypergradientEstimator, Oracle, OracleCounts, OuterLoop, OuterOptimizer};
-use common_hessian_free::*;
+use common::hessian_free::*;
+use common::*;
 
 fn config(inner_step: f64, inner_steps: usize, directions: usize) -> HozogConfig {
     HozogConfig {

@@ -2,7 +2,7 @@
 //! convergence on a convex-LL quadratic, seeded determinism and exact resume, the uniform choice
 //! of the returned iterate, and configuration checks.
 
-mod common_nonconvex;
+mod common;
 
 use bilevel_algorithms::igfm::{
     best_iterate, igfm, returned_iterate, IgfmConfig, IgfmEstimator, BEST_VALUE, FEASIBLE_STEPS,
@@ -11,7 +11,8 @@ use bilevel_algorithms::igfm::{
 use bilevel_algorithms::sgm::SgmConfig;
 use bilevel_core::problems::LiuHard;
 use bilevel_core::{BilevelError, Constraint, Oracle, OracleCounts, Solver, State};
-use common_nonconvex::*;
+use common::nonconvex::*;
+use common::*;
 
 type Liu = LiuHard<TestBackend>;
 

@@ -2,7 +2,7 @@
 //! (host Jacobian recursion on quadratics, plain burn autodiff through an explicitly written
 //! loop on a non-quadratic problem), convergence, exact oracle counts and configuration checks.
 
-mod common_implicit;
+mod common;
 
 use bilevel_algorithms::itd::{Itd, ItdConfig};
 use bilevel_core::dense::Dense;
@@ -15,7 +15,8 @@ use bilevel_core::{
 };
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use common_implicit::*;
+use common::implicit::*;
+use common::*;
 
 fn config(inner_step: f64, inner_steps: usize, truncation: Option<usize>) -> ItdConfig {
     ItdConfig {

@@ -2,7 +2,7 @@
 //! forms, and the experiment — IGFM approaches `x* = 1` while AID and ITD stall where the initial
 //! `y₂` puts them.
 
-mod common_nonconvex;
+mod common;
 
 use bilevel_algorithms::aid::{Aid, AidConfig, InnerSteps, LinearSolver};
 use bilevel_algorithms::igfm::{igfm, IgfmConfig};
@@ -11,7 +11,8 @@ use bilevel_algorithms::sgm::SgmConfig;
 use bilevel_core::problems::LiuHard;
 use bilevel_core::tensor::scalar;
 use bilevel_core::{Batch, Constraint, Oracle, OuterLoop, OuterOptimizer};
-use common_nonconvex::*;
+use common::nonconvex::*;
+use common::*;
 
 type Liu = LiuHard<TestBackend>;
 

@@ -3,7 +3,7 @@
 //! convergence, exact oracle counts (Hessian-free: no HVP, no JVP), reproducibility and
 //! configuration checks.
 
-mod common_hessian_free;
+mod common;
 
 use bilevel_algorithms::pzobo::{InnerStart, Pzobo, PzoboConfig};
 use bilevel_core::dense::norm;
@@ -13,7 +13,8 @@ use bilevel_core::{
     Batch, BilevelProblem, HypergradientEstimator, Oracle, OracleCounts, OuterLoop, OuterOptimizer,
     Solver, State,
 };
-use common_hessian_free::*;
+use common::hessian_free::*;
+use common::*;
 
 fn config(inner_step: f64, inner_steps: usize, directions: usize) -> PzoboConfig {
     PzoboConfig {

@@ -2,12 +2,13 @@
 //! on liu-hard, accuracy on a strongly convex lower level, exact oracle counts, determinism and
 //! configuration checks.
 
-mod common_nonconvex;
+mod common;
 
 use bilevel_algorithms::sgm::{Sgm, SgmConfig};
 use bilevel_core::problems::LiuHard;
 use bilevel_core::{BilevelError, Constraint, Oracle, OracleCounts};
-use common_nonconvex::*;
+use common::nonconvex::*;
+use common::*;
 
 type Liu = LiuHard<TestBackend>;
 

@@ -1,6 +1,6 @@
 //! SID + BSGM (paper 002) and its warm-start variants (AmIGO, ALSET) against closed forms.
 
-mod common_sid;
+mod common;
 
 use bilevel_algorithms::sid::*;
 use bilevel_core::dense::{norm, Dense};
@@ -10,7 +10,8 @@ use bilevel_core::tensor::rel_err_host;
 use bilevel_core::{
     BilevelProblem, Constraint, HypergradientEstimator, Oracle, OracleCounts, Solver, State,
 };
-use common_sid::*;
+use common::sid::*;
+use common::*;
 
 /// The Hessian of `Φ` (constant: `∇Φ` is affine on these quadratic problems), from the closed
 /// form by differences of `∇Φ` along unit vectors.

@@ -2,13 +2,14 @@
 //! counts and batch schedule, the full-batch estimate against the closed-form truncated series,
 //! reproducibility and parameter validation.
 
-mod common_stochastic;
+mod common;
 
 use bilevel_algorithms::stocbio::{HessianBatch, StocBio, StocBioConfig};
 use bilevel_core::dense::norm;
 use bilevel_core::tensor::rel_err_host;
 use bilevel_core::{HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer, Solver};
-use common_stochastic::*;
+use common::stochastic::*;
+use common::*;
 
 fn config() -> StocBioConfig {
     StocBioConfig {

@@ -2,14 +2,15 @@
 //! step-size schedules and the estimate at the new `y` against a host-side replay,
 //! reproducibility and parameter validation.
 
-mod common_stochastic;
+mod common;
 
 use bilevel_algorithms::bsa::{RandomizedNeumann, NEUMANN_PRODUCTS};
 use bilevel_algorithms::ttsa::{ttsa, Ttsa, TtsaConfig, OUTER_STEP_DECAY};
 use bilevel_core::dense::axpy;
 use bilevel_core::tensor::rel_err_host;
 use bilevel_core::{Oracle, OuterOptimizer, Solver, State, StepSchedule};
-use common_stochastic::*;
+use common::stochastic::*;
+use common::*;
 
 fn config() -> TtsaConfig {
     TtsaConfig {

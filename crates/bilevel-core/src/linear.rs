@@ -77,7 +77,6 @@ pub const CURVATURE_RTOL: f64 = 1e-10;
 /// rounding relative to the largest curvature seen ([`CURVATURE_RTOL`]; a singular or non-convex
 /// lower level): the iterate so far is returned with `converged = false`. Non-finite values are
 /// an error.
-
 pub fn conjugate_gradient<B: Backend>(
     mut op: impl FnMut(&Tensor<B, 1>) -> Result<Tensor<B, 1>>,
     b: &Tensor<B, 1>,

@@ -3,33 +3,14 @@
 //! instance, a problem whose contraction map is exactly the gradient step of its inner loss,
 //! and a wrapper that adds an upper-level constraint.
 
+use super::*;
+
 use bilevel_core::dense::Dense;
 use bilevel_core::problems::LeastSquaresBilevel;
 use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::{matrix, matvec, tmatvec, vector};
-use bilevel_core::{Batch, BilevelError, BilevelProblem, Constraint, Lift, Result};
-use burn::backend::{Autodiff, NdArray};
+use bilevel_core::{Batch, BilevelProblem, Constraint, Lift};
 use burn::tensor::Tensor;
-
-/// The backend every f64 test runs on; swap here to run the suite elsewhere.
-pub type TestBackend = Autodiff<NdArray<f64>>;
-
-pub fn dev() -> burn::tensor::Device<TestBackend> {
-    Default::default()
-}
-
-pub fn t(values: &[f64]) -> Tensor<TestBackend, 1> {
-    vector(values, &dev())
-}
-
-pub fn host(t: &Tensor<TestBackend, 1>) -> Vec<f64> {
-    bilevel_core::tensor::to_vec(t.clone()).unwrap()
-}
-
-/// Whether `r` is an `InvalidParameter` error naming `name`.
-pub fn is_invalid<T>(r: Result<T>, name: &str) -> bool {
-    matches!(r, Err(BilevelError::InvalidParameter { name: n, .. }) if n == name)
-}
 
 /// Largest eigenvalue of a symmetric PSD matrix (power iteration, host f64).
 pub fn max_eigenvalue(h: &Dense) -> f64 {

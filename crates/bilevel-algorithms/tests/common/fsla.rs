@@ -1,27 +1,13 @@
 #![allow(dead_code, missing_docs)]
 //! Helpers of the FSLA tests: problems, host replicas of FSLA's rule and of BP.
 
+use super::*;
+
 use bilevel_core::dense::{axpy, norm, Dense};
 use bilevel_core::problems::{LeastSquaresBilevel, QuadraticBilevel, QuadraticForm, QuadraticSpec};
 use bilevel_core::sampling::Rng;
 use bilevel_core::{BilevelProblem, Oracle, OracleCounts, Solver, State};
-use burn::backend::{Autodiff, NdArray};
 use burn::tensor::Tensor;
-
-/// The backend every f64 test runs on; swap here to run the suite elsewhere.
-pub type TestBackend = Autodiff<NdArray<f64>>;
-
-pub fn dev() -> burn::tensor::Device<TestBackend> {
-    Default::default()
-}
-
-pub fn t(values: &[f64]) -> Tensor<TestBackend, 1> {
-    bilevel_core::tensor::vector(values, &dev())
-}
-
-pub fn host(t: &Tensor<TestBackend, 1>) -> Vec<f64> {
-    bilevel_core::tensor::to_vec(t.clone()).unwrap()
-}
 
 /// A well-conditioned deterministic instance: `∇²_yy g` has spectrum `[1, 4]`, `μ = 1`.
 pub fn quadratic() -> QuadraticBilevel<TestBackend> {

@@ -1,34 +1,18 @@
 #![allow(dead_code, missing_docs)]
 //! Shared helpers of the stochastic-algorithm tests (stocBiO, BSA, TTSA).
 
+use super::*;
+
 use std::cell::RefCell;
 
 use bilevel_core::dense::{axpy, norm, Dense};
 use bilevel_core::problems::{LeastSquaresBilevel, QuadraticForm};
 use bilevel_core::sampling::Rng;
-use bilevel_core::{
-    Batch, BilevelError, BilevelProblem, Lift, Oracle, OracleCounts, Result, Solver, State,
-};
-use burn::backend::{Autodiff, NdArray};
+use bilevel_core::{Batch, BilevelProblem, Lift, Oracle, OracleCounts, Result, Solver, State};
 use burn::tensor::Tensor;
-
-/// The backend every f64 test runs on; swap here to run the suite elsewhere.
-pub type TestBackend = Autodiff<NdArray<f64>>;
 
 /// The stochastic test problem.
 pub type Problem = LeastSquaresBilevel<TestBackend>;
-
-pub fn dev() -> burn::tensor::Device<TestBackend> {
-    Default::default()
-}
-
-pub fn t(values: &[f64]) -> Tensor<TestBackend, 1> {
-    bilevel_core::tensor::vector(values, &dev())
-}
-
-pub fn host(t: &Tensor<TestBackend, 1>) -> Vec<f64> {
-    bilevel_core::tensor::to_vec(t.clone()).unwrap()
-}
 
 /// Rows of the test instances: small, so that runs are fast.
 pub const ROWS: usize = 200;
@@ -120,11 +104,6 @@ pub fn one_iter<P: BilevelProblem<TestBackend>, S: Solver<TestBackend>>(
     let before = oracle.counts();
     let state = solver.next_iter(oracle, state).unwrap();
     (oracle.counts() - before, state)
-}
-
-/// Whether `r` is an `InvalidParameter` error naming `name`.
-pub fn is_invalid<T>(r: Result<T>, name: &str) -> bool {
-    matches!(r, Err(BilevelError::InvalidParameter { name: n, .. }) if n == name)
 }
 
 /// `(I − ηH̄)^p ∇_y f(x, y)` from the closed form.

@@ -3,28 +3,13 @@
 //! estimators on quadratic problems, where `y^N(x)` is affine in `x` and its Jacobian follows
 //! the recursion `D_{t+1} = (I − αH_t) D_t − αC_t`, `D_0 = 0`.
 
+use super::*;
+
 use bilevel_core::dense::{axpy, Dense};
 use bilevel_core::problems::{LeastSquaresBilevel, QuadraticBilevel, QuadraticForm, QuadraticSpec};
 use bilevel_core::sampling::Rng;
 use bilevel_core::State;
-use bilevel_core::{Batch, BilevelError, BilevelProblem, Oracle, OracleCounts, Result, Solver};
-use burn::backend::{Autodiff, NdArray};
-use burn::tensor::Tensor;
-
-/// The backend every f64 test runs on; swap here to run the suite elsewhere.
-pub type TestBackend = Autodiff<NdArray<f64>>;
-
-pub fn dev() -> burn::tensor::Device<TestBackend> {
-    Default::default()
-}
-
-pub fn t(values: &[f64]) -> Tensor<TestBackend, 1> {
-    bilevel_core::tensor::vector(values, &dev())
-}
-
-pub fn host(t: &Tensor<TestBackend, 1>) -> Vec<f64> {
-    bilevel_core::tensor::to_vec(t.clone()).unwrap()
-}
+use bilevel_core::{Batch, BilevelProblem, Oracle, OracleCounts, Solver};
 
 /// A random deterministic quadratic instance.
 pub fn quadratic(
@@ -74,11 +59,6 @@ pub fn one_iter<S: Solver<TestBackend>, P: BilevelProblem<TestBackend>>(
     let before = oracle.counts();
     let state = solver.next_iter(oracle, state).unwrap();
     (oracle.counts() - before, state)
-}
-
-/// Whether `r` is an `InvalidParameter` error naming `name`.
-pub fn is_invalid<T>(r: Result<T>, name: &str) -> bool {
-    matches!(r, Err(BilevelError::InvalidParameter { name: n, .. }) if n == name)
 }
 
 /// Host (S)GD: step `t` uses the inner quadratic of `forms[t]`; returns `y^N`.
