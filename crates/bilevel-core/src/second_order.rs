@@ -152,6 +152,19 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         self.mode
     }
 
+    /// Checks of every product with `v` in y-space on an inner batch.
+    fn check_product(
+        &mut self,
+        x: &Tensor<B, 1>,
+        y: &Tensor<B, 1>,
+        v: &Tensor<B, 1>,
+        batch: &Batch,
+    ) -> Result<()> {
+        self.check_xy(x, y)?;
+        check_len("v", v, self.problem.y_dim())?;
+        self.check_inner_batch(batch)
+    }
+
     fn check_xy(&self, x: &Tensor<B, 1>, y: &Tensor<B, 1>) -> Result<()> {
         check_len("x", x, self.problem.x_dim())?;
         check_len("y", y, self.problem.y_dim())
@@ -270,9 +283,7 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         v: &Tensor<B, 1>,
         batch: &Batch,
     ) -> Result<Tensor<B, 1>> {
-        self.check_xy(x, y)?;
-        check_len("v", v, self.problem.y_dim())?;
-        self.check_inner_batch(batch)?;
+        self.check_product(x, y, v, batch)?;
         self.counts.hvp += 1;
         Ok(self.products(x, y, v, batch, false)?.0)
     }
@@ -285,9 +296,7 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         v: &Tensor<B, 1>,
         batch: &Batch,
     ) -> Result<Tensor<B, 1>> {
-        self.check_xy(x, y)?;
-        check_len("v", v, self.problem.y_dim())?;
-        self.check_inner_batch(batch)?;
+        self.check_product(x, y, v, batch)?;
         self.counts.jvp += 1;
         Ok(self.products(x, y, v, batch, true)?.1)
     }
@@ -300,9 +309,7 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         v: &Tensor<B, 1>,
         batch: &Batch,
     ) -> Result<(Tensor<B, 1>, Tensor<B, 1>)> {
-        self.check_xy(x, y)?;
-        check_len("v", v, self.problem.y_dim())?;
-        self.check_inner_batch(batch)?;
+        self.check_product(x, y, v, batch)?;
         self.counts.hvp += 1;
         self.counts.jvp += 1;
         self.products(x, y, v, batch, true)
@@ -334,9 +341,7 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         v: &Tensor<B, 1>,
         batch: &Batch,
     ) -> Result<(Tensor<B, 1>, Tensor<B, 1>)> {
-        self.check_xy(x, y)?;
-        check_len("v", v, self.problem.y_dim())?;
-        self.check_inner_batch(batch)?;
+        self.check_product(x, y, v, batch)?;
         self.counts.map_vjps += 1;
         let (xr, yr) = leaves(x, y, true);
         let value = self
