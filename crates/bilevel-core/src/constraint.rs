@@ -1,7 +1,7 @@
 //! Closed convex sets for projected upper-level steps.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 
 use crate::error::{BilevelError, Result};
 
@@ -27,6 +27,21 @@ pub enum Constraint {
         /// Radius.
         radius: f64,
     },
+    /// The block `x[offset..offset + rows·cols]`, read as a row-major `rows × cols` matrix `M`,
+    /// has every row in the ℓ₁ ball of `radius`: `max_i Σ_j |M_ij| = ‖M‖_∞ ≤ radius` (the
+    /// operator norm induced by `‖·‖_∞`); the other coordinates are free. Used to keep a map
+    /// `z ↦ tanh(M z + …)` a contraction (equilibrium models, paper 002 §7.1). The projection is
+    /// row by row onto the ℓ₁ ball (exact, by sorting; Duchi et al. 2008), on the host in `f64`.
+    RowSumBall {
+        /// Start of the block in `x`.
+        offset: usize,
+        /// Rows of the block.
+        rows: usize,
+        /// Columns of the block (the length of each ℓ₁-constrained row).
+        cols: usize,
+        /// Bound on every row's ℓ₁ norm.
+        radius: f64,
+    },
 }
 
 impl Constraint {
@@ -35,7 +50,9 @@ impl Constraint {
         let ok = match self {
             Constraint::Unconstrained => true,
             Constraint::Box { lower, upper } => lower <= upper,
-            Constraint::LInfBall { radius } | Constraint::L2Ball { radius } => *radius >= 0.0,
+            Constraint::LInfBall { radius }
+            | Constraint::L2Ball { radius }
+            | Constraint::RowSumBall { radius, .. } => *radius >= 0.0,
         };
         if ok {
             Ok(())
@@ -48,6 +65,10 @@ impl Constraint {
     }
 
     /// Euclidean projection of `x` onto the set.
+    ///
+    /// For [`Constraint::RowSumBall`], rows of the block that do not fit in `x` are left as
+    /// they are (the problem declaring the set makes the block fit), and the result is an
+    /// untracked tensor (host round trip).
     pub fn project<B: Backend>(&self, x: Tensor<B, 1>) -> Tensor<B, 1> {
         match *self {
             Constraint::Unconstrained => x,
@@ -61,6 +82,57 @@ impl Constraint {
                     x
                 }
             }
+            Constraint::RowSumBall {
+                offset,
+                rows,
+                cols,
+                radius,
+            } => {
+                let device = x.device();
+                let n = x.dims()[0];
+                let Ok(mut values) = x.into_data().convert::<f64>().to_vec::<f64>() else {
+                    unreachable!("converted float data reads back as f64")
+                };
+                let start = offset.min(n);
+                let end = offset.saturating_add(rows.saturating_mul(cols)).min(n);
+                if cols > 0 {
+                    for row in values[start..end].chunks_exact_mut(cols) {
+                        project_l1_ball(row, radius);
+                    }
+                }
+                let data = TensorData::new(values, [n]).convert::<B::FloatElem>();
+                Tensor::from_data(data, &device)
+            }
         }
+    }
+}
+
+/// In-place Euclidean projection of `row` onto `{v : ‖v‖₁ ≤ radius}`: kept if inside, else
+/// soft-thresholded, `v_j ← sign(v_j) max(|v_j| − θ, 0)` with `θ` from the sorted magnitudes.
+pub fn project_l1_ball(row: &mut [f64], radius: f64) {
+    let l1: f64 = row.iter().map(|v| v.abs()).sum();
+    if l1 <= radius {
+        return;
+    }
+    if radius <= 0.0 {
+        row.iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    let mut mags: Vec<f64> = row.iter().map(|v| v.abs()).collect();
+    mags.sort_by(|a, b| b.total_cmp(a));
+    // θ = (Σ_{j≤k} μ_j − radius)/k for the largest k with μ_k > (Σ_{j≤k} μ_j − radius)/k.
+    let mut cumsum = 0.0;
+    let mut theta = 0.0;
+    for (j, &m) in mags.iter().enumerate() {
+        cumsum += m;
+        let t = (cumsum - radius) / (j + 1) as f64;
+        if m > t {
+            theta = t;
+        } else {
+            break;
+        }
+    }
+    for v in row.iter_mut() {
+        *v = v.signum() * (v.abs() - theta).max(0.0);
     }
 }

@@ -4,10 +4,27 @@
 //! data, each an [`Application`] (seeded start, evaluation metrics), plus the serde specs that
 //! build them and the runner that pairs them with an algorithm.
 
+pub mod adversarial_ls;
 pub mod application;
+pub mod common;
+pub mod equilibrium;
 pub mod error;
+pub mod method;
+pub mod ho_logreg_text;
+pub mod ho_l2;
+pub mod hr_deep;
+pub mod hr_shallow;
+pub mod hyper_cleaning;
+pub mod hyper_cleaning_cnn;
+pub mod liu_hard;
+pub mod meta_learning;
+pub mod poisoning;
+pub mod quadratic;
 pub mod runner;
 pub mod spec;
 
 pub use application::{Application, Metric};
 pub use error::{ProblemError, Result};
+pub use method::{MethodSpec, SolverVisitor};
+pub use runner::{run_application, run_spec, ResumeFrom, RunHooks, RunReport, RunSpec};
+pub use spec::{ApplicationVisitor, BuildContext, ProblemSpec};

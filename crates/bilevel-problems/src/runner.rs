@@ -1,1 +1,736 @@
-//! (in progress)
+//! The shared runner: one [`Application`] × one [`MethodSpec`] × one [`RunSpec`] → a
+//! [`RunReport`]. The `bilevel` CLI and `xtask reproduce` both run experiments through
+//! [`run_spec`] / [`run_application`].
+//!
+//! What a run writes (all optional, chosen by [`RunHooks`]):
+//!
+//! - `<checkpoint_dir>/checkpoint.json` — the executor's checkpoint (every
+//!   [`RunSpec::checkpoint_every`] iterations, and always at the end: after `max_iters`, an
+//!   interrupt, or a divergence, whose checkpoint holds the last finite state);
+//! - `<checkpoint_dir>/records.jsonl` — one [`IterRecord`] per line (with the application's
+//!   metrics), flushed as written, so a resumed run's report holds the records of the whole run;
+//! - a CSV file (`iter,wall_time_s,outer_loss,hypergrad_norm,<oracle counts>,<metrics>`), flushed
+//!   row by row; metric cells are empty on rows where the metrics were not evaluated.
+//!
+//! **Resume.** [`ResumeFrom::load`] reads a checkpoint directory. The run continues from the
+//! checkpointed state (solver memories and RNG included), so on a deterministic backend
+//! (ndarray) the final iterate is bit-identical to an uninterrupted run; records and CSV rows
+//! written after the checkpoint (by a run that was killed) are dropped first.
+//!
+//! **Metrics.** [`Application::evaluate`] runs at the start of a fresh run (iteration 0), every
+//! [`RunSpec::eval_every`] iterations, and at the end. Evaluation is not counted as oracle calls
+//! and draws no random numbers, so it never changes the trajectory.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bilevel_core::observers::ProgressBar;
+use bilevel_core::second_order::SecondOrder;
+use bilevel_core::tensor::{norm, to_vec};
+use bilevel_core::{
+    BilevelError, Checkpoint, Checkpointing, Executor, ExecutorConfig, IterRecord, Observe,
+    ObserverMode, OracleCounts, RunOutcome, Solver, State, TerminationReason,
+};
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use crate::application::{Application, Metric};
+use crate::error::{ProblemError, Result};
+use crate::method::{MethodSpec, SolverVisitor};
+use crate::spec::{ApplicationVisitor, BuildContext, ProblemSpec};
+
+/// File name of the executor checkpoint inside a checkpoint directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+/// File name of the JSON-lines record log inside a checkpoint directory.
+pub const RECORDS_FILE: &str = "records.jsonl";
+
+/// The `[run]` table: stopping rules, seed and cadences. Every key is optional.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunSpec {
+    /// Outer iterations in total, counted from 0 across resumes (default 100).
+    pub max_iters: u64,
+    /// Wall-clock budget of one invocation in seconds (default: none).
+    pub time_budget_s: Option<f64>,
+    /// Stop once `‖ĝ_k‖ ≤ grad_tolerance` (default: none).
+    pub grad_tolerance: Option<f64>,
+    /// Seed of the run's random source and of the initial point (default 0).
+    pub seed: u64,
+    /// Evaluate the application's metrics every this many iterations, and at the end
+    /// (default 10).
+    pub eval_every: u64,
+    /// Write a checkpoint every this many iterations (default: only at the end).
+    pub checkpoint_every: Option<u64>,
+    /// Second-order products by central finite differences with this step instead of exact
+    /// nested autodiff (default: exact).
+    pub finite_difference_step: Option<f64>,
+}
+
+impl Default for RunSpec {
+    fn default() -> Self {
+        Self {
+            max_iters: 100,
+            time_budget_s: None,
+            grad_tolerance: None,
+            seed: 0,
+            eval_every: 10,
+            checkpoint_every: None,
+            finite_difference_step: None,
+        }
+    }
+}
+
+impl RunSpec {
+    /// Checks ranges; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |name: &str, reason: String| Err(ProblemError::config(name, reason));
+        if self.max_iters == 0 {
+            return bad("run.max_iters", "must be ≥ 1".into());
+        }
+        if self.eval_every == 0 {
+            return bad("run.eval_every", "must be ≥ 1".into());
+        }
+        if self.checkpoint_every == Some(0) {
+            return bad(
+                "run.checkpoint_every",
+                "must be ≥ 1 (omit it to checkpoint only at the end)".into(),
+            );
+        }
+        if let Some(t) = self.time_budget_s {
+            if !(t > 0.0 && t.is_finite()) {
+                return bad(
+                    "run.time_budget_s",
+                    format!("must be > 0 and finite, got {t}"),
+                );
+            }
+        }
+        if let Some(t) = self.grad_tolerance {
+            if !(t >= 0.0 && t.is_finite()) {
+                return bad(
+                    "run.grad_tolerance",
+                    format!("must be ≥ 0 and finite, got {t}"),
+                );
+            }
+        }
+        if let Some(e) = self.finite_difference_step {
+            if !(e > 0.0 && e.is_finite()) {
+                return bad(
+                    "run.finite_difference_step",
+                    format!("must be > 0 and finite, got {e}"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn executor_config(&self) -> ExecutorConfig {
+        ExecutorConfig {
+            max_iters: self.max_iters,
+            time_budget: self.time_budget_s.map(Duration::from_secs_f64),
+            hypergrad_tol: self.grad_tolerance,
+            second_order: match self.finite_difference_step {
+                Some(eps) => SecondOrder::FiniteDifference { eps },
+                None => SecondOrder::Exact,
+            },
+        }
+    }
+}
+
+/// Where a resumed run continues from: a checkpoint and the records written up to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResumeFrom {
+    /// The executor checkpoint.
+    pub checkpoint: Checkpoint,
+    /// Records of the interrupted run with `iter ≤ checkpoint.state.iter`.
+    pub records: Vec<IterRecord>,
+}
+
+impl ResumeFrom {
+    /// Reads `dir/checkpoint.json` and, if present, `dir/records.jsonl` (a torn last line is
+    /// ignored; records after the checkpoint are dropped).
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(CHECKPOINT_FILE);
+        if !path.exists() {
+            return Err(ProblemError::config(
+                "resume",
+                format!(
+                    "no checkpoint at {}: the run wrote none yet (set run.checkpoint_every to \
+                     checkpoint during a run)",
+                    path.display()
+                ),
+            ));
+        }
+        let checkpoint = Checkpoint::load(&path)?;
+        let iter = checkpoint.state.iter;
+        let records = read_records(&dir.join(RECORDS_FILE))?
+            .into_iter()
+            .filter(|r| r.iter <= iter)
+            .collect();
+        Ok(Self {
+            checkpoint,
+            records,
+        })
+    }
+}
+
+fn read_records(path: &Path) -> Result<Vec<IterRecord>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let file = File::open(path).map_err(|e| BilevelError::io(path, e))?;
+    let mut records = Vec::new();
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.map_err(|e| BilevelError::io(path, e))?;
+        // A run killed mid-write leaves a torn last line: stop there.
+        match serde_json::from_str::<IterRecord>(&line) {
+            Ok(r) => records.push(r),
+            Err(_) => break,
+        }
+    }
+    Ok(records)
+}
+
+/// What a run adds besides the method and stopping rules: observers, files, interruption and
+/// resumption. `RunHooks::default()` runs silently and writes nothing.
+pub struct RunHooks<B: AutodiffBackend> {
+    /// Show a progress bar (outer loss, `‖ĝ‖`, ETA) on stderr when it is a terminal.
+    pub progress: bool,
+    /// Write a CSV log here (appended to, after truncation to the checkpoint, when resuming).
+    pub csv: Option<PathBuf>,
+    /// A CSV row every this many iterations (default: [`RunSpec::eval_every`]).
+    pub csv_every: Option<u64>,
+    /// Further observers, with their modes.
+    pub observers: Vec<(Box<dyn Observe<B>>, ObserverMode)>,
+    /// Directory of `checkpoint.json` and `records.jsonl` (created if missing).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Stop cleanly (with a checkpoint) when this becomes true, e.g. from a Ctrl-C handler.
+    pub interrupt: Option<Arc<AtomicBool>>,
+    /// Continue a previous run instead of starting fresh.
+    pub resume: Option<ResumeFrom>,
+}
+
+impl<B: AutodiffBackend> Default for RunHooks<B> {
+    fn default() -> Self {
+        Self {
+            progress: false,
+            csv: None,
+            csv_every: None,
+            observers: Vec::new(),
+            checkpoint_dir: None,
+            interrupt: None,
+            resume: None,
+        }
+    }
+}
+
+/// The outcome of a run, serialisable as `report.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// The problem's experiment id.
+    pub problem: String,
+    /// The method's `name`.
+    pub method: String,
+    /// [`RunSpec::seed`].
+    pub seed: u64,
+    /// Records at iteration 0, every `eval_every` iterations and at the end, each with the
+    /// application's metrics (in [`Application::metric_names`] order).
+    pub records: Vec<IterRecord>,
+    /// Why the run stopped (`NonFinite`: the final state is the last finite one).
+    pub termination: TerminationReason,
+    /// Metrics at the final state.
+    pub final_metrics: Vec<Metric>,
+    /// Wall time, including time before a resume.
+    pub wall_time_s: f64,
+    /// Completed outer iterations.
+    pub iterations: u64,
+    /// Oracle calls of the whole run.
+    pub counts: OracleCounts,
+    /// Final upper-level variable.
+    pub final_x: Vec<f64>,
+    /// Final lower-level variable.
+    pub final_y: Vec<f64>,
+}
+
+impl RunReport {
+    /// Whether the run ended normally (max iterations, convergence or time budget).
+    pub fn is_complete(&self) -> bool {
+        matches!(
+            self.termination,
+            TerminationReason::MaxItersReached
+                | TerminationReason::Converged
+                | TerminationReason::Timeout
+        )
+    }
+
+    /// The value of metric `name` at the end.
+    pub fn final_metric(&self, name: &str) -> Option<f64> {
+        self.final_metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.value)
+    }
+}
+
+/// Builds the problem of `problem` and runs `method` on it (see [`run_application`]).
+pub fn run_spec<B: AutodiffBackend>(
+    problem: &ProblemSpec,
+    method: &MethodSpec,
+    run: &RunSpec,
+    ctx: &BuildContext<B>,
+    hooks: RunHooks<B>,
+) -> Result<RunReport> {
+    method.validate()?;
+    run.validate()?;
+    problem.build_with(ctx, RunOnBuilt { method, run, hooks })
+}
+
+struct RunOnBuilt<'a, B: AutodiffBackend> {
+    method: &'a MethodSpec,
+    run: &'a RunSpec,
+    hooks: RunHooks<B>,
+}
+
+impl<B: AutodiffBackend> ApplicationVisitor<B> for RunOnBuilt<'_, B> {
+    type Output = RunReport;
+    fn visit<P: Application<B>>(self, problem: P) -> Result<RunReport> {
+        run_application(&problem, self.method, self.run, self.hooks)
+    }
+}
+
+/// Runs `method` on `problem` under `run`, with the observers, files, interruption and
+/// resumption of `hooks`.
+///
+/// Errors (never panics) on an invalid method or run spec, a method the problem cannot support
+/// (e.g. `lower_level = "contraction"` on a problem without a contraction map), a checkpoint from
+/// another method or problem, or a failed metric evaluation. Divergence to NaN/Inf is not an
+/// error: the report's termination is [`TerminationReason::NonFinite`] and its final state (and
+/// the last checkpoint) is the last finite one.
+pub fn run_application<B: AutodiffBackend, P: Application<B>>(
+    problem: &P,
+    method: &MethodSpec,
+    run: &RunSpec,
+    hooks: RunHooks<B>,
+) -> Result<RunReport> {
+    method.validate()?;
+    run.validate()?;
+    if problem.x_dim() == 0 || problem.y_dim() == 0 {
+        return Err(BilevelError::ShapeMismatch {
+            what: format!("dimensions of problem `{}` (x, y)", problem.id()),
+            expected: vec![1, 1],
+            got: vec![problem.x_dim(), problem.y_dim()],
+        }
+        .into());
+    }
+    method.build_with(Runner {
+        problem,
+        method,
+        run,
+        hooks,
+    })
+}
+
+/// Metric values of the iteration being recorded, computed once per iteration for all metric
+/// columns.
+struct EvalCache {
+    iter: Option<u64>,
+    values: Vec<f64>,
+    error: Option<ProblemError>,
+}
+
+/// Shared sinks: the records of the report and the files they are mirrored to.
+struct Sinks {
+    records: Vec<IterRecord>,
+    jsonl: Option<(PathBuf, File)>,
+    csv: Option<(PathBuf, File)>,
+    eval_every: u64,
+    error: Option<BilevelError>,
+}
+
+impl Sinks {
+    fn keep(&mut self, record: &IterRecord) {
+        self.records.push(record.clone());
+        if let Some((path, file)) = &mut self.jsonl {
+            let line = serde_json::to_string(record).unwrap_or_default();
+            if let Err(e) = writeln!(file, "{line}").and_then(|_| file.flush()) {
+                self.error.get_or_insert(BilevelError::io(path, e));
+            }
+        }
+    }
+
+    fn csv_row(&mut self, record: &IterRecord) {
+        let evaluated = record.iter % self.eval_every == 0;
+        if let Some((path, file)) = &mut self.csv {
+            let row = csv_row(record, evaluated);
+            if let Err(e) = writeln!(file, "{row}").and_then(|_| file.flush()) {
+                self.error.get_or_insert(BilevelError::io(path, e));
+            }
+        }
+    }
+}
+
+fn csv_header(metric_names: &[&str]) -> String {
+    let mut h = String::from(
+        "iter,wall_time_s,outer_loss,hypergrad_norm,f_values,g_values,grad_f,grad_g,hvp,jvp,\
+         map_values,map_vjps,samples_f,samples_g",
+    );
+    for name in metric_names {
+        h.push(',');
+        h.push_str(name);
+    }
+    h
+}
+
+fn csv_row(record: &IterRecord, with_metrics: bool) -> String {
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
+    let c = &record.counts;
+    let mut row = format!(
+        "{},{:.6},{},{},{},{},{},{},{},{},{},{},{},{}",
+        record.iter,
+        record.wall_time_s,
+        opt(record.outer_loss),
+        opt(record.hypergrad_norm),
+        c.f_values,
+        c.g_values,
+        c.grad_f,
+        c.grad_g,
+        c.hvp,
+        c.jvp,
+        c.map_values,
+        c.map_vjps,
+        c.samples_f,
+        c.samples_g
+    );
+    for (_, v) in &record.metrics {
+        row.push(',');
+        if with_metrics {
+            row.push_str(&format!("{v:e}"));
+        }
+    }
+    row
+}
+
+/// Keeps the CSV's header and rows up to `iter` (complete lines only); creates it with a header
+/// if missing or empty.
+fn prepare_csv(path: &Path, header: &str, keep_up_to: Option<u64>) -> Result<File> {
+    let io = |e: std::io::Error| ProblemError::from(BilevelError::io(path, e));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut kept = vec![header.to_string()];
+    if let (Some(up_to), true) = (keep_up_to, path.exists()) {
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..end],
+            None => "",
+        };
+        kept.extend(
+            complete
+                .lines()
+                .skip(1)
+                .filter(|l| {
+                    l.split(',')
+                        .next()
+                        .and_then(|i| i.parse::<u64>().ok())
+                        .is_some_and(|i| i <= up_to)
+                })
+                .map(str::to_string),
+        );
+    }
+    let mut file = File::create(path).map_err(io)?;
+    for line in kept {
+        writeln!(file, "{line}").map_err(io)?;
+    }
+    file.flush().map_err(io)?;
+    Ok(file)
+}
+
+fn prepare_jsonl(path: &Path, records: &[IterRecord]) -> Result<File> {
+    let io = |e: std::io::Error| ProblemError::from(BilevelError::io(path, e));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut file = File::create(path).map_err(io)?;
+    for r in records {
+        let line = serde_json::to_string(r)
+            .map_err(|e| ProblemError::from(BilevelError::Checkpoint(e.to_string())))?;
+        writeln!(file, "{line}").map_err(io)?;
+    }
+    file.flush().map_err(io)?;
+    Ok(file)
+}
+
+/// Forwards records to the shared sinks (records + JSONL at `eval_every`).
+struct KeepRecords(Rc<RefCell<Sinks>>);
+
+impl<B: AutodiffBackend> Observe<B> for KeepRecords {
+    fn observe_iter(&mut self, _state: &State<B>, record: &IterRecord) -> bilevel_core::Result<()> {
+        let mut sinks = self.0.borrow_mut();
+        sinks.keep(record);
+        match sinks.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Forwards records to the CSV file.
+struct CsvRows(Rc<RefCell<Sinks>>);
+
+impl<B: AutodiffBackend> Observe<B> for CsvRows {
+    fn observe_iter(&mut self, _state: &State<B>, record: &IterRecord) -> bilevel_core::Result<()> {
+        let mut sinks = self.0.borrow_mut();
+        sinks.csv_row(record);
+        match sinks.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+fn evaluate<B: AutodiffBackend, P: Application<B>>(
+    problem: &P,
+    state: &State<B>,
+    names: &[&'static str],
+) -> Result<Vec<f64>> {
+    let metrics = problem.evaluate(&state.x, &state.y)?;
+    if metrics.len() != names.len() {
+        return Err(BilevelError::ShapeMismatch {
+            what: format!("metrics of `{}` ({names:?})", problem.id()),
+            expected: vec![names.len()],
+            got: vec![metrics.len()],
+        }
+        .into());
+    }
+    Ok(metrics.into_iter().map(|m| m.value).collect())
+}
+
+enum Start<B: AutodiffBackend> {
+    Fresh(State<B>),
+    Resume(Checkpoint),
+}
+
+struct Runner<'a, B: AutodiffBackend, P: Application<B>> {
+    problem: &'a P,
+    method: &'a MethodSpec,
+    run: &'a RunSpec,
+    hooks: RunHooks<B>,
+}
+
+impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P> {
+    type Output = RunReport;
+
+    fn visit<S: Solver<B>>(self, solver: S) -> Result<RunReport> {
+        let Runner {
+            problem,
+            method,
+            run,
+            hooks,
+        } = self;
+        let names = problem.metric_names();
+        let resume_iter = hooks.resume.as_ref().map(|r| r.checkpoint.state.iter);
+        if let Some(r) = &hooks.resume {
+            r.checkpoint
+                .state
+                .check_dims(problem.x_dim(), problem.y_dim())?;
+        }
+
+        let jsonl = match &hooks.checkpoint_dir {
+            Some(dir) => {
+                let path = dir.join(RECORDS_FILE);
+                let records = hooks
+                    .resume
+                    .as_ref()
+                    .map(|r| r.records.as_slice())
+                    .unwrap_or_default();
+                Some((path.clone(), prepare_jsonl(&path, records)?))
+            }
+            None => None,
+        };
+        let csv = match &hooks.csv {
+            Some(path) => Some((
+                path.clone(),
+                prepare_csv(path, &csv_header(&names), resume_iter)?,
+            )),
+            None => None,
+        };
+        let sinks = Rc::new(RefCell::new(Sinks {
+            records: hooks
+                .resume
+                .as_ref()
+                .map(|r| r.records.clone())
+                .unwrap_or_default(),
+            jsonl,
+            csv,
+            eval_every: run.eval_every,
+            error: None,
+        }));
+
+        let start = match &hooks.resume {
+            Some(r) => Start::Resume(r.checkpoint.clone()),
+            None => {
+                let (x0, y0) = problem.initial_point(run.seed)?;
+                let state = State::new(x0, y0, run.seed);
+                let values = evaluate(problem, &state, &names)?;
+                let record = IterRecord {
+                    iter: 0,
+                    wall_time_s: 0.0,
+                    outer_loss: None,
+                    hypergrad_norm: None,
+                    counts: OracleCounts::default(),
+                    metrics: names.iter().map(|n| n.to_string()).zip(values).collect(),
+                };
+                let mut s = sinks.borrow_mut();
+                s.keep(&record);
+                s.csv_row(&record);
+                if let Some(e) = s.error.take() {
+                    return Err(e.into());
+                }
+                Start::Fresh(state)
+            }
+        };
+
+        let cache = Rc::new(RefCell::new(EvalCache {
+            iter: None,
+            values: Vec::new(),
+            error: None,
+        }));
+        let eval_every = run.eval_every;
+        let mut executor = Executor::new(problem, solver).configure(|_| run.executor_config());
+        for (i, name) in names.iter().enumerate() {
+            let cache = Rc::clone(&cache);
+            let names = names.clone();
+            executor = executor.add_metric(name, move |state: &State<B>| {
+                if state.iter % eval_every != 0 {
+                    return f64::NAN;
+                }
+                let mut c = cache.borrow_mut();
+                if c.iter != Some(state.iter) {
+                    c.iter = Some(state.iter);
+                    match evaluate(problem, state, &names) {
+                        Ok(v) => c.values = v,
+                        Err(e) => {
+                            c.values = vec![f64::NAN; names.len()];
+                            c.error.get_or_insert(e);
+                        }
+                    }
+                }
+                c.values.get(i).copied().unwrap_or(f64::NAN)
+            });
+        }
+        executor = executor.add_observer(
+            KeepRecords(Rc::clone(&sinks)),
+            ObserverMode::Every(eval_every),
+        );
+        if hooks.csv.is_some() {
+            executor = executor.add_observer(
+                CsvRows(Rc::clone(&sinks)),
+                ObserverMode::Every(hooks.csv_every.unwrap_or(eval_every).max(1)),
+            );
+        }
+        if hooks.progress {
+            executor = executor.add_observer(ProgressBar::new(run.max_iters), ObserverMode::Always);
+        }
+        for (obs, mode) in hooks.observers {
+            executor = executor.add_observer(BoxedObserver(obs), mode);
+        }
+        if let Some(dir) = &hooks.checkpoint_dir {
+            executor = executor.checkpointing(Checkpointing {
+                path: dir.join(CHECKPOINT_FILE),
+                every: run.checkpoint_every.unwrap_or(0),
+            });
+        }
+        if let Some(flag) = hooks.interrupt {
+            executor = executor.interrupt_flag(flag);
+        }
+        let outcome: RunOutcome<B> = match start {
+            Start::Resume(checkpoint) => executor.resume(&checkpoint)?,
+            Start::Fresh(state) => executor.run(state)?,
+        };
+        if let Some(e) = cache.borrow_mut().error.take() {
+            return Err(e);
+        }
+
+        let state = &outcome.state;
+        let last = sinks.borrow().records.last().cloned();
+        let final_values = match last.filter(|r| r.iter == state.iter) {
+            Some(r) if r.metrics.iter().all(|(_, v)| !v.is_nan()) || names.is_empty() => {
+                r.metrics.iter().map(|(_, v)| *v).collect()
+            }
+            _ => {
+                let values = evaluate(problem, state, &names)?;
+                // An interrupted run continues later: its records must not hold an off-cadence
+                // row that an uninterrupted run would not have.
+                if outcome.termination != TerminationReason::Interrupted {
+                    let record = IterRecord {
+                        iter: state.iter,
+                        wall_time_s: outcome.elapsed_s,
+                        outer_loss: state.outer_loss,
+                        hypergrad_norm: state.hypergradient.as_ref().map(norm),
+                        counts: state.counts,
+                        metrics: names
+                            .iter()
+                            .map(|n| n.to_string())
+                            .zip(values.iter().copied())
+                            .collect(),
+                    };
+                    let mut s = sinks.borrow_mut();
+                    s.keep(&record);
+                    // The CSV's last row is the final state, with its metrics.
+                    let row = csv_row(&record, true);
+                    if let Some((path, file)) = &mut s.csv {
+                        writeln!(file, "{row}")
+                            .and_then(|_| file.flush())
+                            .map_err(|e| BilevelError::io(path, e))?;
+                    }
+                    if let Some(e) = s.error.take() {
+                        return Err(e.into());
+                    }
+                }
+                values
+            }
+        };
+        let records = std::mem::take(&mut sinks.borrow_mut().records);
+        Ok(RunReport {
+            problem: problem.id().to_string(),
+            method: method.name().to_string(),
+            seed: run.seed,
+            records,
+            termination: outcome.termination.clone(),
+            final_metrics: names
+                .iter()
+                .zip(final_values)
+                .map(|(n, v)| Metric::new(n, v))
+                .collect(),
+            wall_time_s: outcome.elapsed_s,
+            iterations: state.iter,
+            counts: state.counts,
+            final_x: to_vec(state.x.clone())?,
+            final_y: to_vec(state.y.clone())?,
+        })
+    }
+}
+
+/// Lets boxed observers from [`RunHooks::observers`] be added to the executor.
+struct BoxedObserver<B: AutodiffBackend>(Box<dyn Observe<B>>);
+
+impl<B: AutodiffBackend> Observe<B> for BoxedObserver<B> {
+    fn observe_start(&mut self, solver: &str, state: &State<B>) -> bilevel_core::Result<()> {
+        self.0.observe_start(solver, state)
+    }
+    fn observe_iter(&mut self, state: &State<B>, record: &IterRecord) -> bilevel_core::Result<()> {
+        self.0.observe_iter(state, record)
+    }
+    fn observe_end(
+        &mut self,
+        state: &State<B>,
+        reason: &TerminationReason,
+    ) -> bilevel_core::Result<()> {
+        self.0.observe_end(state, reason)
+    }
+}

@@ -1,0 +1,515 @@
+//! `bilevel run`: a config → a run folder.
+//!
+//! The folder holds `config.toml` (resolved), `status.json`, `checkpoint.json` and
+//! `records.jsonl` (written during the run), `metrics.csv.partial` (renamed `metrics.csv` when
+//! the run completes) and `report.json` (only for a completed run). `status.json` is
+//! `{"status": "running" | "completed" | "failed" | "interrupted", "reason": ...}`; a failed or
+//! interrupted run never leaves `metrics.csv` or `report.json`, so nothing incomplete looks
+//! complete.
+
+use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use bilevel_core::{IterRecord, Observe, ObserverMode, State, TerminationReason};
+use bilevel_problems::runner::CHECKPOINT_FILE;
+use bilevel_problems::spec::BuildContext;
+use bilevel_problems::{run_spec, ResumeFrom, RunHooks, RunReport};
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{dispatch, BackendKind, BackendTask, Precision};
+use crate::config::Config;
+use crate::failure::{self, Failure, EXIT_INTERNAL, EXIT_INTERRUPTED};
+
+/// File names inside a run folder.
+pub const CONFIG_FILE: &str = "config.toml";
+/// See the module documentation.
+pub const STATUS_FILE: &str = "status.json";
+/// See the module documentation.
+pub const METRICS_FILE: &str = "metrics.csv";
+/// See the module documentation.
+pub const PARTIAL_METRICS_FILE: &str = "metrics.csv.partial";
+/// See the module documentation.
+pub const REPORT_FILE: &str = "report.json";
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// A progress bar (on a terminal) and a summary.
+    #[default]
+    Human,
+    /// CSV rows on stdout.
+    Csv,
+    /// One JSON object per logged iteration on stdout, then the report summary.
+    Json,
+}
+
+/// The arguments of `bilevel run`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunArgs {
+    /// The experiment config (TOML).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Tensor backend.
+    #[arg(long, value_enum, default_value = "ndarray")]
+    pub backend: BackendKind,
+    /// Float precision (default f64; a resumed run keeps its own).
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
+    /// Overrides `run.seed`.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run folder (default `results/<problem>/<algorithm>-seed<S>-<UTC time>/`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in DIR from its checkpoint (uses DIR/config.toml).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "seed", "out"])]
+    pub resume: Option<PathBuf>,
+    /// Folder of fetched data sets (default `$BILEVEL_DATA` or the workspace's `data/`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// No progress bar, log or summary (errors are still printed).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// How progress is reported on stdout.
+    #[arg(long, value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+}
+
+/// `status.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// `running`, `completed`, `failed` or `interrupted`.
+    pub status: String,
+    /// Why it stopped (null while running).
+    pub reason: Option<String>,
+    /// Completed iterations, when known.
+    pub iterations: Option<u64>,
+    /// The checkpoint to resume from, when one exists.
+    pub checkpoint: Option<PathBuf>,
+    /// Backend label (e.g. `ndarray-f64`).
+    pub backend: String,
+    /// Float precision, kept by `--resume`.
+    pub precision: Precision,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<(), Failure> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| Failure::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Failure::io(path, e))
+}
+
+fn write_status(dir: &Path, status: &Status) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(status).unwrap_or_default();
+    write_atomic(&dir.join(STATUS_FILE), &text)
+}
+
+fn read_status(dir: &Path) -> Option<Status> {
+    let text = std::fs::read_to_string(dir.join(STATUS_FILE)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC.
+fn utc_timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn default_out_dir(config: &Config) -> PathBuf {
+    let base = PathBuf::from("results")
+        .join(config.problem.id())
+        .join(format!(
+            "{}-seed{}-{}",
+            config.algorithm.name(),
+            config.run.seed,
+            utc_timestamp()
+        ));
+    let mut dir = base.clone();
+    let mut n = 2;
+    while dir.exists() {
+        dir = PathBuf::from(format!("{}-{n}", base.display()));
+        n += 1;
+    }
+    dir
+}
+
+/// Where a run starts from: a new folder or a resumed one.
+struct Prepared {
+    config: Config,
+    dir: PathBuf,
+    resume: Option<ResumeFrom>,
+    precision: Precision,
+}
+
+fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
+    if let Some(dir) = &args.resume {
+        let config_path = dir.join(CONFIG_FILE);
+        if !config_path.exists() {
+            return Err(Failure::usage(
+                format!(
+                    "{} is not a run folder: it has no {CONFIG_FILE}",
+                    dir.display()
+                ),
+                "pass the folder a previous `bilevel run` wrote (it holds config.toml and \
+                 checkpoint.json)",
+            ));
+        }
+        let config = Config::load(&config_path)?;
+        config.validate()?;
+        let status = read_status(dir);
+        if status.as_ref().is_some_and(|s| s.status == "completed") {
+            return Err(Failure::usage(
+                format!("the run in {} has already completed", dir.display()),
+                "there is nothing to resume; start a new run with `--config` (raise \
+                 `run.max_iters` in a copy of its config.toml to run longer)",
+            ));
+        }
+        let resume = ResumeFrom::load(dir).map_err(|e| {
+            let mut f = failure::from_problem(&e);
+            f.hint = Some(
+                "a run writes checkpoint.json every `run.checkpoint_every` iterations and when \
+                 it stops; a run killed before its first checkpoint must be started again"
+                    .into(),
+            );
+            f
+        })?;
+        let precision = args
+            .precision
+            .or(status.map(|s| s.precision))
+            .unwrap_or_default();
+        return Ok(Prepared {
+            config,
+            dir: dir.clone(),
+            resume: Some(resume),
+            precision,
+        });
+    }
+    let Some(path) = &args.config else {
+        return Err(Failure::usage(
+            "`bilevel run` needs a config",
+            "pass `--config FILE` (e.g. `--config assets/configs/quadratic-aid-cg.toml`) or \
+             `--resume DIR`",
+        ));
+    };
+    let mut config = Config::load(path)?;
+    if let Some(seed) = args.seed {
+        config.run.seed = seed;
+    }
+    config.validate()?;
+    let dir = args
+        .out
+        .clone()
+        .or_else(|| config.output.dir.clone())
+        .unwrap_or_else(|| default_out_dir(&config));
+    if dir.join(STATUS_FILE).exists() || dir.join(CONFIG_FILE).exists() {
+        return Err(Failure::usage(
+            format!("{} already holds a run", dir.display()),
+            format!(
+                "continue it with `bilevel run --resume {}`, or choose another folder with \
+                 `--out DIR`",
+                dir.display()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Failure::io(&dir, e))?;
+    let mut resolved = config.clone();
+    resolved.output.dir = None;
+    write_atomic(&dir.join(CONFIG_FILE), &resolved.to_toml()?)?;
+    Ok(Prepared {
+        config,
+        dir,
+        resume: None,
+        precision: args.precision.unwrap_or_default(),
+    })
+}
+
+/// Logs records to stdout as CSV or JSON lines.
+struct StdoutLog {
+    format: LogFormat,
+    header: bool,
+    eval_every: u64,
+}
+
+impl<B: AutodiffBackend> Observe<B> for StdoutLog {
+    fn observe_iter(&mut self, _state: &State<B>, record: &IterRecord) -> bilevel_core::Result<()> {
+        let mut out = std::io::stdout().lock();
+        let evaluated = record.iter % self.eval_every == 0;
+        let line = match self.format {
+            LogFormat::Json => {
+                let mut record = record.clone();
+                if !evaluated {
+                    record.metrics.clear();
+                }
+                serde_json::to_string(&record).unwrap_or_default()
+            }
+            _ => {
+                let mut line = String::new();
+                if !self.header {
+                    line.push_str("iter,wall_time_s,outer_loss,hypergrad_norm");
+                    for (name, _) in &record.metrics {
+                        line.push(',');
+                        line.push_str(name);
+                    }
+                    line.push('\n');
+                    self.header = true;
+                }
+                let opt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
+                line.push_str(&format!(
+                    "{},{:.3},{},{}",
+                    record.iter,
+                    record.wall_time_s,
+                    opt(record.outer_loss),
+                    opt(record.hypergrad_norm)
+                ));
+                for (_, v) in &record.metrics {
+                    line.push(',');
+                    if evaluated {
+                        line.push_str(&format!("{v:e}"));
+                    }
+                }
+                line
+            }
+        };
+        // A closed stdout (e.g. piped into `head`) must not stop the run.
+        let _ = writeln!(out, "{line}");
+        Ok(())
+    }
+}
+
+struct RunTask {
+    prepared_dir: PathBuf,
+    config: Config,
+    resume: Option<ResumeFrom>,
+    args: RunArgs,
+    interrupt: Arc<AtomicBool>,
+}
+
+impl BackendTask for RunTask {
+    type Output = (String, bilevel_problems::Result<RunReport>);
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, label: &str) -> Self::Output {
+        let RunTask {
+            prepared_dir: dir,
+            config,
+            resume,
+            args,
+            interrupt,
+        } = self;
+        let human = args.log_format == LogFormat::Human;
+        let mut observers: Vec<(Box<dyn Observe<B>>, ObserverMode)> = Vec::new();
+        let log_every = config.output.log_every.unwrap_or(config.run.eval_every);
+        if !args.quiet && !human {
+            observers.push((
+                Box::new(StdoutLog {
+                    format: args.log_format,
+                    header: false,
+                    eval_every: config.run.eval_every,
+                }),
+                ObserverMode::Every(log_every),
+            ));
+        }
+        let hooks = RunHooks::<B> {
+            progress: !args.quiet && human,
+            csv: Some(dir.join(PARTIAL_METRICS_FILE)),
+            csv_every: Some(log_every),
+            observers,
+            checkpoint_dir: Some(dir.clone()),
+            interrupt: Some(interrupt),
+            resume,
+        };
+        let ctx = BuildContext::<B> {
+            device,
+            data_dir: Some(
+                args.data_dir
+                    .clone()
+                    .unwrap_or_else(bilevel_data::registry::data_dir),
+            ),
+            seed: config.run.seed,
+        };
+        let report = run_spec(&config.problem, &config.algorithm, &config.run, &ctx, hooks);
+        (label.to_string(), report)
+    }
+}
+
+/// The message of the last panic, captured by the hook `main` installs.
+pub static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Runs `bilevel run`; returns the exit code of a run that stopped without an error.
+pub fn run(args: RunArgs, interrupt: Arc<AtomicBool>) -> Result<i32, Failure> {
+    crate::backend::check_available(args.backend)?;
+    let prepared = prepare(&args)?;
+    let dir = prepared.dir.clone();
+    let seed = prepared.config.run.seed;
+    let precision = prepared.precision;
+    let backend_label = match (args.backend, precision) {
+        (BackendKind::Ndarray, Precision::F64) => "ndarray-f64",
+        (BackendKind::Ndarray, Precision::F32) => "ndarray-f32",
+        (BackendKind::Wgpu, Precision::F64) => "wgpu-f64",
+        (BackendKind::Wgpu, Precision::F32) => "wgpu-f32",
+    };
+    let status = |status: &str, reason: Option<String>, iterations: Option<u64>| Status {
+        status: status.to_string(),
+        reason,
+        iterations,
+        checkpoint: dir
+            .join(CHECKPOINT_FILE)
+            .exists()
+            .then(|| dir.join(CHECKPOINT_FILE)),
+        backend: backend_label.to_string(),
+        precision,
+        seed,
+    };
+    let fail = |f: Failure, iterations: Option<u64>| -> Failure {
+        // The status file is best effort here: the failure itself is what must be reported.
+        let _ = write_status(&dir, &status("failed", Some(f.message.clone()), iterations));
+        f
+    };
+    write_status(&dir, &status("running", None, None))?;
+    let summary = prepared.config.algorithm.name().to_string();
+    let max_iters = prepared.config.run.max_iters;
+    let task = RunTask {
+        prepared_dir: dir.clone(),
+        config: prepared.config,
+        resume: prepared.resume,
+        args: args.clone(),
+        interrupt,
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| dispatch(args.backend, precision, task)));
+    let (_, result) = match outcome {
+        Ok(Ok(out)) => out,
+        Ok(Err(f)) => return Err(fail(f, None)),
+        Err(_) => {
+            let msg = PANIC_MESSAGE
+                .lock()
+                .ok()
+                .and_then(|m| m.clone())
+                .unwrap_or_else(|| "unknown panic".into());
+            return Err(fail(
+                Failure {
+                    code: EXIT_INTERNAL,
+                    message: format!("internal error while running `{summary}`: {msg}"),
+                    hint: Some(
+                        "this is a bug in bilevel: please report it with the config; the last \
+                         checkpoint (if any) is kept in the run folder"
+                            .into(),
+                    ),
+                },
+                None,
+            ));
+        }
+    };
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => return Err(fail(failure::from_problem(&e), None)),
+    };
+    let ckpt = dir.join(CHECKPOINT_FILE);
+    match &report.termination {
+        TerminationReason::Interrupted => {
+            write_status(
+                &dir,
+                &status(
+                    "interrupted",
+                    Some(format!("interrupted after iteration {}", report.iterations)),
+                    Some(report.iterations),
+                ),
+            )?;
+            eprintln!(
+                "interrupted after iteration {} of {}; checkpoint written to {}\nhint: continue \
+                 with `bilevel run --resume {}`",
+                report.iterations,
+                max_iters,
+                ckpt.display(),
+                dir.display()
+            );
+            Ok(EXIT_INTERRUPTED)
+        }
+        TerminationReason::NonFinite(what) => Err(fail(
+            Failure::failed(
+                format!(
+                    "the run diverged in iteration {}: a non-finite value appeared in {what}; the \
+                     last finite iterate (iteration {}) is kept in {}",
+                    report.iterations + 1,
+                    report.iterations,
+                    ckpt.display()
+                ),
+                "lower the step sizes in the [algorithm] table (`outer_step` first, then the \
+                 inner and linear-system steps) and run again",
+            ),
+            Some(report.iterations),
+        )),
+        _ => {
+            let partial = dir.join(PARTIAL_METRICS_FILE);
+            let metrics = dir.join(METRICS_FILE);
+            if partial.exists() {
+                std::fs::rename(&partial, &metrics).map_err(|e| Failure::io(&metrics, e))?;
+            }
+            let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+            write_atomic(&dir.join(REPORT_FILE), &text)?;
+            write_status(
+                &dir,
+                &status(
+                    "completed",
+                    Some(report.termination.to_string()),
+                    Some(report.iterations),
+                ),
+            )?;
+            if !args.quiet {
+                print_summary(&report, &dir, args.log_format);
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn print_summary(report: &RunReport, dir: &Path, format: LogFormat) {
+    if format == LogFormat::Json {
+        let summary = serde_json::json!({
+            "termination": report.termination,
+            "iterations": report.iterations,
+            "wall_time_s": report.wall_time_s,
+            "final_metrics": report.final_metrics,
+            "dir": dir,
+        });
+        println!("{summary}");
+        return;
+    }
+    let metrics: Vec<String> = report
+        .final_metrics
+        .iter()
+        .map(|m| format!("{} = {:.6e}", m.name, m.value))
+        .collect();
+    println!(
+        "{} on {}: {} after {} iterations ({:.2} s)\n  {}\n  results in {}",
+        report.method,
+        report.problem,
+        report.termination,
+        report.iterations,
+        report.wall_time_s,
+        metrics.join(", "),
+        dir.display()
+    );
+}

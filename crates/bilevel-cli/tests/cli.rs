@@ -1,0 +1,645 @@
+//! The `bilevel` binary end to end: every failure mode of issue #7 gives a one-paragraph error
+//! with a hint, the right exit code, no panic trace and no result that looks complete; a run
+//! killed with SIGKILL (or stopped by SIGINT) and resumed ends on the uninterrupted iterate.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bilevel_problems::method::METHODS;
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn bilevel(args: &[&str], cwd: &Path) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_bilevel"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the binary runs");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Exit code, one paragraph `error: … hint: …`, no panic trace, and the given substrings.
+fn assert_clean_error(out: &Out, code: i32, needles: &[&str]) {
+    let err = out.stderr.trim();
+    assert_eq!(out.code, code, "stderr: {err}\nstdout: {}", out.stdout);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("\nhint: "), "{err}");
+    assert!(!err.contains("\n\n"), "not one paragraph: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "missing {n:?} in: {err}");
+    }
+}
+
+const QUADRATIC: &str = "[problem]\nkind = \"quadratic\"\nx_dim = 3\ny_dim = 4\ninner_rows = 60\n\
+                         outer_rows = 40\n";
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn config_error(text: &str, code: i32, needles: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "c.toml", text);
+    let out = bilevel(
+        &["run", "--config", cfg.to_str().unwrap(), "--out", "out"],
+        tmp.path(),
+    );
+    assert_clean_error(&out, code, needles);
+    assert!(
+        !tmp.path().join("out").exists(),
+        "a config error must not create the run folder"
+    );
+    // check-config reports the same error without running.
+    let check = bilevel(&["check-config", cfg.to_str().unwrap()], tmp.path());
+    assert_clean_error(&check, code, needles);
+}
+
+#[test]
+fn malformed_toml() {
+    config_error(
+        "[problem\nkind = \"quadratic\"\n",
+        2,
+        &["invalid config", "c.toml:1", "TOML syntax"],
+    );
+}
+
+#[test]
+fn unknown_algorithm() {
+    config_error(
+        &format!("{QUADRATIC}[algorithm]\nname = \"adam-bio\"\n"),
+        2,
+        &["unknown variant `adam-bio`", "aid-cg", "bilevel list"],
+    );
+}
+
+#[test]
+fn unknown_key() {
+    config_error(
+        &format!("{QUADRATIC}[algorithm]\nname = \"aid-cg\"\ninner_stepz = 0.1\n"),
+        2,
+        &["unknown field `inner_stepz`", "misspelt"],
+    );
+    config_error(
+        &format!("{QUADRATIC}[algorithm]\nname = \"aid-cg\"\n[run]\nmax_iter = 3\n"),
+        2,
+        &["unknown field `max_iter`"],
+    );
+    config_error(
+        &format!("{QUADRATIC}noize = 0.1\n[algorithm]\nname = \"aid-cg\"\n"),
+        2,
+        &["unknown field `noize`"],
+    );
+}
+
+#[test]
+fn negative_step() {
+    config_error(
+        &format!("{QUADRATIC}[algorithm]\nname = \"aid-cg\"\ninner_step = -0.1\n"),
+        2,
+        &["[algorithm]", "`inner_step`", "must be > 0", "got -0.1"],
+    );
+    config_error(
+        &format!("{QUADRATIC}[algorithm]\nname = \"stocbio\"\nouter_step = -1.0\n"),
+        2,
+        &["`outer_step`"],
+    );
+}
+
+#[test]
+fn zero_neumann_terms() {
+    config_error(
+        &format!("{QUADRATIC}[algorithm]\nname = \"stocbio\"\nneumann_terms = 0\n"),
+        2,
+        &["`neumann_terms`", "must be ≥ 1"],
+    );
+}
+
+#[test]
+fn out_of_range_problem_and_run_settings() {
+    config_error(
+        "[problem]\nkind = \"quadratic\"\nx_dim = 0\n[algorithm]\nname = \"itd\"\n",
+        2,
+        &["[problem]", "x_dim"],
+    );
+    config_error(
+        &format!("{QUADRATIC}[algorithm]\nname = \"itd\"\n[run]\nmax_iters = 0\n"),
+        2,
+        &["run.max_iters"],
+    );
+}
+
+#[test]
+fn shape_mismatch_in_the_config() {
+    config_error(
+        "[problem]\nkind = \"liu-hard\"\ny0 = [1.0, 2.0, 3.0]\n[algorithm]\nname = \"itd\"\n",
+        2,
+        &["invalid length 3", "length"],
+    );
+}
+
+/// A run folder whose checkpoint was written for other dimensions than its config.
+#[test]
+fn shape_mismatch_between_checkpoint_and_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(
+        tmp.path(),
+        "c.toml",
+        &format!("{QUADRATIC}[algorithm]\nname = \"aid-cg\"\n[run]\nmax_iters = 2\n"),
+    );
+    let out = bilevel(
+        &[
+            "run",
+            "-q",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            "run",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run = tmp.path().join("run");
+    let text = std::fs::read_to_string(run.join("config.toml"))
+        .unwrap()
+        .replace("x_dim = 3", "x_dim = 4")
+        .replace("max_iters = 2", "max_iters = 4");
+    std::fs::write(run.join("config.toml"), text).unwrap();
+    std::fs::remove_file(run.join("status.json")).unwrap();
+    let out = bilevel(&["run", "--resume", "run"], tmp.path());
+    assert_clean_error(&out, 2, &["shape mismatch", "checkpoint x", "resume only"]);
+}
+
+fn hyper_cleaning(mnist_dir: &Path) -> String {
+    format!(
+        "[problem]\nkind = \"hyper-cleaning\"\ntrain = 200\nval = 100\ntest = 100\n\
+         mnist_dir = \"{}\"\n[algorithm]\nname = \"stocbio\"\n[run]\nmax_iters = 2\n",
+        mnist_dir.display()
+    )
+}
+
+/// A data failure: exit 1, the run folder says `failed`, and holds no metrics or report.
+fn data_error(mnist_dir: &Path, needles: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(tmp.path(), "c.toml", &hyper_cleaning(mnist_dir));
+    let out = bilevel(
+        &["run", "--config", cfg.to_str().unwrap(), "--out", "run"],
+        tmp.path(),
+    );
+    assert_clean_error(&out, 1, needles);
+    let run = tmp.path().join("run");
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["status"], "failed");
+    assert!(status["reason"].as_str().unwrap().contains(needles[0]));
+    for f in ["metrics.csv", "metrics.csv.partial", "report.json"] {
+        assert!(!run.join(f).exists(), "{f} after a failed run");
+    }
+}
+
+fn bundled_mnist() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/mnist")
+}
+
+/// A copy of the bundled MNIST with `damage` applied.
+fn mnist_copy(damage: impl FnOnce(&Path)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        std::fs::copy(bundled_mnist().join(name), dir.path().join(name)).unwrap();
+    }
+    damage(dir.path());
+    dir
+}
+
+#[test]
+fn missing_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-mnist");
+    data_error(&missing, &["missing", "no-such-mnist", "mnist_dir"]);
+}
+
+#[test]
+fn truncated_dataset() {
+    let mnist = mnist_copy(|dir| {
+        let path = dir.join("t10k-labels-idx1-ubyte.gz");
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    });
+    data_error(
+        mnist.path(),
+        &["corrupt", "t10k-labels-idx1-ubyte", "fetch it again"],
+    );
+}
+
+#[test]
+fn corrupt_dataset() {
+    let mnist = mnist_copy(|dir| {
+        std::fs::remove_file(dir.join("train-labels-idx1-ubyte.gz")).unwrap();
+        std::fs::write(
+            dir.join("train-labels-idx1-ubyte"),
+            b"this is not an IDX file at all",
+        )
+        .unwrap();
+    });
+    data_error(
+        mnist.path(),
+        &["corrupt", "train-labels-idx1-ubyte", "fetch it again"],
+    );
+}
+
+#[test]
+fn divergence_stops_with_the_reason_and_keeps_the_last_finite_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(
+        tmp.path(),
+        "c.toml",
+        &format!(
+            "{QUADRATIC}[algorithm]\nname = \"aid-cg\"\nouter_step = 1e300\n[run]\n\
+             max_iters = 50\ncheckpoint_every = 1\n"
+        ),
+    );
+    let out = bilevel(
+        &["run", "--config", cfg.to_str().unwrap(), "--out", "run"],
+        tmp.path(),
+    );
+    assert_clean_error(
+        &out,
+        1,
+        &["diverged", "non-finite", "checkpoint.json", "outer_step"],
+    );
+    let run = tmp.path().join("run");
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).unwrap()).unwrap();
+    assert_eq!(status["status"], "failed");
+    assert!(status["reason"].as_str().unwrap().contains("diverged"));
+    let ckpt: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoint.json")).unwrap())
+            .unwrap();
+    let x = ckpt["state"]["x"].as_array().unwrap();
+    assert_eq!(x.len(), 3);
+    assert!(x.iter().all(|v| v.as_f64().is_some_and(f64::is_finite)));
+    assert!(!run.join("metrics.csv").exists());
+    assert!(!run.join("report.json").exists());
+}
+
+#[test]
+fn wgpu_without_gpu_support() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(
+        tmp.path(),
+        "c.toml",
+        &format!("{QUADRATIC}[algorithm]\nname = \"aid-cg\"\n"),
+    );
+    let out = bilevel(
+        &[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--backend",
+            "wgpu",
+            "--out",
+            "run",
+        ],
+        tmp.path(),
+    );
+    assert_clean_error(
+        &out,
+        2,
+        &[
+            "without GPU support",
+            "--features wgpu",
+            "--backend ndarray",
+        ],
+    );
+    assert!(!tmp.path().join("run").exists());
+}
+
+#[test]
+fn usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_clean_error(&bilevel(&["run"], tmp.path()), 2, &["needs a config"]);
+    assert_clean_error(
+        &bilevel(&["run", "--config", "nope.toml"], tmp.path()),
+        2,
+        &["cannot read the config file", "nope.toml"],
+    );
+    assert_clean_error(
+        &bilevel(&["run", "--resume", "nowhere"], tmp.path()),
+        2,
+        &["not a run folder"],
+    );
+    // clap's own errors: exit 2, no panic.
+    let out = bilevel(&["run", "--backend", "tpu"], tmp.path());
+    assert_eq!(out.code, 2);
+    assert!(!out.stderr.contains("panicked"));
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_completed_run_leaves_its_results_and_refuses_to_be_overwritten_or_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(
+        tmp.path(),
+        "c.toml",
+        &format!(
+            "{QUADRATIC}[algorithm]\nname = \"aid-cg\"\nouter_step = 0.5\n[run]\nmax_iters = 6\n\
+             eval_every = 3\n[output]\nlog_every = 2\n"
+        ),
+    );
+    let out = bilevel(
+        &[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            "run",
+            "--seed",
+            "5",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("aid-cg on quadratic"), "{}", out.stdout);
+    let run = tmp.path().join("run");
+    assert_eq!(read_json(&run.join("status.json"))["status"], "completed");
+    let report = read_json(&run.join("report.json"));
+    assert_eq!(report["seed"], 5);
+    assert_eq!(report["iterations"], 6);
+    assert_eq!(report["termination"], "MaxItersReached");
+    assert_eq!(report["final_metrics"].as_array().unwrap().len(), 3);
+    assert!(!run.join("metrics.csv.partial").exists());
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let iters: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(iters, ["0", "2", "4", "6"]);
+    // The resolved config is a valid config with every default written out and the seed.
+    let resolved = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(resolved.contains("seed = 5") && resolved.contains("cg_steps = 10"));
+    let check = bilevel(&["check-config", "run/config.toml"], tmp.path());
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert_clean_error(
+        &bilevel(&["run", "--config", "c.toml", "--out", "run"], tmp.path()),
+        2,
+        &["already holds a run", "--resume"],
+    );
+    assert_clean_error(
+        &bilevel(&["run", "--resume", "run"], tmp.path()),
+        2,
+        &["already completed"],
+    );
+}
+
+#[test]
+fn log_formats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(
+        tmp.path(),
+        "c.toml",
+        &format!("{QUADRATIC}[algorithm]\nname = \"itd\"\n[run]\nmax_iters = 4\neval_every = 2\n"),
+    );
+    let cfg = cfg.to_str().unwrap();
+    let json = bilevel(
+        &["run", "--config", cfg, "--out", "j", "--log-format", "json"],
+        tmp.path(),
+    );
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let lines: Vec<serde_json::Value> = json
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 3, "{}", json.stdout);
+    assert_eq!(lines[0]["iter"], 2);
+    assert_eq!(lines[2]["termination"], "MaxItersReached");
+    let csv = bilevel(
+        &["run", "--config", cfg, "--out", "c", "--log-format", "csv"],
+        tmp.path(),
+    );
+    assert_eq!(csv.code, 0, "{}", csv.stderr);
+    assert!(csv
+        .stdout
+        .starts_with("iter,wall_time_s,outer_loss,hypergrad_norm,grad_norm"));
+    let quiet = bilevel(
+        &["run", "--config", cfg, "--out", "q", "--quiet"],
+        tmp.path(),
+    );
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert_eq!(quiet.stdout, "");
+}
+
+/// A slow-enough stochastic run (stocBiO draws batches: the RNG must survive the checkpoint).
+fn resumable_config(dir: &Path) -> PathBuf {
+    write(
+        dir,
+        "c.toml",
+        &format!(
+            "{QUADRATIC}[algorithm]\nname = \"stocbio\"\ninner_steps = 2\ninner_batch = 5\n\
+             outer_batch = 5\njacobian_batch = 5\nhessian_batch = 5\nneumann_terms = 2\n\
+             neumann_step = 0.1\nouter_step = 0.05\n[run]\nmax_iters = 150\neval_every = 25\n\
+             checkpoint_every = 3\nseed = 11\n"
+        ),
+    )
+}
+
+fn spawn(args: &[&str], cwd: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_bilevel"))
+        .args(args)
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `path` exists (the child still running), for at most 60 s.
+fn wait_for(path: &Path, child: &mut Child) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before writing {}",
+            path.display()
+        );
+        assert!(start.elapsed() < Duration::from_secs(60), "timed out");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn final_x_bits(run: &Path) -> Vec<u64> {
+    read_json(&run.join("report.json"))["final_x"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap().to_bits())
+        .collect()
+}
+
+fn uninterrupted(tmp: &Path, cfg: &Path) -> Vec<u64> {
+    let out = bilevel(
+        &[
+            "run",
+            "-q",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            "full",
+        ],
+        tmp,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    final_x_bits(&tmp.join("full"))
+}
+
+#[test]
+fn kill_9_then_resume_reproduces_the_uninterrupted_final_iterate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = resumable_config(tmp.path());
+    let full = uninterrupted(tmp.path(), &cfg);
+
+    let mut child = spawn(
+        &[
+            "run",
+            "-q",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            "run",
+        ],
+        tmp.path(),
+    );
+    let run = tmp.path().join("run");
+    wait_for(&run.join("checkpoint.json"), &mut child);
+    child.kill().unwrap(); // SIGKILL on unix: no handler runs.
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert_eq!(read_json(&run.join("status.json"))["status"], "running");
+    assert!(!run.join("metrics.csv").exists() && !run.join("report.json").exists());
+    let killed_at = read_json(&run.join("checkpoint.json"))["state"]["iter"]
+        .as_u64()
+        .unwrap();
+    assert!(killed_at < 150, "killed after the end");
+
+    let out = bilevel(&["run", "-q", "--resume", "run"], tmp.path());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(final_x_bits(&run), full);
+    assert_eq!(read_json(&run.join("status.json"))["status"], "completed");
+    // The resumed CSV has each logged iteration exactly once.
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let iters: Vec<u64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(iters, (0..=6).map(|k| k * 25).collect::<Vec<_>>());
+    let full_report = read_json(&tmp.path().join("full/report.json"));
+    let report = read_json(&run.join("report.json"));
+    assert_eq!(report["counts"], full_report["counts"]);
+    assert_eq!(report["records"].as_array().unwrap().len(), 7);
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_checkpoints_and_resume_continues_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = resumable_config(tmp.path());
+    let full = uninterrupted(tmp.path(), &cfg);
+
+    let mut child = spawn(
+        &[
+            "run",
+            "-q",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            "run",
+        ],
+        tmp.path(),
+    );
+    let run = tmp.path().join("run");
+    wait_for(&run.join("checkpoint.json"), &mut child);
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("bilevel run --resume"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let status = read_json(&run.join("status.json"));
+    assert_eq!(status["status"], "interrupted");
+    assert!(!run.join("metrics.csv").exists() && !run.join("report.json").exists());
+
+    let out = bilevel(&["run", "-q", "--resume", "run"], tmp.path());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(final_x_bits(&run), full);
+}
+
+fn asset_configs() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/configs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_asset_config_passes_check_config_and_every_algorithm_has_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut names = BTreeSet::new();
+    for file in asset_configs() {
+        let out = bilevel(&["check-config", file.to_str().unwrap()], tmp.path());
+        assert_eq!(out.code, 0, "{}: {}", file.display(), out.stderr);
+        assert!(out.stdout.contains(": ok ("), "{}", out.stdout);
+        let value: toml::Value = toml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        names.insert(value["algorithm"]["name"].as_str().unwrap().to_string());
+    }
+    let all: BTreeSet<String> = METHODS.iter().map(|m| m.name.to_string()).collect();
+    assert_eq!(names, all, "one example config per algorithm");
+}
+
+#[test]
+fn list_shows_problems_algorithms_and_data_sets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bilevel(&["list"], tmp.path());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for m in METHODS {
+        assert!(out.stdout.contains(m.name), "{}", m.name);
+    }
+    for id in ["quadratic", "liu-hard", "hyper-cleaning", "mnist"] {
+        assert!(out.stdout.contains(id), "{id}");
+    }
+    let defaults = bilevel(&["list", "algorithms", "--defaults"], tmp.path());
+    assert!(defaults.stdout.contains("[algorithm]\nname = \"stocbio\""));
+    assert!(defaults.stdout.contains("neumann_terms = 10"));
+}

@@ -1,0 +1,374 @@
+//! `MethodSpec` / `RunSpec` parsing and the shared runner: unknown keys, defaults, validation,
+//! every method on small problems, exact resume, divergence.
+
+use std::path::Path;
+
+use bilevel_core::TerminationReason;
+use bilevel_problems::method::{BatchSize, MethodSpec, METHODS};
+use bilevel_problems::quadratic::QuadraticSpec;
+use bilevel_problems::runner::{CHECKPOINT_FILE, RECORDS_FILE};
+use bilevel_problems::spec::{BuildContext, ProblemSpec};
+use bilevel_problems::{run_spec, ProblemError, ResumeFrom, RunHooks, RunReport, RunSpec};
+use burn::backend::{Autodiff, NdArray};
+
+type TB = Autodiff<NdArray<f64>>;
+
+#[derive(serde::Deserialize, serde::Serialize, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    algorithm: MethodSpec,
+    #[serde(default)]
+    run: RunSpec,
+}
+
+fn parse(text: &str) -> Result<Config, toml::de::Error> {
+    toml::from_str(text)
+}
+
+#[test]
+fn unknown_keys_inside_a_tagged_variant_are_rejected() {
+    let err = parse("[algorithm]\nname = \"aid-cg\"\ninner_stepz = 0.1\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("unknown field `inner_stepz`"), "{msg}");
+    for name in METHODS.iter().map(|m| m.name) {
+        let err = parse(&format!("[algorithm]\nname = \"{name}\"\nbogus_key = 1\n")).unwrap_err();
+        assert!(err.to_string().contains("bogus_key"), "{name}: {err}");
+    }
+    let err = parse("[algorithm]\nname = \"itd\"\n[run]\nmax_iter = 3\n").unwrap_err();
+    assert!(
+        err.to_string().contains("unknown field `max_iter`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_algorithm_lists_the_known_ones() {
+    let msg = parse("[algorithm]\nname = \"adam-bio\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("unknown variant `adam-bio`"), "{msg}");
+    assert!(msg.contains("aid-cg") && msg.contains("igfm"), "{msg}");
+}
+
+#[test]
+fn every_method_parses_from_its_name_alone_and_round_trips() {
+    assert_eq!(METHODS.len(), 16);
+    for info in METHODS {
+        let config = parse(&format!("[algorithm]\nname = \"{}\"\n", info.name)).unwrap();
+        assert_eq!(config.algorithm.name(), info.name);
+        assert_eq!(
+            Some(config.algorithm.clone()),
+            MethodSpec::default_for(info.name)
+        );
+        config.algorithm.validate().unwrap();
+        let text = toml::to_string(&config).unwrap();
+        assert_eq!(parse(&text).unwrap(), config, "{text}");
+    }
+}
+
+#[test]
+fn batch_sizes_are_numbers_or_full() {
+    let c = parse("[algorithm]\nname = \"stocbio\"\ninner_batch = \"full\"\nouter_batch = 7\n")
+        .unwrap();
+    let MethodSpec::Stocbio(s) = &c.algorithm else {
+        panic!()
+    };
+    assert_eq!(
+        (s.inner_batch, s.outer_batch),
+        (BatchSize::Full, BatchSize::Samples(7))
+    );
+    let text = toml::to_string(&c).unwrap();
+    assert!(text.contains("inner_batch = \"full\""), "{text}");
+    assert_eq!(parse(&text).unwrap(), c);
+    for bad in ["-1", "\"half\"", "1.5"] {
+        let err = parse(&format!(
+            "[algorithm]\nname = \"bsa\"\ninner_batch = {bad}\n"
+        ));
+        assert!(err.is_err(), "{bad}");
+    }
+    let zero = parse("[algorithm]\nname = \"bsa\"\ninner_batch = 0\n").unwrap();
+    let msg = zero.algorithm.validate().unwrap_err().to_string();
+    assert!(msg.contains("inner_batch"), "{msg}");
+}
+
+#[test]
+fn out_of_range_settings_are_errors_naming_the_key() {
+    let cases = [
+        ("aid-cg", "inner_step = -0.1", "inner_step"),
+        ("aid-cg", "outer_step = -1.0", "outer_step"),
+        ("aid-cg", "cg_steps = 0", "linear_solver.steps"),
+        ("stocbio", "neumann_terms = 0", "neumann_terms"),
+        ("bsa", "neumann_terms = 0", "neumann_terms"),
+        ("itd", "truncation = 20", "truncation"),
+        ("hoag", "tolerance_decay = 1.5", "tolerance_decay"),
+        ("fsla", "momentum_ratio = 100.0", "momentum_ratio"),
+        (
+            "sid-bsgm",
+            "fixed_point_step = 2.0",
+            "inner_step_schedule.step",
+        ),
+        ("alset", "fixed_point_step = 0.0", "fixed_point_step"),
+        ("igfm", "step = 0.0", "step"),
+        ("sgm", "switching_steps = 0", "switching_steps"),
+        ("ttsa", "optimizer = \"adam\"", "outer_step_decay"),
+        ("pzobo", "smoothing_radius = -1e-3", "smoothing_radius"),
+    ];
+    for (name, line, key) in cases {
+        let c = parse(&format!("[algorithm]\nname = \"{name}\"\n{line}\n")).unwrap();
+        let err = c.algorithm.validate().unwrap_err();
+        assert!(
+            matches!(err, ProblemError::Bilevel(_)),
+            "{name}: {line}: {err:?}"
+        );
+        assert!(err.to_string().contains(key), "{name}: {line}: {err}");
+    }
+    for (line, key) in [
+        ("max_iters = 0", "max_iters"),
+        ("eval_every = 0", "eval_every"),
+        ("checkpoint_every = 0", "checkpoint_every"),
+        ("time_budget_s = -1.0", "time_budget_s"),
+    ] {
+        let c = parse(&format!("[algorithm]\nname = \"itd\"\n[run]\n{line}\n")).unwrap();
+        let err = c.run.validate().unwrap_err().to_string();
+        assert!(err.contains(key), "{line}: {err}");
+    }
+}
+
+fn small_quadratic() -> ProblemSpec {
+    ProblemSpec::Quadratic(QuadraticSpec {
+        x_dim: 3,
+        y_dim: 4,
+        inner_rows: 60,
+        outer_rows: 40,
+        noise: 0.1,
+    })
+}
+
+fn ctx(seed: u64) -> BuildContext<TB> {
+    BuildContext {
+        device: Default::default(),
+        data_dir: None,
+        seed,
+    }
+}
+
+/// A cheap version of each method's default (fewer inner steps), so that every method runs.
+fn cheap(name: &str) -> MethodSpec {
+    let text = match name {
+        "hoag" => "max_inner_steps = 50\nmax_cg_steps = 10\n",
+        "sgm" => "lower_value_steps = 10\nswitching_steps = 20\nfeasibility_threshold = 1.0\n",
+        "igfm" => "lower_value_steps = 10\nswitching_steps = 20\nfeasibility_threshold = 1.0\n",
+        "fsla" => "momentum_ratio = 1.0\n",
+        "alset" => "",
+        "ttsa" => "",
+        _ => "inner_steps = 3\n",
+    };
+    parse(&format!("[algorithm]\nname = \"{name}\"\n{text}"))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .algorithm
+}
+
+#[test]
+fn every_method_runs_on_the_quadratic_and_liu_hard_problems() {
+    let run = RunSpec {
+        max_iters: 3,
+        eval_every: 2,
+        ..Default::default()
+    };
+    for info in METHODS {
+        for problem in [small_quadratic(), ProblemSpec::LiuHard(Default::default())] {
+            let method = cheap(info.name);
+            let report = run_spec(&problem, &method, &run, &ctx(1), RunHooks::default())
+                .unwrap_or_else(|e| panic!("{} on {}: {e}", info.name, problem.id()));
+            assert_eq!(report.method, info.name);
+            assert_eq!(report.problem, problem.id());
+            assert_eq!(report.iterations, 3, "{}", info.name);
+            // Records at 0, 2 and the final 3, each with every metric.
+            let iters: Vec<u64> = report.records.iter().map(|r| r.iter).collect();
+            assert_eq!(iters, [0, 2, 3], "{}", info.name);
+            assert!(!report.final_metrics.is_empty());
+            assert!(report
+                .records
+                .iter()
+                .all(|r| r.metrics.len() == report.final_metrics.len()));
+        }
+    }
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("bilevel-runner-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run_with_dir(dir: &Path, max_iters: u64, resume: bool) -> RunReport {
+    let run = RunSpec {
+        max_iters,
+        eval_every: 3,
+        checkpoint_every: Some(2),
+        seed: 7,
+        ..Default::default()
+    };
+    let hooks = RunHooks::<TB> {
+        csv: Some(dir.join("metrics.csv")),
+        checkpoint_dir: Some(dir.to_path_buf()),
+        resume: resume.then(|| ResumeFrom::load(dir).unwrap()),
+        ..Default::default()
+    };
+    // stocBiO: stochastic, so the RNG state must survive the checkpoint.
+    let method = parse(
+        "[algorithm]\nname = \"stocbio\"\ninner_steps = 3\ninner_batch = 5\nouter_batch = 5\n\
+         jacobian_batch = 5\nhessian_batch = 5\nneumann_terms = 3\nneumann_step = 0.1\n\
+         outer_step = 0.05\noptimizer = \"adam\"\n",
+    )
+    .unwrap()
+    .algorithm;
+    run_spec(&small_quadratic(), &method, &run, &ctx(3), hooks).unwrap()
+}
+
+#[test]
+fn resume_reproduces_the_uninterrupted_run_bit_for_bit() {
+    let full_dir = TempDir::new();
+    let full = run_with_dir(full_dir.path(), 10, false);
+
+    let dir = TempDir::new();
+    let first = run_with_dir(dir.path(), 5, false);
+    assert_eq!(first.iterations, 5);
+    let resumed = run_with_dir(dir.path(), 10, true);
+    assert_eq!(resumed.iterations, 10);
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&resumed.final_x), bits(&full.final_x));
+    assert_eq!(bits(&resumed.final_y), bits(&full.final_y));
+    assert_eq!(resumed.counts, full.counts);
+    // The first run's final (off-cadence) record at 5 stays; otherwise the same records.
+    let iters = |r: &RunReport| r.records.iter().map(|r| r.iter).collect::<Vec<_>>();
+    assert_eq!(iters(&full), [0, 3, 6, 9, 10]);
+    assert_eq!(iters(&resumed), [0, 3, 5, 6, 9, 10]);
+    for r in &full.records {
+        let other = resumed.records.iter().find(|o| o.iter == r.iter).unwrap();
+        assert_eq!(other.metrics, r.metrics);
+        assert_eq!(other.counts, r.counts);
+    }
+    assert!(dir.path().join(CHECKPOINT_FILE).exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(RECORDS_FILE))
+            .unwrap()
+            .lines()
+            .count(),
+        6
+    );
+    let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("iter,wall_time_s,outer_loss"));
+    let csv_iters: Vec<&str> = rows[1..]
+        .iter()
+        .map(|r| r.split(',').next().unwrap())
+        .collect();
+    assert_eq!(csv_iters, ["0", "3", "5", "6", "9", "10"]);
+}
+
+#[test]
+fn a_killed_run_resumes_from_its_last_checkpoint_dropping_later_rows() {
+    let dir = TempDir::new();
+    run_with_dir(dir.path(), 10, false);
+    // Pretend the process died after iteration 10 was logged but with the checkpoint of 4:
+    // rewrite the checkpoint to an earlier one by running a fresh copy to 4.
+    let early = TempDir::new();
+    run_with_dir(early.path(), 4, false);
+    std::fs::copy(
+        early.path().join(CHECKPOINT_FILE),
+        dir.path().join(CHECKPOINT_FILE),
+    )
+    .unwrap();
+    // And a torn last line in the record log.
+    let mut log = std::fs::read_to_string(dir.path().join(RECORDS_FILE)).unwrap();
+    log.push_str("{\"iter\": 11, \"wall");
+    std::fs::write(dir.path().join(RECORDS_FILE), log).unwrap();
+    let resume = ResumeFrom::load(dir.path()).unwrap();
+    assert_eq!(resume.checkpoint.state.iter, 4);
+    assert_eq!(
+        resume.records.iter().map(|r| r.iter).collect::<Vec<_>>(),
+        [0, 3]
+    );
+    let resumed = run_with_dir(dir.path(), 10, true);
+    let full = run_with_dir(TempDir::new().path(), 10, false);
+    assert_eq!(resumed.final_x, full.final_x);
+    let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+    let csv_iters: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|r| r.split(',').next().unwrap())
+        .collect();
+    assert_eq!(csv_iters, ["0", "3", "6", "9", "10"]);
+}
+
+#[test]
+fn divergence_stops_with_non_finite_and_keeps_a_finite_checkpoint() {
+    let dir = TempDir::new();
+    let method = parse("[algorithm]\nname = \"aid-cg\"\nouter_step = 1e300\n")
+        .unwrap()
+        .algorithm;
+    let run = RunSpec {
+        max_iters: 50,
+        checkpoint_every: Some(1),
+        ..Default::default()
+    };
+    let hooks = RunHooks::<TB> {
+        checkpoint_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let report = run_spec(&small_quadratic(), &method, &run, &ctx(0), hooks).unwrap();
+    assert!(
+        matches!(report.termination, TerminationReason::NonFinite(_)),
+        "{:?}",
+        report.termination
+    );
+    assert!(!report.is_complete());
+    assert!(report.final_x.iter().all(|v| v.is_finite()));
+    let ckpt = ResumeFrom::load(dir.path()).unwrap().checkpoint;
+    assert_eq!(ckpt.state.iter, report.iterations);
+    assert!(ckpt.state.x.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn a_checkpoint_of_another_method_is_refused() {
+    let dir = TempDir::new();
+    run_with_dir(dir.path(), 2, false);
+    let hooks = RunHooks::<TB> {
+        resume: Some(ResumeFrom::load(dir.path()).unwrap()),
+        ..Default::default()
+    };
+    let method = MethodSpec::default_for("itd").unwrap();
+    let err = run_spec(
+        &small_quadratic(),
+        &method,
+        &RunSpec::default(),
+        &ctx(3),
+        hooks,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("checkpoint"), "{err}");
+    let missing = ResumeFrom::load(&dir.path().join("nope"))
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("no checkpoint"), "{missing}");
+}
