@@ -754,7 +754,7 @@ fn fit_head(
     let momentum = (kappa.sqrt() - 1.0) / (kappa.sqrt() + 1.0);
     let grad = |w: &[f64]| -> Vec<f64> {
         let mut g: Vec<f64> = w.iter().map(|v| reg * v).collect();
-        for i in 0..n {
+        for (i, &label) in labels.iter().enumerate().take(n) {
             let logits: Vec<f64> = (0..k)
                 .map(|c| (0..p).map(|j| a(i, j) * w[j * k + c]).sum())
                 .collect();
@@ -762,13 +762,7 @@ fn fit_head(
             let e: Vec<f64> = logits.iter().map(|l| (l - m).exp()).collect();
             let z: f64 = e.iter().sum();
             for c in 0..k {
-                let r = (e[c] / z
-                    - if usize::from(labels[i]) == c {
-                        1.0
-                    } else {
-                        0.0
-                    })
-                    / n as f64;
+                let r = (e[c] / z - if usize::from(label) == c { 1.0 } else { 0.0 }) / n as f64;
                 for j in 0..p {
                     g[j * k + c] += a(i, j) * r;
                 }
