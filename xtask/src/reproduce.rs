@@ -1,8 +1,569 @@
-//! `cargo xtask reproduce` (in progress).
+//! `cargo xtask reproduce`: runs a paper's comparison (DESIGN.md §6) and writes its report.
+//!
+//! `reproduce --list` prints the experiment table; `reproduce <id> [--quick] [--seeds N]
+//! [--backend ndarray|wgpu] [--precision f32|f64] [--data-dir D] [--out DIR]` runs every method
+//! the paper compares on every problem variant and seed, then writes into
+//! `results/<id>/<run-id>/` (or `DIR`):
+//!
+//! - `metrics.csv`: one row per recorded iteration of every (variant, method, seed): wall time,
+//!   oracle counts, outer loss, estimated hypergradient norm and the problem's metrics (empty
+//!   where not evaluated);
+//! - `summary.json` / `summary.md`: final metrics as mean ± std over seeds, iterations, wall
+//!   time, oracle counts, and the experiment's checks (quick mode);
+//! - `<metric>_vs_iter.png`, `<metric>_vs_time.png` (prefixed `<variant>_` when the experiment
+//!   has several variants): a line per method, mean ± std band over seeds;
+//! - `provenance.json`: git commit and dirty flag, command line, backend, device, precision,
+//!   seeds, crate versions, rustc, host, times.
+//!
+//! Everything is written into `<run-id>.partial/` first and renamed at the end, so an aborted
+//! run never looks complete. A failed check makes the command exit non-zero after the report
+//! is written.
 
-use anyhow::{bail, Result};
+mod execute;
+mod experiments;
+mod plot;
+mod provenance;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use experiments::{Experiment, Mode, Plan, Precision};
+use provenance::{GitInfo, Host, Provenance, RunTiming};
+use report::{SeedRun, Summary};
+
+const USAGE: &str = "usage:
+  cargo xtask reproduce --list
+      the experiments of DESIGN.md §6: id, paper, methods, whether it can run yet
+  cargo xtask reproduce <id> [--quick] [--seeds N] [--backend ndarray|wgpu] [--precision f32|f64]
+                             [--data-dir D] [--out DIR]
+      run the paper's comparison; write metrics.csv, summary.md/json, PNG plots and
+      provenance.json into results/<id>/<run-id>/ (or DIR). --quick: the small CI variant
+      (minutes on 2 cores), whose checks must pass";
+
+/// Parsed command line.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Options {
+    pub id: String,
+    pub mode: Mode,
+    pub seeds: Option<usize>,
+    pub backend: String,
+    pub precision: Option<Precision>,
+    pub data_dir: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+}
+
+enum Command {
+    List,
+    Help,
+    Run(Options),
+}
+
+fn parse(args: &[String]) -> Result<Command> {
+    let mut id: Option<String> = None;
+    let mut opts = Options {
+        id: String::new(),
+        mode: Mode::Full,
+        seeds: None,
+        backend: "ndarray".into(),
+        precision: None,
+        data_dir: None,
+        out: None,
+    };
+    let mut list = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{name} needs a value\n\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "--list" => list = true,
+            "-h" | "--help" | "help" => return Ok(Command::Help),
+            "--quick" => opts.mode = Mode::Quick,
+            "--seeds" => {
+                let n: usize = value("--seeds")?
+                    .parse()
+                    .context("--seeds takes a positive integer")?;
+                if n == 0 {
+                    bail!("--seeds must be ≥ 1");
+                }
+                opts.seeds = Some(n);
+            }
+            "--backend" => opts.backend = value("--backend")?,
+            "--precision" => {
+                opts.precision = Some(match value("--precision")?.as_str() {
+                    "f32" => Precision::F32,
+                    "f64" => Precision::F64,
+                    other => bail!("--precision is f32 or f64, got `{other}`"),
+                })
+            }
+            "--data-dir" => opts.data_dir = Some(PathBuf::from(value("--data-dir")?)),
+            "--out" => opts.out = Some(PathBuf::from(value("--out")?)),
+            flag if flag.starts_with('-') => bail!("unknown option `{flag}`\n\n{USAGE}"),
+            name => {
+                if let Some(prev) = &id {
+                    bail!("one experiment id at a time (got `{prev}` and `{name}`)");
+                }
+                id = Some(name.to_string());
+            }
+        }
+    }
+    if list {
+        if id.is_some() {
+            bail!("--list takes no experiment id");
+        }
+        return Ok(Command::List);
+    }
+    match id {
+        Some(id) => {
+            opts.id = id;
+            Ok(Command::Run(opts))
+        }
+        None => Ok(Command::Help),
+    }
+}
 
 /// Entry point of the subcommand.
-pub(crate) fn main(_args: &[String]) -> Result<()> {
-    bail!("not implemented yet")
+pub(crate) fn main(args: &[String]) -> Result<()> {
+    match parse(args)? {
+        Command::Help => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Command::List => {
+            print!("{}", list_text());
+            Ok(())
+        }
+        Command::Run(opts) => run(&opts),
+    }
+}
+
+/// The `--list` output: one block per experiment.
+fn list_text() -> String {
+    let mut out = String::new();
+    for e in experiments::all() {
+        let status = match e.plan {
+            Some(_) => "available".to_string(),
+            None => format!("not available yet: {}", e.missing),
+        };
+        out.push_str(&format!("{:<20} {} — {}\n", e.id, e.paper, e.title));
+        out.push_str(&format!("{:<20} methods: {}\n", "", e.methods.join(", ")));
+        out.push_str(&format!("{:<20} data: {}\n", "", e.data));
+        out.push_str(&format!("{:<20} status: {status}\n", ""));
+    }
+    out
+}
+
+fn run(opts: &Options) -> Result<()> {
+    let experiment = experiments::find(&opts.id)?;
+    let Some(plan_fn) = experiment.plan else {
+        bail!(
+            "experiment `{}` is not available yet: {}",
+            experiment.id,
+            experiment.missing
+        );
+    };
+    match opts.backend.as_str() {
+        "ndarray" => {}
+        "wgpu" => bail!(
+            "--backend wgpu: the wgpu feature is not built yet (issue #8); use --backend ndarray"
+        ),
+        other => bail!("unknown backend `{other}` (expected ndarray or wgpu)"),
+    }
+    let mut plan = plan_fn(opts.mode);
+    let default_seeds = plan.seeds.clone();
+    if let Some(n) = opts.seeds {
+        plan.seeds = (0..n as u64).collect();
+    }
+    let checks_note = (plan.seeds != default_seeds && !plan.checks.is_empty()).then(|| {
+        format!(
+            "The checks were calibrated on the default seeds {default_seeds:?}; this run used \
+             {:?}.",
+            plan.seeds
+        )
+    });
+    let precision = opts.precision.unwrap_or(plan.precision);
+
+    let final_dir = match &opts.out {
+        Some(dir) => dir.clone(),
+        None => {
+            let base = Path::new("results").join(experiment.id);
+            unique_run_dir(&base, opts.mode)
+        }
+    };
+    if final_dir.exists() {
+        bail!(
+            "{} already exists; choose another --out or remove it",
+            final_dir.display()
+        );
+    }
+    let partial = partial_dir(&final_dir);
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).with_context(|| {
+            format!("cannot remove the stale partial run {}", partial.display())
+        })?;
+    }
+    std::fs::create_dir_all(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+
+    let start_unix = provenance::unix_now();
+    let start = Instant::now();
+    eprintln!(
+        "reproduce {} ({} mode, {} seeds, {} variant(s) × {} method(s), {}, {}): writing {}",
+        experiment.id,
+        opts.mode.name(),
+        plan.seeds.len(),
+        plan.variants.len(),
+        plan.methods.len(),
+        opts.backend,
+        precision.name(),
+        partial.display()
+    );
+    let ctx = execute::Context {
+        data_dir: opts.data_dir.clone(),
+        precision,
+    };
+    let mut runs: Vec<SeedRun> = Vec::new();
+    for variant in &plan.variants {
+        for &seed in &plan.seeds {
+            for method in &plan.methods {
+                let what = format!(
+                    "{} / {} / {} / seed {seed}",
+                    experiment.id, variant.name, method.label
+                );
+                // Missing data or a bad spec stops everything; a method that fails on its own
+                // (e.g. IGFM's sub-routine finding no feasible iterate) is reported as failed.
+                let run = match execute::run_one(&ctx, &plan, variant, method, seed) {
+                    Ok(run) => run,
+                    Err(e) if execute::is_setup_error(&e) => {
+                        return Err(e.context(what));
+                    }
+                    Err(e) => {
+                        eprintln!("  {what} failed: {e:#}");
+                        execute::failed_run(variant, method, seed, &e)
+                    }
+                };
+                eprintln!("  {}", describe_run(&run));
+                runs.push(run);
+                // Rewritten after every run, so a long run's progress is inspectable.
+                write(&partial.join("metrics.csv"), &report::metrics_csv(&runs))?;
+            }
+        }
+    }
+
+    let summary = write_report(&partial, &experiment, &plan, opts.mode, &runs, checks_note)?;
+    let specs = execute::specs_json(&plan)?;
+    let provenance = Provenance {
+        experiment: experiment.id.to_string(),
+        mode: opts.mode.name().to_string(),
+        command_line: std::env::args().collect(),
+        git: GitInfo::current(),
+        backend: opts.backend.clone(),
+        device: execute::device_name(),
+        precision: precision.name().to_string(),
+        seeds: plan.seeds.clone(),
+        data_dir: opts.data_dir.as_ref().map(|d| d.display().to_string()),
+        crate_versions: provenance::crate_versions(),
+        rustc: provenance::rustc_version(),
+        host: Host::current(),
+        start_utc: provenance::utc_iso(start_unix),
+        end_utc: provenance::utc_iso(provenance::unix_now()),
+        wall_time_s: start.elapsed().as_secs_f64(),
+        runs: runs
+            .iter()
+            .map(|r| RunTiming {
+                variant: r.variant.clone(),
+                method: r.method.clone(),
+                seed: r.seed,
+                wall_time_s: r.wall_time_s,
+                iterations: r.iterations,
+                termination: r.termination.clone(),
+            })
+            .collect(),
+        specs,
+    };
+    write(
+        &partial.join("provenance.json"),
+        &serde_json::to_string_pretty(&provenance)?,
+    )?;
+    std::fs::rename(&partial, &final_dir).with_context(|| {
+        format!(
+            "cannot rename {} to {}",
+            partial.display(),
+            final_dir.display()
+        )
+    })?;
+
+    println!("{}", report::summary_markdown(&summary));
+    println!(
+        "wrote {} ({:.1} s)",
+        final_dir.display(),
+        start.elapsed().as_secs_f64()
+    );
+    let failed: Vec<&str> = summary
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.description.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} checks failed:\n  {}",
+            failed.len(),
+            summary.checks.len(),
+            failed.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+fn describe_run(run: &SeedRun) -> String {
+    let metrics: Vec<String> = run
+        .final_metrics
+        .iter()
+        .map(|(n, v)| format!("{n}={}", report::fmt_num(*v)))
+        .collect();
+    format!(
+        "[{}] {} seed {}: {} iterations, {:.2} s, {} ({})",
+        run.variant,
+        run.method,
+        run.seed,
+        run.iterations,
+        run.wall_time_s,
+        metrics.join(" "),
+        run.termination
+    )
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `DIR.partial` next to `DIR`.
+fn partial_dir(dir: &Path) -> PathBuf {
+    let mut name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "run".into());
+    name.push(".partial");
+    dir.with_file_name(name)
+}
+
+/// `<base>/<UTC time>-<mode>`, with a counter if that exists already.
+fn unique_run_dir(base: &Path, mode: Mode) -> PathBuf {
+    let stamp = provenance::utc_compact(provenance::unix_now());
+    let first = base.join(format!("{stamp}-{}", mode.name()));
+    if !first.exists() && !partial_dir(&first).exists() {
+        return first;
+    }
+    (2..)
+        .map(|i| base.join(format!("{stamp}-{}-{i}", mode.name())))
+        .find(|d| !d.exists() && !partial_dir(d).exists())
+        .expect("an unused name")
+}
+
+/// Writes `metrics.csv`, the plots, `summary.json` and `summary.md` into `dir`; returns the
+/// summary.
+pub(crate) fn write_report(
+    dir: &Path,
+    experiment: &Experiment,
+    plan: &Plan,
+    mode: Mode,
+    runs: &[SeedRun],
+    checks_note: Option<String>,
+) -> Result<Summary> {
+    write(&dir.join("metrics.csv"), &report::metrics_csv(runs))?;
+    let several = plan.variants.len() > 1;
+    let mut plots = Vec::new();
+    let mut variants = Vec::new();
+    for variant in &plan.variants {
+        let mine: Vec<SeedRun> = runs
+            .iter()
+            .filter(|r| r.variant == variant.name)
+            .cloned()
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let summary =
+            report::summarize_variant(&variant.name, &variant.description, &mine, &plan.headline);
+        for metric in &summary.metrics {
+            let prefix = if several {
+                format!("{}_", file_safe(&variant.name))
+            } else {
+                String::new()
+            };
+            let log_y = plot::wants_log_scale(metric);
+            for by_time in [false, true] {
+                let file = format!(
+                    "{prefix}{}_vs_{}.png",
+                    file_safe(metric),
+                    if by_time { "time" } else { "iter" }
+                );
+                let lines: Vec<plot::Line> = summary
+                    .methods
+                    .iter()
+                    .map(|m| {
+                        let seeds: Vec<&SeedRun> =
+                            mine.iter().filter(|r| r.method == m.label).collect();
+                        plot::Line {
+                            label: m.label.clone(),
+                            points: if by_time {
+                                report::aggregate_by_time(&seeds, metric, 200, log_y)
+                            } else {
+                                report::aggregate_by_iter(&seeds, metric)
+                            },
+                        }
+                    })
+                    .filter(|l| !l.points.is_empty())
+                    .collect();
+                if lines.is_empty() {
+                    continue;
+                }
+                let title = if several {
+                    format!("{} ({}): {metric}", experiment.id, variant.name)
+                } else {
+                    format!("{}: {metric}", experiment.id)
+                };
+                plot::draw(
+                    &dir.join(&file),
+                    &plot::Figure {
+                        title: &title,
+                        x_label: if by_time {
+                            "wall time (s)"
+                        } else {
+                            "iteration"
+                        },
+                        y_label: metric,
+                        log_y,
+                        lines: &lines,
+                        legend: plot::legend_position(metric),
+                    },
+                )
+                .with_context(|| format!("drawing {file}"))?;
+                plots.push(file);
+            }
+        }
+        variants.push(summary);
+    }
+    let checks = plan.checks.iter().map(|c| c.evaluate(runs)).collect();
+    let summary = Summary {
+        experiment: experiment.id.to_string(),
+        paper: experiment.paper.to_string(),
+        title: experiment.title.to_string(),
+        mode: mode.name().to_string(),
+        seeds: plan.seeds.clone(),
+        data: experiment.data.to_string(),
+        variants,
+        checks,
+        checks_note,
+        plots,
+    };
+    write(
+        &dir.join("summary.json"),
+        &serde_json::to_string_pretty(&summary)?,
+    )?;
+    write(&dir.join("summary.md"), &report::summary_markdown(&summary))?;
+    Ok(summary)
+}
+
+/// Letters, digits, `-`, `_` and `.` kept; anything else becomes `_`.
+fn file_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_the_command_line() {
+        assert!(matches!(parse(&args("--list")).unwrap(), Command::List));
+        assert!(matches!(parse(&[]).unwrap(), Command::Help));
+        let Command::Run(o) = parse(&args(
+            "hyper-cleaning --quick --seeds 2 --data-dir d --out o --precision f64",
+        ))
+        .unwrap() else {
+            panic!("expected a run");
+        };
+        assert_eq!(o.id, "hyper-cleaning");
+        assert_eq!(o.mode, Mode::Quick);
+        assert_eq!(o.seeds, Some(2));
+        assert_eq!(o.precision, Some(Precision::F64));
+        assert_eq!(o.data_dir, Some(PathBuf::from("d")));
+        assert_eq!(o.out, Some(PathBuf::from("o")));
+        assert!(parse(&args("quadratic --seeds 0")).is_err());
+        assert!(parse(&args("quadratic --bogus")).is_err());
+        assert!(parse(&args("quadratic liu-hard")).is_err());
+        assert!(parse(&args("quadratic --seeds")).is_err());
+    }
+
+    #[test]
+    fn partial_dir_is_a_sibling() {
+        assert_eq!(
+            partial_dir(Path::new("results/q/20260101T000000Z-quick")),
+            PathBuf::from("results/q/20260101T000000Z-quick.partial")
+        );
+        assert_eq!(file_safe("p=0.1"), "p_0.1");
+    }
+
+    #[test]
+    fn writes_every_file_from_synthetic_runs() {
+        let experiment = experiments::find("quadratic").unwrap();
+        let plan = (experiment.plan.unwrap())(Mode::Quick);
+        let mut runs = report::tests::synthetic_runs();
+        for r in &mut runs {
+            r.variant = plan.variants[0].name.clone();
+        }
+        let dir = std::env::temp_dir().join(format!("xtask-report-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let summary = write_report(&dir, &experiment, &plan, Mode::Quick, &runs, None).unwrap();
+        for f in ["metrics.csv", "summary.json", "summary.md"] {
+            assert!(dir.join(f).is_file(), "{f}");
+        }
+        // grad_norm, test_accuracy, outer_loss: against iterations and time.
+        assert_eq!(summary.plots.len(), 6, "{:?}", summary.plots);
+        for p in &summary.plots {
+            let bytes = std::fs::read(dir.join(p)).unwrap();
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        }
+        // "decay" passes the ‖∇Φ‖ reduction, "flat" does not; no run is named like the
+        // second check's methods, so it fails too.
+        let first = &summary.checks[0];
+        assert!(!first.passed);
+        assert!(first
+            .values
+            .iter()
+            .all(|v| v.passed == (v.method == "decay")));
+        assert!(!summary.checks[1].passed && summary.checks[1].values.is_empty());
+        let json: Summary =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(json.variants[0].methods.len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn list_names_every_design_experiment() {
+        let text = list_text();
+        for id in experiments::DESIGN_IDS {
+            assert!(text.contains(id), "{id} missing from --list");
+        }
+    }
 }

@@ -35,25 +35,25 @@ pub mod synthetic;
 pub mod tabular;
 pub mod text;
 
+pub use batches::{sample_with_replacement, BatchSampler, ReplacementSampler};
+pub use cifar::{fc100_split, read_cifar100, Cifar100, Fc100};
+pub use csv::{read_csv, CsvOptions, CsvTable};
 pub use dataset::Dataset;
+pub use episodes::{Episode, EpisodeSampler, EpisodeSpec};
 pub use error::{DataError, Result};
+pub use fashion_mnist::FashionMnist;
+pub use image::{decode_image, DecodedImage};
 pub use imageset::ImageSet;
+pub use libsvm::{read_libsvm, SparseDataset};
+pub use miniimagenet::{FewShotSplit, MiniImageNet};
 pub use mnist::Mnist;
+pub use omniglot::{rotate_classes, Omniglot, OmniglotOptions};
+pub use registry::{DatasetInfo, VerifyReport};
+pub use spam::{SpamCorpus, SpamDocument};
 pub use split::{
     corrupt_labels, split_indices, train_val_test_split, CorruptedLabels, Split, SplitIndices,
     SplitSizes, Standardizer,
 };
-pub use fashion_mnist::FashionMnist;
-pub use registry::{DatasetInfo, VerifyReport};
-pub use cifar::{fc100_split, read_cifar100, Cifar100, Fc100};
-pub use csv::{read_csv, CsvOptions, CsvTable};
-pub use libsvm::{read_libsvm, SparseDataset};
-pub use spam::{SpamCorpus, SpamDocument};
+pub use synthetic::SyntheticGlyphsSpec;
 pub use tabular::{diabetes, digits, wine_quality, FeatureScaling, RegressionSet};
 pub use text::{bag_of_words, SparseMatrix, TfIdf, Tokenizer, VocabOptions, Vocabulary};
-pub use batches::{sample_with_replacement, BatchSampler, ReplacementSampler};
-pub use episodes::{Episode, EpisodeSampler, EpisodeSpec};
-pub use image::{decode_image, DecodedImage};
-pub use miniimagenet::{FewShotSplit, MiniImageNet};
-pub use omniglot::{rotate_classes, Omniglot, OmniglotOptions};
-pub use synthetic::SyntheticGlyphsSpec;

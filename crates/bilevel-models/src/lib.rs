@@ -15,12 +15,12 @@ pub mod mlp;
 pub mod norm;
 pub mod resnet12;
 
+pub use cnn4::{Cnn4, Cnn4Config};
+pub use equilibrium::{Equilibrium, EquilibriumConfig};
 pub use error::{ModelError, Result};
 pub use flat::{flatten, num_params, unflatten};
-pub use equilibrium::{Equilibrium, EquilibriumConfig};
 pub use lenet::{LeNet, LeNetConfig, LeNetFeatures, Pool};
 pub use linear::{Linear, LinearConfig};
 pub use mlp::{Activation, Mlp, MlpConfig};
-pub use cnn4::{Cnn4, Cnn4Config};
 pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use resnet12::{ResNet12, ResNet12Config};

@@ -19,8 +19,8 @@ use crate::hr_deep::HrDeepSpec;
 use crate::hr_shallow::HrShallowSpec;
 use crate::hyper_cleaning::HyperCleaningSpec;
 use crate::hyper_cleaning_cnn::HyperCleaningCnnSpec;
-use crate::meta_learning::MetaLearningSpec;
 use crate::liu_hard::LiuHardSpec;
+use crate::meta_learning::MetaLearningSpec;
 use crate::poisoning::PoisoningSpec;
 use crate::quadratic::QuadraticSpec;
 

@@ -1,0 +1,952 @@
+//! `cargo xtask bench`: per-hypergradient time and peak memory of the estimators, exact vs
+//! finite-difference vs closed-form Hessian-vector products, ITD memory vs `T` (issue #8, CPU).
+//!
+//! `bench [--quick] [--filter NAME] [--repeats R]` prints a markdown table and writes
+//! `results/bench/<UTC timestamp>.json`. Run it optimised: `cargo xtask-release bench` (alias of
+//! `cargo run --release -p xtask -- bench`); `cargo xtask bench` uses the dev profile.
+//!
+//! Cases (all on NdArray, single-threaded as the workspace configures burn):
+//! 1. `matmul/1024-f32|f64`: a plain `1024×1024` matmul, `2n³/t` GFLOP/s: the backend's ceiling.
+//! 2. `hypergrad/<estimator>`: one hypergradient of hyper-cleaning (MNIST, linear `784×10`,
+//!    `n = 20 000` train / `5 000` validation, f32, the precision `reproduce hyper-cleaning` runs)
+//!    by AID-CG (`T = 10`, `N = 10`), AID-FP (`T = 10`, `N = 10`), ITD (`T = 10`) and stocBiO
+//!    (`B = 50`, `T = 10`, `Q = 10`), each from a fresh state `(λ, W) = (0, 0)`. The GFLOP/s
+//!    column counts only the `n×d×c` products with the data matrix (`X W`, `Xᵀ G`, …),
+//!    analytically (see [`Estimator::matmul_flops`]), over the whole hypergradient's time.
+//! 3. `hvp/<kind>-<precision>`: one `∇²_yy g · v` at a random `(λ, W, v)` by nested autodiff
+//!    ([`Oracle::hvp`]), by central finite differences, and by the closed form of
+//!    [`closed_form`]; the closed form must equal the exact product to `1e-10` (relative) in f64
+//!    or the bench fails.
+//! 4. `itd/T=<T>`: ITD's time and peak memory for `T ∈ {1, 5, 10, 20}`.
+//! 5. `meta/cnn4`: skipped with a note (not written yet: `bilevel_problems::meta_learning` was
+//!    still in progress when this bench was).
+//!
+//! Timing: one warm-up run, then `R` runs; median and minimum; the device is synchronised
+//! (`B::sync`) before the clock is read (a no-op on NdArray, needed on lazy backends like wgpu).
+//! Peak memory: see [`memory`] (a fresh child process per case).
+
+mod closed_form;
+mod memory;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use bilevel_algorithms::aid::{Aid, AidConfig, InnerSteps, LinearSolver};
+use bilevel_algorithms::itd::{Itd, ItdConfig};
+use bilevel_algorithms::stocbio::{HessianBatch, StocBio, StocBioConfig};
+use bilevel_core::sampling::Rng;
+use bilevel_core::tensor::{rel_err, vector};
+use bilevel_core::{
+    Batch, BilevelProblem, HypergradientEstimator, Oracle, OracleCounts, SecondOrder, State,
+};
+use bilevel_data::Mnist;
+use bilevel_problems::common::{load_mnist, matrix_f32, split_mnist, MNIST_CLASSES};
+use bilevel_problems::hyper_cleaning::{HyperCleaning, HyperCleaningSpec};
+use burn::backend::{Autodiff, NdArray};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Distribution, Tensor};
+use serde::{Deserialize, Serialize};
+
+use closed_form::{contiguous_transpose, LinearCeHessian};
+
+const USAGE: &str = "usage: cargo xtask-release bench [--quick] [--filter NAME] [--repeats R]
+  (= cargo run --release -p xtask -- bench ...; plain `cargo xtask bench` is an unoptimised build)
+  --quick       n = 2000 training images instead of 20000, 2 repeats
+  --filter NAME run only cases whose name contains NAME (e.g. hvp, hypergrad/aid, itd, matmul)
+  --repeats R   timed runs per case after one warm-up (default 5, quick 2)";
+
+/// Seed of the data split and of the random `(λ, W, v)` of the HVP cases.
+const SEED: u64 = 0;
+/// Features `d` and classes `c` of the hyper-cleaning classifier.
+const DC: usize = 784 * MNIST_CLASSES;
+/// Largest relative difference allowed between the closed-form and the exact HVP in f64.
+const CLOSED_FORM_TOL: f64 = 1e-10;
+
+type F32 = Autodiff<NdArray<f32>>;
+type F64 = Autodiff<NdArray<f64>>;
+
+/// Parsed command line.
+#[derive(Clone, Debug)]
+struct Options {
+    quick: bool,
+    filter: Option<String>,
+    repeats: usize,
+    /// Internal: measure one case's peak memory in this (child) process.
+    memory_child: Option<String>,
+    /// Internal: run the cases of one precision (`f32`, `f64`) in this (worker) process.
+    worker: Option<String>,
+    /// Training images (set for children by the parent; default from `quick`).
+    train: usize,
+    val: usize,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self> {
+        let mut quick = false;
+        let (mut filter, mut repeats, mut memory_child, mut worker) = (None, None, None, None);
+        let (mut train, mut val) = (None, None);
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .with_context(|| format!("{arg} needs a value\n\n{USAGE}"))
+            };
+            match arg.as_str() {
+                "--quick" => quick = true,
+                "--filter" => filter = Some(value()?),
+                "--repeats" => {
+                    let r: usize = value()?.parse().context("--repeats")?;
+                    if r == 0 {
+                        bail!("--repeats must be ≥ 1");
+                    }
+                    repeats = Some(r);
+                }
+                "--memory-child" => memory_child = Some(value()?),
+                "--worker" => worker = Some(value()?),
+                "--train" => train = Some(value()?.parse().context("--train")?),
+                "--val" => val = Some(value()?.parse().context("--val")?),
+                "-h" | "--help" => bail!("{USAGE}"),
+                other => bail!("unknown argument `{other}`\n\n{USAGE}"),
+            }
+        }
+        Ok(Self {
+            quick,
+            filter,
+            repeats: repeats.unwrap_or(if quick { 2 } else { 5 }),
+            memory_child,
+            worker,
+            train: train.unwrap_or(if quick { 2_000 } else { 20_000 }),
+            val: val.unwrap_or(if quick { 500 } else { 5_000 }),
+        })
+    }
+
+    fn selected(&self, name: &str) -> bool {
+        self.filter.as_deref().is_none_or(|f| name.contains(f))
+    }
+
+    fn spec(&self) -> HyperCleaningSpec {
+        HyperCleaningSpec {
+            train: self.train,
+            val: self.val,
+            // Evaluation data is never touched here: keep one test image.
+            test: 1,
+            ..HyperCleaningSpec::default()
+        }
+    }
+
+    /// Arguments that make a child build the same problem.
+    fn child_args(&self) -> Vec<String> {
+        vec![
+            "--train".into(),
+            self.train.to_string(),
+            "--val".into(),
+            self.val.to_string(),
+        ]
+    }
+}
+
+/// One line of the table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Row {
+    name: String,
+    precision: String,
+    median_ms: f64,
+    min_ms: f64,
+    samples_ms: Vec<f64>,
+    /// Peak resident memory of one run on top of the problem's data (child process), MiB.
+    peak_mib: Option<f64>,
+    /// Counted matmul flops of one run.
+    flops: Option<f64>,
+    /// `flops / median time`.
+    gflops: Option<f64>,
+    /// Oracle calls of one run.
+    counts: Option<OracleCounts>,
+    note: String,
+}
+
+impl Row {
+    fn new(name: impl Into<String>, precision: &str, timing: Timing) -> Self {
+        Self {
+            name: name.into(),
+            precision: precision.to_string(),
+            median_ms: timing.median_ms,
+            min_ms: timing.min_ms,
+            samples_ms: timing.samples_ms,
+            peak_mib: None,
+            flops: None,
+            gflops: None,
+            counts: None,
+            note: String::new(),
+        }
+    }
+
+    fn with_flops(mut self, flops: f64) -> Self {
+        self.flops = Some(flops);
+        self.gflops = Some(flops / (self.median_ms * 1e-3) / 1e9);
+        self
+    }
+
+    fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = note.into();
+        self
+    }
+}
+
+/// Median and minimum of repeated runs.
+#[derive(Clone, Debug)]
+struct Timing {
+    median_ms: f64,
+    min_ms: f64,
+    samples_ms: Vec<f64>,
+}
+
+/// One warm-up run, then `repeats` timed runs; `run` must synchronise its device before it
+/// returns (the clock is read right after).
+fn time(repeats: usize, mut run: impl FnMut() -> Result<()>) -> Result<Timing> {
+    run()?;
+    let mut samples_ms = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let start = Instant::now();
+        run()?;
+        samples_ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut sorted = samples_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    let median_ms = if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        0.5 * (sorted[mid - 1] + sorted[mid])
+    };
+    Ok(Timing {
+        median_ms,
+        min_ms: sorted[0],
+        samples_ms,
+    })
+}
+
+fn sync<B: Backend>(device: &B::Device) -> Result<()> {
+    B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))
+}
+
+/// The estimators of case 2 (and ITD with other `T` for case 4).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Estimator {
+    AidCg,
+    AidFp,
+    Itd(usize),
+    StocBio,
+}
+
+/// `T` of every estimator, `N` of AID, `Q` and `B` of stocBiO.
+const INNER_STEPS: usize = 10;
+const LINEAR_STEPS: usize = 10;
+const NEUMANN_TERMS: usize = 10;
+const STOCBIO_BATCH: usize = 50;
+
+impl Estimator {
+    fn key(self) -> String {
+        match self {
+            Estimator::AidCg => "aid-cg".into(),
+            Estimator::AidFp => "aid-fp".into(),
+            Estimator::Itd(t) => format!("itd-{t}"),
+            Estimator::StocBio => "stocbio".into(),
+        }
+    }
+
+    fn parse(key: &str) -> Option<Self> {
+        match key {
+            "aid-cg" => Some(Estimator::AidCg),
+            "aid-fp" => Some(Estimator::AidFp),
+            "stocbio" => Some(Estimator::StocBio),
+            _ => key.strip_prefix("itd-")?.parse().ok().map(Estimator::Itd),
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Estimator::AidCg => format!("T={INNER_STEPS}, N={LINEAR_STEPS} CG"),
+            Estimator::AidFp => format!("T={INNER_STEPS}, N={LINEAR_STEPS} fixed point"),
+            Estimator::Itd(t) => format!("T={t}"),
+            Estimator::StocBio => {
+                format!("B=S=D=50, T={INNER_STEPS}, Q={NEUMANN_TERMS}")
+            }
+        }
+    }
+
+    /// Flops of the products with the data matrix in one hypergradient (`n` train, `n_v`
+    /// validation samples; `dc = d·c`): a gradient costs the forward `X W` and the backward
+    /// `Xᵀ G` (`4·n·dc`); a nested-autodiff HVP or JVP (one double backward) costs `X W`,
+    /// `Xᵀ G` on the first level and `X V`, `Xᵀ G'` on the second (`8·n·dc`); ITD's `hvp_jvp`
+    /// is one double backward.
+    fn matmul_flops(self, n: usize, n_v: usize) -> f64 {
+        let (n, n_v, dc) = (n as f64, n_v as f64, DC as f64);
+        let t = INNER_STEPS as f64;
+        dc * match self {
+            Estimator::AidCg | Estimator::AidFp => {
+                t * 4.0 * n + 4.0 * n_v + (LINEAR_STEPS as f64 + 1.0) * 8.0 * n
+            }
+            Estimator::Itd(steps) => {
+                let steps = steps as f64;
+                steps * 4.0 * n + 4.0 * n_v + steps * 8.0 * n
+            }
+            Estimator::StocBio => {
+                let b = STOCBIO_BATCH as f64;
+                t * 4.0 * b + 4.0 * b + NEUMANN_TERMS as f64 * 8.0 * b + 8.0 * b
+            }
+        }
+    }
+
+    /// One hypergradient from a fresh state `(λ, W) = (0, 0)`; returns the oracle calls.
+    fn run<B: AutodiffBackend>(self, problem: &HyperCleaning<B>) -> Result<OracleCounts> {
+        let device = problem.device();
+        let x = Tensor::<B, 1>::zeros([problem.x_dim()], &device);
+        let y = Tensor::<B, 1>::zeros([problem.y_dim()], &device);
+        let mut state = State::new(x, y, SEED);
+        let mut oracle = Oracle::new(problem);
+        let aid = |linear_solver| AidConfig {
+            inner_step: 0.1,
+            inner_steps: InnerSteps::Constant { steps: INNER_STEPS },
+            warm_start_inner: true,
+            linear_solver,
+            warm_start_linear: true,
+        };
+        let g = match self {
+            Estimator::AidCg => Aid::new(aid(LinearSolver::ConjugateGradient {
+                steps: LINEAR_STEPS,
+                tol: 0.0,
+            }))?
+            .estimate(&mut oracle, &mut state)?,
+            Estimator::AidFp => Aid::new(aid(LinearSolver::FixedPoint {
+                step: 0.1,
+                steps: LINEAR_STEPS,
+            }))?
+            .estimate(&mut oracle, &mut state)?,
+            Estimator::Itd(steps) => Itd::new(ItdConfig {
+                inner_step: 0.1,
+                inner_steps: steps,
+                warm_start: true,
+                truncation: None,
+            })?
+            .estimate(&mut oracle, &mut state)?,
+            Estimator::StocBio => StocBio::new(StocBioConfig {
+                inner_steps: INNER_STEPS,
+                inner_step: 0.1,
+                inner_batch: Some(STOCBIO_BATCH),
+                outer_batch: Some(STOCBIO_BATCH),
+                jacobian_batch: Some(STOCBIO_BATCH),
+                hessian_batch: HessianBatch::Fixed(Some(STOCBIO_BATCH)),
+                neumann_terms: NEUMANN_TERMS,
+                neumann_step: 0.5,
+            })
+            .estimate(&mut oracle, &mut state)?,
+        };
+        sync::<B>(&device)?;
+        drop(g);
+        Ok(oracle.counts())
+    }
+}
+
+/// How an HVP is computed (case 3).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum HvpKind {
+    /// `Oracle::hvp`, nested autodiff.
+    Exact,
+    /// `Oracle::hvp` with central finite differences.
+    FiniteDifference,
+    /// [`LinearCeHessian::apply`] with a contiguous `Xᵀ` (`P`, `σ(λ)` precomputed).
+    Closed,
+    /// The same with `Xᵀ` as a transposed view (copied by every matmul).
+    ClosedView,
+    /// [`LinearCeHessian::new`]: `P = softmax(X W)` and `σ(λ)/n`, once per `(λ, W)`.
+    ClosedSetup,
+}
+
+impl HvpKind {
+    const ALL: [HvpKind; 5] = [
+        HvpKind::Exact,
+        HvpKind::FiniteDifference,
+        HvpKind::Closed,
+        HvpKind::ClosedView,
+        HvpKind::ClosedSetup,
+    ];
+
+    fn key(self) -> &'static str {
+        match self {
+            HvpKind::Exact => "exact",
+            HvpKind::FiniteDifference => "fd",
+            HvpKind::Closed => "closed",
+            HvpKind::ClosedView => "closed-xt-view",
+            HvpKind::ClosedSetup => "closed-setup",
+        }
+    }
+
+    fn parse(key: &str) -> Option<Self> {
+        HvpKind::ALL.into_iter().find(|k| k.key() == key)
+    }
+
+    /// Data-matrix flops per call (`n·dc` units: see [`Estimator::matmul_flops`]).
+    fn matmul_flops(self, n: usize) -> f64 {
+        let units = match self {
+            HvpKind::Exact | HvpKind::FiniteDifference => 8.0,
+            HvpKind::Closed | HvpKind::ClosedView => 4.0,
+            HvpKind::ClosedSetup => 2.0,
+        };
+        units * (n * DC) as f64
+    }
+
+    fn note(self) -> &'static str {
+        match self {
+            HvpKind::Exact => "Oracle::hvp, nested autodiff (one double backward)",
+            HvpKind::FiniteDifference => "SecondOrder::FiniteDifference, two gradients",
+            HvpKind::Closed => "hand-derived, P = softmax(XW) precomputed, contiguous Xᵀ",
+            HvpKind::ClosedView => "hand-derived, Xᵀ as a transposed view (copied per matmul)",
+            HvpKind::ClosedSetup => "closed form's once-per-(λ,W) part: softmax(XW), σ(λ)",
+        }
+    }
+}
+
+/// A random point and direction for the HVP cases, with the closed form's inputs.
+struct HvpSetup<B: AutodiffBackend> {
+    x: Tensor<B, 1>,
+    y: Tensor<B, 1>,
+    v: Tensor<B, 1>,
+    features: Tensor<B::InnerBackend, 2>,
+    features_t: Tensor<B::InnerBackend, 2>,
+    eps: f64,
+}
+
+impl<B: AutodiffBackend> HvpSetup<B> {
+    /// `λ ~ N(0, 1)`, `W ~ N(0, 0.05²)`, `v ~ N(0, 1)` (seeded); `X` from the same split as the
+    /// problem's training set.
+    fn new(mnist: &Mnist, opts: &Options, problem: &HyperCleaning<B>, eps: f64) -> Result<Self> {
+        let device = problem.device();
+        let mut rng = Rng::seed(SEED ^ 0x4e55);
+        let x = vector(&rng.normal_vec(problem.x_dim()), &device);
+        let w: Vec<f64> = rng
+            .normal_vec(problem.y_dim())
+            .iter()
+            .map(|w| 0.05 * w)
+            .collect();
+        let y = vector(&w, &device);
+        let v = vector(&rng.normal_vec(problem.y_dim()), &device);
+        let spec = opts.spec();
+        let parts = split_mnist(mnist, spec.train, spec.val, spec.test, false, SEED)?;
+        let train = &parts.train;
+        let features =
+            matrix_f32::<B::InnerBackend>(&train.images, train.len, train.features(), &device);
+        let features_t = contiguous_transpose(&features);
+        Ok(Self {
+            x,
+            y,
+            v,
+            features,
+            features_t,
+            eps,
+        })
+    }
+
+    fn hessian(&self, contiguous: bool) -> LinearCeHessian<B::InnerBackend> {
+        LinearCeHessian::new(
+            self.features.clone(),
+            contiguous.then(|| self.features_t.clone()),
+            self.x.clone().inner(),
+            self.y.clone().inner(),
+            MNIST_CLASSES,
+            HyperCleaningSpec::default().reg,
+        )
+    }
+
+    /// The product by `kind`, synchronised.
+    fn product(&self, problem: &HyperCleaning<B>, kind: HvpKind) -> Result<Tensor<B, 1>> {
+        let device = problem.device();
+        let out = match kind {
+            HvpKind::Exact => Oracle::new(problem).hvp(&self.x, &self.y, &self.v, &Batch::Full)?,
+            HvpKind::FiniteDifference => {
+                let mode = SecondOrder::FiniteDifference { eps: self.eps };
+                Oracle::with_mode(problem, mode).hvp(&self.x, &self.y, &self.v, &Batch::Full)?
+            }
+            HvpKind::Closed | HvpKind::ClosedView => Tensor::from_inner(
+                self.hessian(kind == HvpKind::Closed)
+                    .apply(self.v.clone().inner()),
+            ),
+            HvpKind::ClosedSetup => {
+                let h = self.hessian(true);
+                drop(h);
+                self.v.clone()
+            }
+        };
+        sync::<B>(&device)?;
+        Ok(out)
+    }
+
+    /// A runner for timing: the closed form's setup is done once, outside the clock.
+    fn runner<'a>(
+        &'a self,
+        problem: &'a HyperCleaning<B>,
+        kind: HvpKind,
+    ) -> Box<dyn FnMut() -> Result<()> + 'a> {
+        let device = problem.device();
+        match kind {
+            HvpKind::Closed | HvpKind::ClosedView => {
+                let h = self.hessian(kind == HvpKind::Closed);
+                let v = self.v.clone().inner();
+                Box::new(move || {
+                    let out = h.apply(v.clone());
+                    sync::<B>(&device)?;
+                    drop(out);
+                    Ok(())
+                })
+            }
+            _ => Box::new(move || self.product(problem, kind).map(drop)),
+        }
+    }
+}
+
+/// Host facts for the report.
+#[derive(Clone, Debug, Serialize)]
+struct Machine {
+    cpu: String,
+    cores: usize,
+    mem_total_gib: f64,
+    os: String,
+}
+
+impl Machine {
+    fn current() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map_or_else(|| "unknown".into(), |s| s.trim().to_string());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem_kib: f64 = meminfo
+            .lines()
+            .find(|l| l.starts_with("MemTotal"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        Self {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            mem_total_gib: mem_kib / (1024.0 * 1024.0),
+            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        }
+    }
+}
+
+/// Relative differences between the HVPs at the bench's random point.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct HvpAgreement {
+    precision: String,
+    closed_vs_exact: f64,
+    closed_view_vs_exact: f64,
+    fd_vs_exact: f64,
+    fd_eps: f64,
+}
+
+/// The JSON report.
+#[derive(Debug, Serialize)]
+struct Report {
+    timestamp_utc: String,
+    command: String,
+    machine: Machine,
+    backend: &'static str,
+    quick: bool,
+    repeats: usize,
+    train: usize,
+    val: usize,
+    features: usize,
+    classes: usize,
+    rows: Vec<Row>,
+    hvp_agreement: Vec<HvpAgreement>,
+    notes: Vec<String>,
+}
+
+/// What a worker process hands back to the parent (one JSON line on stdout).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct WorkerOutput {
+    rows: Vec<Row>,
+    hvp_agreement: Vec<HvpAgreement>,
+    notes: Vec<String>,
+}
+
+/// The line prefix of a worker's output.
+const WORKER_REPORT: &str = "bench-worker-json=";
+
+/// Entry point of `cargo xtask bench`.
+///
+/// burn 0.21 keeps one default float dtype per device *type* for the whole process, fixed by
+/// the first tensor created (`burn_backend::set_default_dtypes`); `NdArray<f32>` and
+/// `NdArray<f64>` share `NdArrayDevice`, so after f32 work, f64 code that creates tensors
+/// without data (`zeros`, `random`, autodiff's backward seeds) silently gets f32 tensors and f32
+/// accuracy. The parent therefore creates no tensor and runs each precision in its own worker
+/// process (`--worker f32|f64`), then merges their rows.
+pub(crate) fn main(args: &[String]) -> Result<()> {
+    let opts = Options::parse(args)?;
+    if let Some(case) = &opts.memory_child {
+        return memory_child(&opts, case);
+    }
+    if let Some(precision) = &opts.worker {
+        let out = match precision.as_str() {
+            "f32" => worker_f32(&opts)?,
+            "f64" => worker_f64(&opts)?,
+            other => bail!("unknown worker precision `{other}`"),
+        };
+        println!("{WORKER_REPORT}{}", serde_json::to_string(&out)?);
+        return Ok(());
+    }
+    let started = Instant::now();
+    let machine = Machine::current();
+    eprintln!(
+        "bench: {} ({} cores), n = {} train / {} validation, {} repeats{}",
+        machine.cpu,
+        machine.cores,
+        opts.train,
+        opts.val,
+        opts.repeats,
+        if cfg!(debug_assertions) {
+            " — UNOPTIMISED build: use `cargo xtask-release bench`"
+        } else {
+            ""
+        }
+    );
+    let mut merged = WorkerOutput::default();
+    for precision in ["f32", "f64"] {
+        let out = spawn_worker(args, precision)?;
+        merged.rows.extend(out.rows);
+        merged.hvp_agreement.extend(out.hvp_agreement);
+        merged.notes.extend(out.notes);
+    }
+    if opts.selected("meta/cnn4") {
+        let note = "meta/cnn4 skipped: the meta-learning CNN4 task-batch case is not written \
+                    yet (bilevel_problems::meta_learning was still in progress when the bench \
+                    was)";
+        eprintln!("bench: {note}");
+        merged.notes.push(note.to_string());
+    }
+    // Matmuls first, then the worker order.
+    merged.rows.sort_by_key(|r| !r.name.starts_with("matmul/"));
+
+    print_table(&merged.rows, &merged.hvp_agreement);
+    let report = Report {
+        timestamp_utc: utc_compact(),
+        command: std::iter::once("cargo xtask-release bench".to_string())
+            .chain(args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" "),
+        machine,
+        backend: "burn 0.21 NdArray (matrixmultiply, no `multi-threads` feature) + Autodiff",
+        quick: opts.quick,
+        repeats: opts.repeats,
+        train: opts.train,
+        val: opts.val,
+        features: 784,
+        classes: MNIST_CLASSES,
+        rows: merged.rows,
+        hvp_agreement: merged.hvp_agreement,
+        notes: merged.notes,
+    };
+    let dir = PathBuf::from("results/bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{}.json", report.timestamp_utc));
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "bench: wrote {} ({:.0} s)",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs `xtask bench <args> --worker <precision>` (progress on the inherited stderr).
+fn spawn_worker(args: &[String], precision: &str) -> Result<WorkerOutput> {
+    let exe = std::env::current_exe().context("locating the xtask binary")?;
+    let out = std::process::Command::new(exe)
+        .arg("bench")
+        .args(args)
+        .args(["--worker", precision])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running the {precision} worker"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("the {precision} worker failed ({}): {stdout}", out.status);
+    }
+    let json = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(WORKER_REPORT))
+        .with_context(|| format!("the {precision} worker printed no report: {stdout}"))?;
+    serde_json::from_str(json).with_context(|| format!("parsing the {precision} worker's report"))
+}
+
+/// The f32 cases: matmul, hypergradients, HVPs, ITD vs `T`.
+fn worker_f32(opts: &Options) -> Result<WorkerOutput> {
+    let mut out = WorkerOutput::default();
+    if opts.selected("matmul/1024-f32") {
+        out.rows.push(matmul::<NdArray<f32>>(opts.repeats.max(5))?);
+    }
+    let cases = [
+        "hypergrad/aid-cg",
+        "hypergrad/aid-fp",
+        "hypergrad/itd-10",
+        "hypergrad/stocbio",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([1, 5, 10, 20].map(|t| format!("itd/T={t}")))
+    .chain(HvpKind::ALL.map(|k| format!("hvp/{}-f32", k.key())));
+    if !cases.into_iter().any(|name| opts.selected(&name)) {
+        return Ok(out);
+    }
+    let mnist = load_mnist(None)?;
+    let device = Default::default();
+    let problem = HyperCleaning::<F32>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
+    estimator_cases(opts, &problem, &mut out.rows)?;
+    if selected_any(opts, "hvp/", "f32") {
+        let setup = HvpSetup::new(&mnist, opts, &problem, 1e-3)?;
+        out.hvp_agreement
+            .push(hvp_agreement(&problem, &setup, "f32")?);
+        hvp_cases(opts, &problem, &setup, "f32", true, &mut out.rows)?;
+    }
+    itd_cases(opts, &problem, &mut out.rows)?;
+    Ok(out)
+}
+
+/// The f64 cases: matmul, and the HVPs with the closed form's check.
+fn worker_f64(opts: &Options) -> Result<WorkerOutput> {
+    let mut out = WorkerOutput::default();
+    if opts.selected("matmul/1024-f64") {
+        out.rows.push(matmul::<NdArray<f64>>(opts.repeats.max(5))?);
+    }
+    if !selected_any(opts, "hvp/", "f64") {
+        return Ok(out);
+    }
+    let mnist = load_mnist(None)?;
+    let device = Default::default();
+    let problem = HyperCleaning::<F64>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
+    let setup = HvpSetup::new(&mnist, opts, &problem, 1e-6)?;
+    let agree = hvp_agreement(&problem, &setup, "f64")?;
+    if agree.closed_vs_exact.is_nan() || agree.closed_vs_exact > CLOSED_FORM_TOL {
+        bail!(
+            "the closed-form HVP differs from the exact one by {:.3e} (relative, f64) > {:e}",
+            agree.closed_vs_exact,
+            CLOSED_FORM_TOL
+        );
+    }
+    out.hvp_agreement.push(agree);
+    hvp_cases(opts, &problem, &setup, "f64", false, &mut out.rows)?;
+    Ok(out)
+}
+
+fn selected_any(opts: &Options, group: &str, precision: &str) -> bool {
+    HvpKind::ALL
+        .iter()
+        .any(|k| opts.selected(&format!("{group}{}-{precision}", k.key())))
+}
+
+/// Case 1: a plain square matmul, the backend's ceiling (`2n³` flops).
+fn matmul<B: Backend>(repeats: usize) -> Result<Row> {
+    let device = Default::default();
+    let a = Tensor::<B, 2>::random([1024, 1024], Distribution::Default, &device);
+    let b = Tensor::<B, 2>::random([1024, 1024], Distribution::Default, &device);
+    let timing = time(repeats, || {
+        let c = a.clone().matmul(b.clone());
+        sync::<B>(&device)?;
+        drop(c);
+        Ok(())
+    })?;
+    let precision = if std::mem::size_of::<B::FloatElem>() == 8 {
+        "f64"
+    } else {
+        "f32"
+    };
+    let name = format!("matmul/1024-{precision}");
+    Ok(Row::new(name, precision, timing)
+        .with_flops(2.0 * 1024f64.powi(3))
+        .note("plain NdArray 1024×1024 · 1024×1024"))
+}
+
+/// Case 2: one hypergradient per estimator.
+fn estimator_cases(
+    opts: &Options,
+    problem: &HyperCleaning<F32>,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    let estimators = [
+        Estimator::AidCg,
+        Estimator::AidFp,
+        Estimator::Itd(INNER_STEPS),
+        Estimator::StocBio,
+    ];
+    for est in estimators {
+        let name = format!("hypergrad/{}", est.key());
+        if !opts.selected(&name) {
+            continue;
+        }
+        eprintln!("bench: {name}");
+        rows.push(estimator_row(opts, problem, est, name)?);
+    }
+    Ok(())
+}
+
+fn estimator_row(
+    opts: &Options,
+    problem: &HyperCleaning<F32>,
+    est: Estimator,
+    name: String,
+) -> Result<Row> {
+    let mut counts = None;
+    let timing = time(opts.repeats, || {
+        counts = Some(est.run(problem)?);
+        Ok(())
+    })?;
+    let mut row = Row::new(name, "f32", timing)
+        .with_flops(est.matmul_flops(opts.train, opts.val))
+        .note(est.describe());
+    row.counts = counts;
+    row.peak_mib = Some(to_mib(memory::spawn_child(&est.key(), &opts.child_args())?));
+    Ok(row)
+}
+
+/// Case 4: ITD time and memory vs `T`.
+fn itd_cases(opts: &Options, problem: &HyperCleaning<F32>, rows: &mut Vec<Row>) -> Result<()> {
+    for t in [1, 5, 10, 20] {
+        let name = format!("itd/T={t}");
+        if !opts.selected(&name) {
+            continue;
+        }
+        eprintln!("bench: {name}");
+        rows.push(estimator_row(opts, problem, Estimator::Itd(t), name)?);
+    }
+    Ok(())
+}
+
+/// Relative differences of the closed-form and finite-difference products from the exact one.
+fn hvp_agreement<B: AutodiffBackend>(
+    problem: &HyperCleaning<B>,
+    setup: &HvpSetup<B>,
+    precision: &'static str,
+) -> Result<HvpAgreement> {
+    let exact = setup.product(problem, HvpKind::Exact)?;
+    let err = |kind| -> Result<f64> { Ok(rel_err(&setup.product(problem, kind)?, &exact)) };
+    let agreement = HvpAgreement {
+        precision: precision.to_string(),
+        closed_vs_exact: err(HvpKind::Closed)?,
+        closed_view_vs_exact: err(HvpKind::ClosedView)?,
+        fd_vs_exact: err(HvpKind::FiniteDifference)?,
+        fd_eps: setup.eps,
+    };
+    eprintln!(
+        "bench: HVP agreement {precision}: closed vs exact {:.2e}, FD (ε = {:e}) vs exact {:.2e}",
+        agreement.closed_vs_exact, agreement.fd_eps, agreement.fd_vs_exact
+    );
+    Ok(agreement)
+}
+
+/// Case 3: HVP timings (memory measured for the f32 ones).
+fn hvp_cases<B: AutodiffBackend>(
+    opts: &Options,
+    problem: &HyperCleaning<B>,
+    setup: &HvpSetup<B>,
+    precision: &'static str,
+    with_memory: bool,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    for kind in HvpKind::ALL {
+        let name = format!("hvp/{}-{precision}", kind.key());
+        if !opts.selected(&name) {
+            continue;
+        }
+        eprintln!("bench: {name}");
+        let timing = time(opts.repeats, setup.runner(problem, kind))?;
+        let mut row = Row::new(name, precision, timing)
+            .with_flops(kind.matmul_flops(opts.train))
+            .note(kind.note());
+        if with_memory {
+            let key = format!("hvp-{}", kind.key());
+            row.peak_mib = Some(to_mib(memory::spawn_child(&key, &opts.child_args())?));
+        }
+        rows.push(row);
+    }
+    Ok(())
+}
+
+/// The child side of [`memory::spawn_child`]: builds the f32 problem and measures one case.
+fn memory_child(opts: &Options, case: &str) -> Result<()> {
+    let mnist = load_mnist(None)?;
+    let device = Default::default();
+    let problem = HyperCleaning::<F32>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
+    if let Some(est) = Estimator::parse(case) {
+        return memory::measure_in_child(|| est.run(&problem).map(drop));
+    }
+    if let Some(kind) = case.strip_prefix("hvp-").and_then(HvpKind::parse) {
+        let setup = HvpSetup::new(&mnist, opts, &problem, 1e-3)?;
+        return memory::measure_in_child(setup.runner(&problem, kind));
+    }
+    bail!("unknown memory case `{case}`")
+}
+
+fn to_mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn print_table(rows: &[Row], agreement: &[HvpAgreement]) {
+    println!("| case | prec | median ms | min ms | peak MiB | GFLOP/s | notes |");
+    println!("|---|---|---:|---:|---:|---:|---|");
+    for r in rows {
+        let opt = |v: Option<f64>, digits: usize| {
+            v.map_or_else(|| "–".to_string(), |v| format!("{v:.digits$}"))
+        };
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {} | {} | {} |",
+            r.name,
+            r.precision,
+            r.median_ms,
+            r.min_ms,
+            opt(r.peak_mib, 1),
+            opt(r.gflops, 2),
+            r.note
+        );
+    }
+    if !agreement.is_empty() {
+        println!();
+        println!(
+            "| HVP agreement | closed vs exact | closed (Xᵀ view) vs exact | FD vs exact | FD ε |"
+        );
+        println!("|---|---:|---:|---:|---:|");
+        for a in agreement {
+            println!(
+                "| {} | {:.2e} | {:.2e} | {:.2e} | {:e} |",
+                a.precision, a.closed_vs_exact, a.closed_view_vs_exact, a.fd_vs_exact, a.fd_eps
+            );
+        }
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ` (UTC) now (civil-from-days, Howard Hinnant).
+fn utc_compact() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}

@@ -1,0 +1,164 @@
+//! Runs one (variant, method, seed) through the shared runner of `bilevel-problems` on the
+//! ndarray backend and turns its report into a [`SeedRun`].
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use bilevel_core::TerminationReason;
+use bilevel_problems::spec::BuildContext;
+use bilevel_problems::{run_spec, ProblemError, RunHooks, RunReport, RunSpec};
+use burn::backend::{Autodiff, NdArray};
+use burn::tensor::backend::AutodiffBackend;
+use serde_json::json;
+
+use super::experiments::{Method, Plan, Precision, Variant};
+use super::report::SeedRun;
+
+/// What every run of an invocation shares.
+pub(crate) struct Context {
+    pub data_dir: Option<PathBuf>,
+    pub precision: Precision,
+}
+
+/// The runner's settings for one method of a plan.
+pub(crate) fn run_spec_for(plan: &Plan, method: &Method, seed: u64) -> RunSpec {
+    RunSpec {
+        max_iters: method.max_iters.unwrap_or(plan.run.max_iters),
+        time_budget_s: plan.run.time_budget_s,
+        seed,
+        eval_every: plan.run.eval_every,
+        ..Default::default()
+    }
+}
+
+/// Runs `method` on `variant` with `seed` (which also seeds the problem's data split or
+/// instance, so all methods of a seed see the same problem).
+pub(crate) fn run_one(
+    ctx: &Context,
+    plan: &Plan,
+    variant: &Variant,
+    method: &Method,
+    seed: u64,
+) -> Result<SeedRun> {
+    let run = run_spec_for(plan, method, seed);
+    let report = match ctx.precision {
+        Precision::F32 => run_on::<Autodiff<NdArray<f32>>>(ctx, variant, method, &run)?,
+        Precision::F64 => run_on::<Autodiff<NdArray<f64>>>(ctx, variant, method, &run)?,
+    };
+    Ok(seed_run(variant, method, report))
+}
+
+fn run_on<B: AutodiffBackend>(
+    ctx: &Context,
+    variant: &Variant,
+    method: &Method,
+    run: &RunSpec,
+) -> Result<RunReport> {
+    let build = BuildContext::<B> {
+        device: Default::default(),
+        data_dir: ctx.data_dir.clone(),
+        seed: run.seed,
+    };
+    let hooks = RunHooks {
+        progress: true,
+        ..Default::default()
+    };
+    Ok(run_spec(
+        &variant.problem,
+        &method.spec,
+        run,
+        &build,
+        hooks,
+    )?)
+}
+
+/// Whether an error is about the set-up (data, configuration) rather than a method's run.
+pub(crate) fn is_setup_error(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<ProblemError>(),
+        Some(ProblemError::Data(_) | ProblemError::Model(_) | ProblemError::Config { .. })
+    )
+}
+
+/// The record of a run that stopped with an error: no iterations, the error as termination.
+pub(crate) fn failed_run(
+    variant: &Variant,
+    method: &Method,
+    seed: u64,
+    error: &anyhow::Error,
+) -> SeedRun {
+    SeedRun {
+        variant: variant.name.clone(),
+        method: method.label.to_string(),
+        algorithm: method.spec.name().to_string(),
+        seed,
+        records: Vec::new(),
+        termination: format!("failed: {error:#}"),
+        final_metrics: Vec::new(),
+        wall_time_s: 0.0,
+        iterations: 0,
+        counts: Default::default(),
+    }
+}
+
+/// Short words for the summary tables.
+pub(crate) fn termination_words(t: &TerminationReason) -> String {
+    match t {
+        TerminationReason::MaxItersReached => "max iterations".into(),
+        TerminationReason::Converged => "converged".into(),
+        TerminationReason::Timeout => "time budget".into(),
+        TerminationReason::NonFinite(what) => format!("diverged ({what})"),
+        TerminationReason::Interrupted => "interrupted".into(),
+    }
+}
+
+fn seed_run(variant: &Variant, method: &Method, report: RunReport) -> SeedRun {
+    SeedRun {
+        variant: variant.name.clone(),
+        method: method.label.to_string(),
+        algorithm: report.method,
+        seed: report.seed,
+        records: report.records,
+        termination: termination_words(&report.termination),
+        final_metrics: report
+            .final_metrics
+            .into_iter()
+            .map(|m| (m.name, m.value))
+            .collect(),
+        wall_time_s: report.wall_time_s,
+        iterations: report.iterations,
+        counts: report.counts,
+    }
+}
+
+/// The device the runs use, in words.
+pub(crate) fn device_name() -> String {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!(
+        "{:?} (burn-ndarray; {threads} hardware threads)",
+        burn::backend::ndarray::NdArrayDevice::default()
+    )
+}
+
+/// The problem, method and run specs of a plan, for `provenance.json`.
+pub(crate) fn specs_json(plan: &Plan) -> Result<serde_json::Value> {
+    let variants: Vec<serde_json::Value> = plan
+        .variants
+        .iter()
+        .map(|v| json!({ "name": v.name, "problem": v.problem }))
+        .collect();
+    let methods: Vec<serde_json::Value> = plan
+        .methods
+        .iter()
+        .map(|m| {
+            json!({
+                "label": m.label,
+                "algorithm": m.spec,
+                "max_iters": m.max_iters.unwrap_or(plan.run.max_iters),
+                "time_budget_s": plan.run.time_budget_s,
+                "eval_every": plan.run.eval_every,
+            })
+        })
+        .collect();
+    Ok(json!({ "variants": variants, "methods": methods }))
+}

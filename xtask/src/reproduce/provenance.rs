@@ -1,0 +1,204 @@
+//! `provenance.json`: what produced a run directory — git commit and dirty flag, the command
+//! line, backend, device, precision, seeds, crate versions (from the Cargo.lock this binary was
+//! built with), `rustc -V`, host, start and end times and the wall time of every run.
+
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// The lock file the xtask binary was compiled against.
+const CARGO_LOCK: &str = include_str!("../../../Cargo.lock");
+
+/// Crates whose versions are recorded.
+const TRACKED_CRATES: [&str; 9] = [
+    "burn",
+    "burn-autodiff",
+    "burn-ndarray",
+    "burn-tensor",
+    "ndarray",
+    "plotters",
+    "serde_json",
+    "rand",
+    "rand_chacha",
+];
+
+/// The whole record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Provenance {
+    pub experiment: String,
+    pub mode: String,
+    pub command_line: Vec<String>,
+    pub git: GitInfo,
+    pub backend: String,
+    pub device: String,
+    pub precision: String,
+    pub seeds: Vec<u64>,
+    pub data_dir: Option<String>,
+    /// `bilevel-rs` version plus the tracked dependencies' versions.
+    pub crate_versions: Vec<(String, String)>,
+    pub rustc: Option<String>,
+    pub host: Host,
+    pub start_utc: String,
+    pub end_utc: String,
+    pub wall_time_s: f64,
+    pub runs: Vec<RunTiming>,
+    /// The specs each method ran with (problem and method, as serialised JSON).
+    pub specs: serde_json::Value,
+}
+
+/// The working tree's commit.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct GitInfo {
+    pub commit: Option<String>,
+    /// Uncommitted changes to tracked or untracked-not-ignored files.
+    pub dirty: Option<bool>,
+}
+
+/// The machine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Host {
+    pub hostname: Option<String>,
+    pub os: String,
+    pub arch: String,
+    pub cpus: usize,
+}
+
+/// One (variant, method, seed) run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct RunTiming {
+    pub variant: String,
+    pub method: String,
+    pub seed: u64,
+    pub wall_time_s: f64,
+    pub iterations: u64,
+    pub termination: String,
+}
+
+fn command_stdout(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+impl GitInfo {
+    /// Asks `git` in the current directory; `None` fields where git is unavailable.
+    pub(crate) fn current() -> Self {
+        let commit = command_stdout("git", &["rev-parse", "HEAD"]);
+        let dirty = command_stdout("git", &["status", "--porcelain"]).map(|s| !s.is_empty());
+        GitInfo { commit, dirty }
+    }
+}
+
+impl Host {
+    pub(crate) fn current() -> Self {
+        let hostname = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .or_else(|| command_stdout("hostname", &[]));
+        Host {
+            hostname,
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// `rustc -V` of the toolchain on the path.
+pub(crate) fn rustc_version() -> Option<String> {
+    command_stdout("rustc", &["-V"])
+}
+
+/// This workspace's version and the tracked crates' versions from the lock file.
+pub(crate) fn crate_versions() -> Vec<(String, String)> {
+    let mut out = vec![(
+        "bilevel-rs".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    )];
+    let mut name: Option<&str> = None;
+    for line in CARGO_LOCK.lines() {
+        if let Some(n) = line.strip_prefix("name = ") {
+            name = Some(n.trim_matches('"'));
+        } else if let (Some(v), Some(n)) = (line.strip_prefix("version = "), name) {
+            if TRACKED_CRATES.contains(&n) && !out.iter().any(|(k, _)| k == n) {
+                out.push((n.to_string(), v.trim_matches('"').to_string()));
+            }
+            name = None;
+        }
+    }
+    out
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (UTC) for Unix seconds (proleptic Gregorian, Howard Hinnant's
+/// civil-from-days).
+pub(crate) fn utc_iso(unix_s: f64) -> String {
+    let (date, (h, m, s)) = utc_parts(unix_s);
+    format!("{}T{h:02}:{m:02}:{s:02}Z", date_string(date))
+}
+
+/// `YYYYMMDDTHHMMSSZ`, for run ids.
+pub(crate) fn utc_compact(unix_s: f64) -> String {
+    let ((y, mo, d), (h, m, s)) = utc_parts(unix_s);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{m:02}{s:02}Z")
+}
+
+fn date_string((y, m, d): (i64, u32, u32)) -> String {
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+type Ymd = (i64, u32, u32);
+type Hms = (u32, u32, u32);
+
+fn utc_parts(unix_s: f64) -> (Ymd, Hms) {
+    let secs = unix_s.floor() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let hms = (
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    );
+    ((y, m, d), hms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting_matches_known_dates() {
+        assert_eq!(utc_iso(0.0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_iso(951_782_400.0), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_iso(1_709_251_199.5), "2024-02-29T23:59:59Z");
+        assert_eq!(utc_compact(1_767_225_600.0), "20260101T000000Z");
+    }
+
+    #[test]
+    fn versions_include_burn() {
+        let v = crate_versions();
+        assert_eq!(v[0].0, "bilevel-rs");
+        let burn = v
+            .iter()
+            .find(|(n, _)| n == "burn")
+            .expect("burn in Cargo.lock");
+        assert!(burn.1.starts_with("0.21"), "{burn:?}");
+    }
+}

@@ -1,0 +1,757 @@
+//! The tables of a reproduction run: `metrics.csv` (every recorded iteration of every run),
+//! `summary.json` (final numbers, mean ± std over seeds, and the experiment's checks) and
+//! `summary.md` (the same as markdown tables), plus the seed aggregation the plots draw.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use bilevel_core::{IterRecord, OracleCounts};
+use serde::{Deserialize, Serialize};
+
+/// Outer loss column name (the `f(x, y)` the algorithm evaluated).
+pub(crate) const OUTER_LOSS: &str = "outer_loss";
+/// Estimated hypergradient norm column name.
+pub(crate) const HYPERGRAD_NORM: &str = "hypergrad_norm";
+
+/// One method's run on one problem variant with one seed.
+#[derive(Clone, Debug)]
+pub(crate) struct SeedRun {
+    /// Problem variant (e.g. `p=0.1`).
+    pub variant: String,
+    /// Method label as the paper names it (e.g. `stocBiO`).
+    pub method: String,
+    /// Algorithm name of the method spec (e.g. `stocbio`).
+    pub algorithm: String,
+    pub seed: u64,
+    pub records: Vec<IterRecord>,
+    /// Why the run stopped, in words.
+    pub termination: String,
+    /// Metrics evaluated at the final point.
+    pub final_metrics: Vec<(String, f64)>,
+    pub wall_time_s: f64,
+    pub iterations: u64,
+    pub counts: OracleCounts,
+}
+
+/// A column's value in a record: the outer loss, the hypergradient norm or a metric.
+pub(crate) fn record_value(record: &IterRecord, name: &str) -> Option<f64> {
+    match name {
+        OUTER_LOSS => record.outer_loss,
+        HYPERGRAD_NORM => record.hypergrad_norm,
+        _ => record
+            .metrics
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v),
+    }
+}
+
+impl SeedRun {
+    /// The value at the end: the final evaluation if there is one, else the last recorded.
+    pub(crate) fn final_value(&self, name: &str) -> Option<f64> {
+        self.final_metrics
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .or_else(|| {
+                self.records
+                    .iter()
+                    .rev()
+                    .find_map(|r| record_value(r, name))
+            })
+    }
+
+    /// The first recorded value (the start of the run where the runner records iteration 0).
+    pub(crate) fn first_value(&self, name: &str) -> Option<f64> {
+        self.records.iter().find_map(|r| record_value(r, name))
+    }
+
+    /// `(iteration, wall time, value)` wherever the column was recorded and finite.
+    pub(crate) fn series(&self, name: &str) -> Vec<(f64, f64, f64)> {
+        self.records
+            .iter()
+            .filter_map(|r| {
+                record_value(r, name)
+                    .filter(|v| v.is_finite())
+                    .map(|v| (r.iter as f64, r.wall_time_s, v))
+            })
+            .collect()
+    }
+}
+
+/// Metric columns of a set of runs (record metrics and final metrics), in first-seen order.
+pub(crate) fn metric_names(runs: &[SeedRun]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for run in runs {
+        let from_records = run.records.iter().flat_map(|r| r.metrics.iter());
+        for (name, _) in from_records.chain(run.final_metrics.iter()) {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    names
+}
+
+/// The distinct values of `key` over `runs`, in first-seen order.
+pub(crate) fn distinct<'a>(
+    runs: &'a [SeedRun],
+    key: impl Fn(&'a SeedRun) -> &'a str,
+) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for run in runs {
+        let k = key(run);
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// metrics.csv
+
+const COUNT_COLUMNS: [&str; 10] = [
+    "f_values",
+    "g_values",
+    "grad_f",
+    "grad_g",
+    "hvp",
+    "jvp",
+    "map_values",
+    "map_vjps",
+    "samples_f",
+    "samples_g",
+];
+
+fn count_values(c: &OracleCounts) -> [u64; 10] {
+    [
+        c.f_values,
+        c.g_values,
+        c.grad_f,
+        c.grad_g,
+        c.hvp,
+        c.jvp,
+        c.map_values,
+        c.map_vjps,
+        c.samples_f,
+        c.samples_g,
+    ]
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// One row per recorded iteration of every run; metric cells are empty where not evaluated.
+pub(crate) fn metrics_csv(runs: &[SeedRun]) -> String {
+    let metrics = metric_names(runs);
+    let mut out = String::from("variant,method,seed,iter,wall_time_s,");
+    out.push_str(&COUNT_COLUMNS.join(","));
+    out.push_str(",outer_loss,hypergrad_norm");
+    for m in &metrics {
+        out.push(',');
+        out.push_str(&csv_field(m));
+    }
+    out.push('\n');
+    for run in runs {
+        for r in &run.records {
+            let _ = write!(
+                out,
+                "{},{},{},{},{}",
+                csv_field(&run.variant),
+                csv_field(&run.method),
+                run.seed,
+                r.iter,
+                r.wall_time_s
+            );
+            for c in count_values(&r.counts) {
+                let _ = write!(out, ",{c}");
+            }
+            let _ = write!(out, ",{},{}", opt(r.outer_loss), opt(r.hypergrad_norm));
+            for m in &metrics {
+                let _ = write!(out, ",{}", opt(record_value(r, m)));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics over seeds
+
+/// Mean ± sample standard deviation of one number over seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Stats {
+    pub mean: f64,
+    /// Sample standard deviation (n − 1); 0 for a single seed.
+    pub std: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Per seed, in seed order.
+    pub values: Vec<f64>,
+}
+
+impl Stats {
+    /// `None` for no values.
+    pub(crate) fn of(values: &[f64]) -> Option<Stats> {
+        if values.is_empty() {
+            return None;
+        }
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let std = if values.len() > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        Some(Stats {
+            mean,
+            std,
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            values: values.to_vec(),
+        })
+    }
+
+    fn mean_pm_std(&self) -> String {
+        if self.values.len() > 1 {
+            format!("{} ± {}", fmt_num(self.mean), fmt_num(self.std))
+        } else {
+            fmt_num(self.mean)
+        }
+    }
+}
+
+/// Four significant digits in plain notation for moderate magnitudes, scientific otherwise.
+pub(crate) fn fmt_num(v: f64) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let a = v.abs();
+    if (1e-3..1e5).contains(&a) {
+        let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
+        format!("{v:.decimals$}")
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// summary.json / summary.md
+
+/// The machine-readable summary (`summary.json`); the CI test reads it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Summary {
+    pub experiment: String,
+    pub paper: String,
+    pub title: String,
+    /// `quick` or `full`.
+    pub mode: String,
+    pub seeds: Vec<u64>,
+    pub data: String,
+    pub variants: Vec<VariantSummary>,
+    pub checks: Vec<CheckResult>,
+    /// A remark on the checks (e.g. that they were calibrated for other seeds).
+    pub checks_note: Option<String>,
+    /// Plot files, relative to the run directory.
+    pub plots: Vec<String>,
+}
+
+/// One problem variant's table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct VariantSummary {
+    pub name: String,
+    pub description: String,
+    /// Metrics in table order (headline metrics first).
+    pub metrics: Vec<String>,
+    pub methods: Vec<MethodSummary>,
+}
+
+/// One method's numbers on a variant, over seeds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct MethodSummary {
+    pub label: String,
+    pub algorithm: String,
+    pub seeds: usize,
+    /// Final value of every metric (and `outer_loss`, `hypergrad_norm`).
+    pub final_metrics: BTreeMap<String, Stats>,
+    /// First recorded value of every metric.
+    pub initial_metrics: BTreeMap<String, Stats>,
+    pub iterations: Stats,
+    pub wall_time_s: Stats,
+    /// Oracle calls at the end (`grad_f`, `hvp`, `samples_g`, ...).
+    pub counts: BTreeMap<String, Stats>,
+    pub terminations: Vec<String>,
+}
+
+/// The outcome of one of the experiment's checks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct CheckResult {
+    pub description: String,
+    pub passed: bool,
+    /// Per (variant, method, seed): the value checked.
+    pub values: Vec<CheckedValue>,
+}
+
+/// One value a check looked at.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct CheckedValue {
+    pub variant: String,
+    pub method: String,
+    pub seed: u64,
+    pub value: Option<f64>,
+    pub passed: bool,
+}
+
+/// Metric columns in table order: `headline` first, then the others, then the outer loss.
+pub(crate) fn table_metrics(runs: &[SeedRun], headline: &[&str]) -> Vec<String> {
+    let all = metric_names(runs);
+    let mut out: Vec<String> = headline
+        .iter()
+        .filter(|h| all.iter().any(|a| a == *h) || **h == OUTER_LOSS)
+        .map(|h| h.to_string())
+        .collect();
+    for m in all.into_iter().chain([OUTER_LOSS.to_string()]) {
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// Summarises the runs of one variant, methods in first-seen order.
+pub(crate) fn summarize_variant(
+    name: &str,
+    description: &str,
+    runs: &[SeedRun],
+    headline: &[&str],
+) -> VariantSummary {
+    let runs: Vec<SeedRun> = runs.iter().filter(|r| r.variant == name).cloned().collect();
+    let metrics = table_metrics(&runs, headline);
+    let mut columns = metrics.clone();
+    columns.push(HYPERGRAD_NORM.to_string());
+    let methods = distinct(&runs, |r| r.method.as_str())
+        .into_iter()
+        .map(|label| {
+            let mine: Vec<&SeedRun> = runs.iter().filter(|r| r.method == label).collect();
+            let stat_map = |f: &dyn Fn(&SeedRun, &str) -> Option<f64>| {
+                columns
+                    .iter()
+                    .filter_map(|m| {
+                        let vals: Vec<f64> = mine.iter().filter_map(|r| f(r, m)).collect();
+                        Stats::of(&vals).map(|s| (m.clone(), s))
+                    })
+                    .collect::<BTreeMap<_, _>>()
+            };
+            let of = |f: &dyn Fn(&SeedRun) -> f64| {
+                Stats::of(&mine.iter().map(|r| f(r)).collect::<Vec<_>>()).expect("≥ 1 run")
+            };
+            let counts = COUNT_COLUMNS
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    (
+                        c.to_string(),
+                        of(&|r: &SeedRun| count_values(&r.counts)[i] as f64),
+                    )
+                })
+                .collect();
+            MethodSummary {
+                label: label.to_string(),
+                algorithm: mine[0].algorithm.clone(),
+                seeds: mine.len(),
+                final_metrics: stat_map(&|r, m| r.final_value(m)),
+                initial_metrics: stat_map(&|r, m| r.first_value(m)),
+                iterations: of(&|r| r.iterations as f64),
+                wall_time_s: of(&|r| r.wall_time_s),
+                counts,
+                terminations: mine.iter().map(|r| r.termination.clone()).collect(),
+            }
+        })
+        .collect();
+    VariantSummary {
+        name: name.to_string(),
+        description: description.to_string(),
+        metrics,
+        methods,
+    }
+}
+
+/// The markdown summary: a header, one table per variant, the checks and the plots.
+pub(crate) fn summary_markdown(summary: &Summary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# {} — {} ({} mode)\n",
+        summary.experiment, summary.title, summary.mode
+    );
+    let _ = writeln!(out, "Paper: {}  ", summary.paper);
+    let _ = writeln!(out, "Data: {}  ", summary.data);
+    let seeds: Vec<String> = summary.seeds.iter().map(|s| s.to_string()).collect();
+    let _ = writeln!(
+        out,
+        "Seeds: {} (final values: mean ± sample std over seeds)\n",
+        seeds.join(", ")
+    );
+    for v in &summary.variants {
+        let _ = writeln!(out, "## {}\n", v.name);
+        if !v.description.is_empty() {
+            let _ = writeln!(out, "{}\n", v.description);
+        }
+        let mut header = vec!["method".to_string()];
+        header.extend(v.metrics.iter().cloned());
+        header.extend(
+            [
+                "iterations",
+                "wall time (s)",
+                "grad f",
+                "grad g",
+                "HVP",
+                "JVP",
+                "samples",
+                "stopped",
+            ]
+            .map(String::from),
+        );
+        let _ = writeln!(out, "| {} |", header.join(" | "));
+        let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+        for m in &v.methods {
+            let mut row = vec![m.label.clone()];
+            for name in &v.metrics {
+                row.push(
+                    m.final_metrics
+                        .get(name)
+                        .map(Stats::mean_pm_std)
+                        .unwrap_or_else(|| "–".into()),
+                );
+            }
+            row.push(if m.iterations.mean.fract() == 0.0 {
+                format!("{:.0}", m.iterations.mean)
+            } else {
+                fmt_num(m.iterations.mean)
+            });
+            row.push(m.wall_time_s.mean_pm_std());
+            let count = |c: &str| {
+                m.counts
+                    .get(c)
+                    .map(|s| format!("{:.0}", s.mean))
+                    .unwrap_or_default()
+            };
+            row.push(count("grad_f"));
+            row.push(count("grad_g"));
+            row.push(count("hvp"));
+            row.push(count("jvp"));
+            let samples = m.counts.get("samples_f").map_or(0.0, |s| s.mean)
+                + m.counts.get("samples_g").map_or(0.0, |s| s.mean);
+            row.push(format!("{samples:.0}"));
+            let mut stops = m.terminations.clone();
+            stops.dedup();
+            row.push(stops.join("; "));
+            let _ = writeln!(out, "| {} |", row.join(" | "));
+        }
+        out.push('\n');
+    }
+    if !summary.checks.is_empty() {
+        let _ = writeln!(out, "## Checks\n");
+        if let Some(note) = &summary.checks_note {
+            let _ = writeln!(out, "{note}\n");
+        }
+        for c in &summary.checks {
+            let worst = c
+                .values
+                .iter()
+                .filter(|v| !v.passed)
+                .map(|v| {
+                    format!(
+                        "{} / {} / seed {}: {}",
+                        v.variant,
+                        v.method,
+                        v.seed,
+                        v.value.map_or("missing".into(), fmt_num)
+                    )
+                })
+                .collect::<Vec<_>>();
+            let mark = if c.passed { "pass" } else { "FAIL" };
+            let _ = write!(out, "- **{mark}**: {}", c.description);
+            if !worst.is_empty() {
+                let _ = write!(out, " (failing: {})", worst.join(", "));
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    if !summary.plots.is_empty() {
+        let _ = writeln!(out, "## Plots\n");
+        for p in &summary.plots {
+            let _ = writeln!(out, "![{p}]({p})");
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Aggregation for plots
+
+/// One point of a seed-aggregated curve.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct BandPoint {
+    pub x: f64,
+    pub mean: f64,
+    /// Sample standard deviation over the seeds present at `x` (0 for one).
+    pub std: f64,
+    /// Seeds present at `x`.
+    pub n: usize,
+}
+
+fn band_point(x: f64, vals: &[f64]) -> Option<BandPoint> {
+    Stats::of(vals).map(|s| BandPoint {
+        x,
+        mean: s.mean,
+        std: s.std,
+        n: vals.len(),
+    })
+}
+
+/// Mean ± std over seeds at each recorded iteration.
+pub(crate) fn aggregate_by_iter(runs: &[&SeedRun], metric: &str) -> Vec<BandPoint> {
+    let mut by_iter: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for run in runs {
+        for (it, _, v) in run.series(metric) {
+            by_iter.entry(it as u64).or_default().push(v);
+        }
+    }
+    by_iter
+        .into_iter()
+        .filter_map(|(it, vals)| band_point(it as f64, &vals))
+        .collect()
+}
+
+/// Mean ± std over seeds on a grid of `points` times from the earliest to the latest record.
+/// Each seed contributes between its first and last record, interpolated linearly between
+/// records (geometrically where `log` and both ends are positive), so seeds whose evaluations
+/// fall at different times still average smoothly.
+pub(crate) fn aggregate_by_time(
+    runs: &[&SeedRun],
+    metric: &str,
+    points: usize,
+    log: bool,
+) -> Vec<BandPoint> {
+    let series: Vec<Vec<(f64, f64)>> = runs
+        .iter()
+        .map(|r| {
+            r.series(metric)
+                .into_iter()
+                .map(|(_, t, v)| (t, v))
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    if series.is_empty() {
+        return Vec::new();
+    }
+    if series.len() == 1 {
+        return series[0]
+            .iter()
+            .map(|&(t, v)| BandPoint {
+                x: t,
+                mean: v,
+                std: 0.0,
+                n: 1,
+            })
+            .collect();
+    }
+    let t0 = series.iter().map(|s| s[0].0).fold(f64::INFINITY, f64::min);
+    let t1 = series
+        .iter()
+        .map(|s| s[s.len() - 1].0)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let points = points.max(2);
+    (0..points)
+        .filter_map(|i| {
+            let t = t0 + (t1 - t0) * i as f64 / (points - 1) as f64;
+            let vals: Vec<f64> = series
+                .iter()
+                .filter_map(|s| interpolate(s, t, log))
+                .collect();
+            band_point(t, &vals)
+        })
+        .collect()
+}
+
+/// The series' value at `t`, `None` outside its time range.
+fn interpolate(s: &[(f64, f64)], t: f64, log: bool) -> Option<f64> {
+    const SLACK: f64 = 1e-12;
+    let (first, last) = (s[0], s[s.len() - 1]);
+    if t < first.0 - SLACK || t > last.0 + SLACK {
+        return None;
+    }
+    let k = s.partition_point(|&(ts, _)| ts <= t);
+    if k == 0 {
+        return Some(first.1);
+    }
+    if k == s.len() {
+        return Some(last.1);
+    }
+    let ((ta, a), (tb, b)) = (s[k - 1], s[k]);
+    let w = if tb > ta { (t - ta) / (tb - ta) } else { 1.0 };
+    Some(if log && a > 0.0 && b > 0.0 {
+        (a.ln() + w * (b.ln() - a.ln())).exp()
+    } else {
+        a + w * (b - a)
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Two fake methods × two seeds on one variant: `decay` halves a gap each iteration,
+    /// `flat` stays at 1; accuracy rises towards 0.9.
+    pub(crate) fn synthetic_runs() -> Vec<SeedRun> {
+        let mut runs = Vec::new();
+        for (method, rate) in [("decay", 0.5), ("flat", 1.0)] {
+            for seed in 0..2u64 {
+                let scale = 1.0 + 0.1 * seed as f64;
+                let records: Vec<IterRecord> = (0..=20u64)
+                    .map(|k| IterRecord {
+                        iter: k,
+                        wall_time_s: 0.01 * k as f64 * scale,
+                        outer_loss: Some(1.0 / (1.0 + k as f64)),
+                        hypergrad_norm: Some(scale * f64::powi(rate, k as i32)),
+                        counts: OracleCounts {
+                            grad_f: k,
+                            grad_g: 10 * k,
+                            hvp: 5 * k,
+                            jvp: k,
+                            samples_g: 500 * k,
+                            ..Default::default()
+                        },
+                        metrics: if k % 5 == 0 {
+                            vec![
+                                ("grad_norm".into(), scale * f64::powi(rate, k as i32)),
+                                ("test_accuracy".into(), 0.9 - 0.5 / (1.0 + k as f64)),
+                            ]
+                        } else {
+                            vec![]
+                        },
+                    })
+                    .collect();
+                let last = records.last().unwrap().clone();
+                runs.push(SeedRun {
+                    variant: "main".into(),
+                    method: method.into(),
+                    algorithm: method.into(),
+                    seed,
+                    final_metrics: last.metrics.clone(),
+                    wall_time_s: last.wall_time_s,
+                    iterations: last.iter,
+                    counts: last.counts,
+                    records,
+                    termination: "maximum number of iterations reached".into(),
+                });
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn csv_has_one_row_per_record_and_empty_cells_where_not_evaluated() {
+        let runs = synthetic_runs();
+        let csv = metrics_csv(&runs);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 1 + 4 * 21);
+        let header: Vec<&str> = lines[0].split(',').collect();
+        assert_eq!(
+            &header[..5],
+            &["variant", "method", "seed", "iter", "wall_time_s"]
+        );
+        assert_eq!(header[header.len() - 2..], ["grad_norm", "test_accuracy"]);
+        for line in &lines[1..] {
+            assert_eq!(line.split(',').count(), header.len(), "{line}");
+        }
+        let row1: Vec<&str> = lines[2].split(',').collect();
+        assert_eq!(row1[3], "1");
+        assert_eq!(row1[header.len() - 1], "");
+        let row5: Vec<&str> = lines[6].split(',').collect();
+        assert_eq!(row5[3], "5");
+        let acc: f64 = row5[header.len() - 1].parse().unwrap();
+        assert!((acc - (0.9 - 0.5 / 6.0)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn stats_are_mean_and_sample_std() {
+        let s = Stats::of(&[1.0, 2.0, 3.0]).unwrap();
+        assert_eq!((s.mean, s.std, s.min, s.max), (2.0, 1.0, 1.0, 3.0));
+        assert_eq!(Stats::of(&[4.0]).unwrap().std, 0.0);
+        assert!(Stats::of(&[]).is_none());
+        assert_eq!(fmt_num(0.912345), "0.9123");
+        assert_eq!(fmt_num(123.456), "123.5");
+        assert_eq!(fmt_num(1.5e-7), "1.500e-7");
+    }
+
+    #[test]
+    fn summary_has_final_and_initial_values_per_method() {
+        let runs = synthetic_runs();
+        let v = summarize_variant("main", "fake", &runs, &["test_accuracy"]);
+        assert_eq!(v.metrics, ["test_accuracy", "grad_norm", "outer_loss"]);
+        assert_eq!(v.methods.len(), 2);
+        let decay = &v.methods[0];
+        assert_eq!(decay.label, "decay");
+        assert_eq!(decay.seeds, 2);
+        let g = &decay.final_metrics["grad_norm"];
+        assert!((g.values[0] - 0.5f64.powi(20)).abs() < 1e-18);
+        assert!((decay.initial_metrics["grad_norm"].values[1] - 1.1).abs() < 1e-15);
+        assert_eq!(decay.iterations.mean, 20.0);
+        assert_eq!(decay.counts["hvp"].mean, 100.0);
+        let md = summary_markdown(&Summary {
+            experiment: "fake".into(),
+            paper: "none".into(),
+            title: "a test".into(),
+            mode: "quick".into(),
+            seeds: vec![0, 1],
+            data: "generated".into(),
+            variants: vec![v],
+            checks: vec![],
+            checks_note: None,
+            plots: vec!["a.png".into()],
+        });
+        assert!(md.contains("| decay | 0.8762 ± 0 |"), "{md}");
+        assert!(md.contains("![a.png](a.png)"));
+    }
+
+    #[test]
+    fn time_aggregation_interpolates_within_each_seed() {
+        let runs = synthetic_runs();
+        let decay: Vec<&SeedRun> = runs.iter().filter(|r| r.method == "decay").collect();
+        let by_iter = aggregate_by_iter(&decay, "grad_norm");
+        assert_eq!(by_iter.len(), 5);
+        assert!(by_iter.iter().all(|p| p.n == 2));
+        assert!((by_iter[0].mean - 1.05).abs() < 1e-15);
+        let by_time = aggregate_by_time(&decay, "test_accuracy", 11, false);
+        assert_eq!(by_time.len(), 11);
+        // Seed 0 stops at 0.2 s, seed 1 at 0.22 s: the last grid point has seed 1 only.
+        assert_eq!(by_time[10].n, 1);
+        assert_eq!(by_time[0].n, 2);
+        assert!(by_time.windows(2).all(|w| w[0].mean <= w[1].mean + 1e-15));
+        // Geometric interpolation of a geometric decay is exact: seed 0 has 0.5^k at 0.01 k s.
+        let s: Vec<(f64, f64)> = (0..=4)
+            .map(|k| (0.05 * k as f64, 0.5f64.powi(5 * k)))
+            .collect();
+        let mid = interpolate(&s, 0.07, true).unwrap();
+        assert!((mid - 0.5f64.powi(7)).abs() < 1e-15);
+        assert_eq!(interpolate(&s, 0.3, true), None);
+    }
+}
