@@ -124,3 +124,74 @@ fn split_balanced<B: Backend>(flat: Tensor<B, 1>, sizes: &[usize], out: &mut Vec
         }
     }
 }
+
+/// How [`he_normal_init`] fills the 1-D parameters of a module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VectorInit {
+    /// Every 1-D parameter (a bias) is zero.
+    Zeros,
+    /// The 1-D parameters are consecutive batch-norm `(γ, β)` pairs: `γ = 1`, `β = 0` (CNN4,
+    /// ResNet-12: their convolutions have no bias).
+    BatchNormPairs,
+}
+
+/// Reproducible initial values of `template`'s flat parameters, in visiting order (the layout
+/// of [`flatten`]): each weight of rank ≥ 2 is He-normal, `N(0, 2 / fan_in)`, with
+/// `fan_in = d_in` for a `[d_in, d_out]` matrix (burn's and [`crate::Linear`]'s layout) and
+/// `fan_in = in · k · k` for a `[out, in, k, k]` convolution; 1-D parameters follow `vectors`.
+///
+/// `normal(n)` must return `n` standard normal draws (e.g. a seeded
+/// `bilevel_core::sampling::Rng::normal_vec`). Unlike `Config::init`, which draws from burn's
+/// process-wide generator (shared by every thread of a test binary), the result depends only on
+/// `normal`, so problems and tests get the same starting point on every run.
+pub fn he_normal_init<B: Backend, M: Module<B>>(
+    template: &M,
+    vectors: VectorInit,
+    normal: impl FnMut(usize) -> Vec<f64>,
+) -> Vec<f64> {
+    struct Init<F> {
+        normal: F,
+        vectors: VectorInit,
+        out: Vec<f64>,
+        after_gamma: bool,
+    }
+    impl<B: Backend, F: FnMut(usize) -> Vec<f64>> ModuleVisitor<B> for Init<F> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let dims = param.lazy_shape().as_slice().to_vec();
+            let n: usize = dims.iter().product();
+            if D == 1 {
+                let value = match self.vectors {
+                    VectorInit::Zeros => 0.0,
+                    VectorInit::BatchNormPairs => {
+                        let is_gamma = !self.after_gamma;
+                        self.after_gamma = is_gamma;
+                        if is_gamma {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    }
+                };
+                self.out.extend(std::iter::repeat_n(value, n));
+            } else {
+                let fan_in: usize = if D == 2 {
+                    dims[0]
+                } else {
+                    dims[1..].iter().product()
+                };
+                let std = (2.0 / fan_in.max(1) as f64).sqrt();
+                let draws = (self.normal)(n);
+                debug_assert_eq!(draws.len(), n, "normal(n) must return n draws");
+                self.out.extend(draws.into_iter().take(n).map(|v| std * v));
+            }
+        }
+    }
+    let mut init = Init {
+        normal,
+        vectors,
+        out: Vec::new(),
+        after_gamma: false,
+    };
+    template.visit(&mut init);
+    init.out
+}

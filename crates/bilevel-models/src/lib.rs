@@ -18,7 +18,7 @@ pub mod resnet12;
 pub use cnn4::{Cnn4, Cnn4Config};
 pub use equilibrium::{Equilibrium, EquilibriumConfig};
 pub use error::{ModelError, Result};
-pub use flat::{flatten, num_params, unflatten};
+pub use flat::{flatten, he_normal_init, num_params, unflatten, VectorInit};
 pub use lenet::{LeNet, LeNetConfig, LeNetFeatures, Pool};
 pub use linear::{Linear, LinearConfig};
 pub use mlp::{Activation, Mlp, MlpConfig};

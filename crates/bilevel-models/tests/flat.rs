@@ -304,3 +304,70 @@ fn empty_parameters_get_empty_slices() {
         .unwrap();
     assert_eq!(host(&g), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
 }
+
+fn sample_std(v: &[f64]) -> f64 {
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    (v.iter().map(|a| (a - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+}
+
+#[test]
+fn he_normal_init_is_seeded_with_fan_in_scales_and_vector_rules() {
+    use bilevel_models::flat::{he_normal_init, VectorInit};
+    use bilevel_models::BatchNorm2dConfig;
+    let draw = |seed: u64| {
+        let mut rng = Rng::seed(seed);
+        he_normal_init(
+            &ToyConfig.init::<Inner>(&Default::default()),
+            VectorInit::Zeros,
+            |n| rng.normal_vec(n),
+        )
+    };
+    let (a, b, c) = (draw(3), draw(3), draw(4));
+    assert_eq!(
+        a.len(),
+        num_params::<Inner, _>(&ToyConfig.init(&Default::default()))
+    );
+    assert_eq!(a, b, "same seed, same values");
+    assert_ne!(a, c);
+    // Layout: conv weight [2,1,3,3] (18), conv bias (2), block 0 [50,4] (200) + bias (4), ...
+    assert!(a[18..20].iter().all(|v| *v == 0.0));
+    assert!(a[220..224].iter().all(|v| *v == 0.0));
+    assert!(a[..18].iter().all(|v| *v != 0.0));
+
+    // Scales: N(0, 2 / fan_in) with fan_in = d_in for a matrix, in·k·k for a convolution.
+    let mut rng = Rng::seed(9);
+    let lin = he_normal_init(
+        &LinearConfig::new(400, 300).init::<Inner>(&Default::default()),
+        VectorInit::Zeros,
+        |n| rng.normal_vec(n),
+    );
+    let w = &lin[..400 * 300];
+    let want = (2.0f64 / 400.0).sqrt();
+    assert!(
+        (sample_std(w) / want - 1.0).abs() < 0.01,
+        "{}",
+        sample_std(w)
+    );
+    let conv = he_normal_init(
+        &Conv2dConfig::new([8, 64], [3, 3])
+            .with_bias(false)
+            .init::<Inner>(&Default::default()),
+        VectorInit::Zeros,
+        |n| rng.normal_vec(n),
+    );
+    let want = (2.0f64 / 72.0).sqrt();
+    assert_eq!(conv.len(), 64 * 8 * 9);
+    assert!(
+        (sample_std(&conv) / want - 1.0).abs() < 0.05,
+        "{}",
+        sample_std(&conv)
+    );
+
+    // Batch-norm pairs: γ = 1, β = 0, for each layer in turn.
+    let bn = BatchNorm2dConfig::new(5).init::<Inner>(&Default::default());
+    let pairs = he_normal_init(&vec![bn.clone(), bn], VectorInit::BatchNormPairs, |n| {
+        vec![0.0; n]
+    });
+    let (one, zero) = (vec![1.0; 5], vec![0.0; 5]);
+    assert_eq!(pairs, [&one[..], &zero, &one, &zero].concat());
+}

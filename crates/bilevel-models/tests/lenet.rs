@@ -15,8 +15,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::{avg_pool2d, max_pool2d};
 use burn::tensor::Tensor;
 use common::{
-    assert_errors, check_problem, host, norm_host, normal, onehot, tensor, CeProblem, FlatNet,
-    Inner, Nested, TestBackend,
+    assert_errors, check_problem, host, norm_host, normal, onehot, seeded_flat, tensor, CeProblem,
+    FlatNet, Inner, Nested, TestBackend,
 };
 
 const N: usize = 3;
@@ -280,9 +280,7 @@ fn lenet_head_on_backbone_products_match_finite_differences() {
         let (mut rng, images, targets) = data(seed);
         let cfg = LeNetConfig::new().with_pool(pool).with_side(SMALL);
         let dev = Default::default();
-        let x = host(&flatten::<TestBackend, _>(
-            &cfg.init_features::<TestBackend>(&dev),
-        ));
+        let x = seeded_flat(&cfg.init_features::<TestBackend>(&dev), seed);
         let y = normal(&mut rng, cfg.head_config().num_params(), 0.3);
         let problem = CeProblem::new(
             HeadOnBackbone {
@@ -303,9 +301,7 @@ fn lenet_all_parameters_products_match_finite_differences() {
     for (pool, seed) in [(Pool::Max, 30), (Pool::Avg, 31)] {
         let (mut rng, images, targets) = data(seed);
         let cfg = LeNetConfig::new().with_pool(pool).with_side(SMALL);
-        let y = host(&flatten::<TestBackend, _>(
-            &cfg.init::<TestBackend>(&Default::default()),
-        ));
+        let y = seeded_flat(&cfg.init::<TestBackend>(&Default::default()), seed);
         let x = normal(&mut rng, N, 1.0);
         let problem = CeProblem::new(
             AllParams {

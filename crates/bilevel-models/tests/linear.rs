@@ -10,12 +10,12 @@ use bilevel_models::linear::{
     accuracy, cross_entropy, cross_entropy_int, cross_entropy_per_sample, log_sum_exp,
     logistic_loss, sigmoid, softplus, Linear, LinearConfig,
 };
-use bilevel_models::{flatten, unflatten};
+use bilevel_models::unflatten;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use common::{
-    assert_errors, check_problem, host, normal, onehot, tensor, CeProblem, FlatNet, Inner, Nested,
-    TestBackend,
+    assert_errors, check_problem, host, normal, onehot, seeded_flat, tensor, CeProblem, FlatNet,
+    Inner, Nested, TestBackend,
 };
 
 const N: usize = 4;
@@ -247,9 +247,7 @@ fn weighted_cross_entropy_products_match_finite_differences() {
         targets: onehot(&[0, 1, 2, 1], K),
         config: LinearConfig::new(D, K),
     };
-    let y = host(&flatten::<TestBackend, _>(
-        &net.config.init::<TestBackend>(&Default::default()),
-    ));
+    let y = seeded_flat(&net.config.init::<TestBackend>(&Default::default()), 11);
     let x = normal(&mut rng, N, 1.0);
     let problem = CeProblem::new(net, 1e-2);
     let e = check_problem(

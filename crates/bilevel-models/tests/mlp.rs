@@ -8,12 +8,12 @@ use bilevel_core::sampling::Rng;
 use bilevel_core::Lift;
 use bilevel_models::linear::{sigmoid, Linear, LinearConfig};
 use bilevel_models::mlp::{Activation, Mlp, MlpConfig};
-use bilevel_models::{flatten, num_params, unflatten};
+use bilevel_models::{num_params, unflatten};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use common::{
-    assert_errors, check_problem, host, normal, onehot, tensor, CeProblem, FlatNet, Inner,
-    TestBackend,
+    assert_errors, check_problem, host, normal, onehot, seeded_flat, tensor, CeProblem, FlatNet,
+    Inner, TestBackend,
 };
 
 const N: usize = 4;
@@ -131,7 +131,7 @@ fn data(rng: &mut Rng) -> (Tensor<TestBackend, 2>, Tensor<TestBackend, 2>) {
 }
 
 fn init_flat<M: burn::module::Module<TestBackend>>(m: &M) -> Vec<f64> {
-    host(&flatten::<TestBackend, _>(m))
+    seeded_flat(m, 7)
 }
 
 #[test]

@@ -40,9 +40,10 @@ use bilevel_core::tensor::{check_len, to_vec, vector};
 use bilevel_core::{Batch, BilevelProblem, Lift};
 use bilevel_data::{corrupt_labels, Dataset, FashionMnist, Mnist};
 use bilevel_models::cnn4::{Cnn4, Cnn4Config};
+use bilevel_models::flat::{he_normal_init, VectorInit};
 use bilevel_models::linear::{Linear, LinearConfig};
 use bilevel_models::{flat, Pool};
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 
@@ -246,38 +247,11 @@ impl<B: Backend> ImageSetTensors<B> {
 }
 
 /// Seeded initial values of a convolutional backbone's flat parameters, in visiting order:
-/// 4-D convolution weights He-normal (`N(0, 2/fan_in)`, `fan_in = in · k · k`), 1-D parameters
-/// taken as consecutive batch-norm `(γ, β)` pairs (`γ = 1`, `β = 0`) — the layout of CNN4 and
-/// ResNet-12, whose convolutions have no bias.
+/// He-normal convolution weights and batch-norm `(γ, β) = (1, 0)` — the layout of CNN4 and
+/// ResNet-12, whose convolutions have no bias (see [`he_normal_init`]).
 pub fn seeded_backbone_init<B: Backend, M: Module<B>>(template: &M, seed: u64) -> Vec<f64> {
-    struct Init {
-        rng: Rng,
-        out: Vec<f64>,
-        gamma_next: bool,
-    }
-    impl<B: Backend> ModuleVisitor<B> for Init {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            let dims = param.lazy_shape().as_slice().to_vec();
-            let n: usize = dims.iter().product();
-            if D == 1 {
-                let value = if self.gamma_next { 1.0 } else { 0.0 };
-                self.gamma_next = !self.gamma_next;
-                self.out.extend(std::iter::repeat_n(value, n));
-            } else {
-                let fan_in: usize = dims[1..].iter().product::<usize>().max(1);
-                let std = (2.0f64 / fan_in as f64).sqrt();
-                self.out
-                    .extend(self.rng.normal_vec(n).into_iter().map(|v| std * v));
-            }
-        }
-    }
-    let mut init = Init {
-        rng: Rng::seed(seed),
-        out: Vec::new(),
-        gamma_next: true,
-    };
-    template.visit(&mut init);
-    init.out
+    let mut rng = Rng::seed(seed);
+    he_normal_init(template, VectorInit::BatchNormPairs, |n| rng.normal_vec(n))
 }
 
 /// The CNN hyper-cleaning problem (see the module documentation).

@@ -9,6 +9,7 @@
 use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::{rel_err_host, scalar, to_vec, vector};
 use bilevel_core::{Batch, BilevelProblem, Lift, Oracle, SecondOrder};
+use bilevel_models::flat::{he_normal_init, VectorInit};
 use bilevel_models::linear::{cross_entropy_per_sample, mean, weighted_mean};
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::Backend;
@@ -44,6 +45,14 @@ pub fn host<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Vec<f64> {
 }
 
 /// `n` standard normal draws times `scale`.
+/// Seeded flat parameters for `template` (He-normal weights, zero biases). Test points must
+/// not come from `Config::init`: it draws from burn's process-wide generator, which the tests
+/// of one binary share across threads, so its values change from run to run.
+pub fn seeded_flat<B: Backend, M: burn::module::Module<B>>(template: &M, seed: u64) -> Vec<f64> {
+    let mut rng = Rng::seed(seed);
+    he_normal_init(template, VectorInit::Zeros, |n| rng.normal_vec(n))
+}
+
 pub fn normal(rng: &mut Rng, n: usize, scale: f64) -> Vec<f64> {
     rng.normal_vec(n).into_iter().map(|v| v * scale).collect()
 }
