@@ -37,11 +37,13 @@ use report::{SeedRun, Summary};
 const USAGE: &str = "usage:
   cargo xtask reproduce --list
       the experiments of DESIGN.md §6: id, paper, methods, whether it can run yet
-  cargo xtask reproduce <id> [--quick] [--seeds N] [--backend ndarray|wgpu] [--precision f32|f64]
-                             [--data-dir D] [--out DIR]
+  cargo xtask reproduce <id> [--quick] [--seeds N] [--budget S] [--backend ndarray|wgpu]
+                             [--precision f32|f64] [--data-dir D] [--out DIR]
       run the paper's comparison; write metrics.csv, summary.md/json, PNG plots and
       provenance.json into results/<id>/<run-id>/ (or DIR). --quick: the small CI variant
-      (minutes on 2 cores), whose checks must pass";
+      (minutes on 2 cores), whose checks must pass. --seeds N: seeds 0..N instead of the
+      plan's. --budget S: wall-clock budget of each (method, seed) run in seconds, replacing
+      the plan's (runs stop at the plan's iteration count or the budget, whichever is first)";
 
 /// Parsed command line.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +51,7 @@ pub(crate) struct Options {
     pub id: String,
     pub mode: Mode,
     pub seeds: Option<usize>,
+    pub budget_s: Option<f64>,
     pub backend: String,
     pub precision: Option<Precision>,
     pub data_dir: Option<PathBuf>,
@@ -67,6 +70,7 @@ fn parse(args: &[String]) -> Result<Command> {
         id: String::new(),
         mode: Mode::Full,
         seeds: None,
+        budget_s: None,
         backend: "ndarray".into(),
         precision: None,
         data_dir: None,
@@ -92,6 +96,15 @@ fn parse(args: &[String]) -> Result<Command> {
                     bail!("--seeds must be ≥ 1");
                 }
                 opts.seeds = Some(n);
+            }
+            "--budget" => {
+                let s: f64 = value("--budget")?
+                    .parse()
+                    .context("--budget takes a number of seconds")?;
+                if !(s.is_finite() && s > 0.0) {
+                    bail!("--budget must be a positive number of seconds, got {s}");
+                }
+                opts.budget_s = Some(s);
             }
             "--backend" => opts.backend = value("--backend")?,
             "--precision" => {
@@ -178,6 +191,9 @@ fn run(opts: &Options) -> Result<()> {
     let default_seeds = plan.seeds.clone();
     if let Some(n) = opts.seeds {
         plan.seeds = (0..n as u64).collect();
+    }
+    if let Some(b) = opts.budget_s {
+        plan.run.time_budget_s = Some(b);
     }
     let checks_note = (plan.seeds != default_seeds && !plan.checks.is_empty()).then(|| {
         format!(
@@ -497,7 +513,7 @@ mod tests {
         assert!(matches!(parse(&args("--list")).unwrap(), Command::List));
         assert!(matches!(parse(&[]).unwrap(), Command::Help));
         let Command::Run(o) = parse(&args(
-            "hyper-cleaning --quick --seeds 2 --data-dir d --out o --precision f64",
+            "hyper-cleaning --quick --seeds 2 --budget 12.5 --data-dir d --out o --precision f64",
         ))
         .unwrap() else {
             panic!("expected a run");
@@ -505,10 +521,14 @@ mod tests {
         assert_eq!(o.id, "hyper-cleaning");
         assert_eq!(o.mode, Mode::Quick);
         assert_eq!(o.seeds, Some(2));
+        assert_eq!(o.budget_s, Some(12.5));
         assert_eq!(o.precision, Some(Precision::F64));
         assert_eq!(o.data_dir, Some(PathBuf::from("d")));
         assert_eq!(o.out, Some(PathBuf::from("o")));
         assert!(parse(&args("quadratic --seeds 0")).is_err());
+        assert!(parse(&args("quadratic --budget 0")).is_err());
+        assert!(parse(&args("quadratic --budget nan")).is_err());
+        assert!(parse(&args("quadratic --budget -3")).is_err());
         assert!(parse(&args("quadratic --bogus")).is_err());
         assert!(parse(&args("quadratic liu-hard")).is_err());
         assert!(parse(&args("quadratic --seeds")).is_err());

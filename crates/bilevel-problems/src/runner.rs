@@ -38,6 +38,7 @@ use bilevel_core::{
     ObserverMode, OracleCounts, RunOutcome, Solver, State, TerminationReason,
 };
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::application::{Application, Metric};
@@ -493,12 +494,26 @@ impl<B: AutodiffBackend> Observe<B> for CsvRows {
     }
 }
 
+/// The lower-level iterate that metrics and `final_y` report: [`State::y`], except for IGFM,
+/// which leaves `y` at the run's `y₀` (every SGM call restarts there) and keeps its lower-level
+/// solutions `y_out^±` at `x_t ± δu_t` in [`State::memory`]; their mean is reported.
+pub fn reported_y<B: AutodiffBackend>(state: &State<B>) -> Tensor<B, 1> {
+    use bilevel_algorithms::igfm::{LOWER_SOLUTION_MINUS, LOWER_SOLUTION_PLUS};
+    match (
+        state.memory.get(LOWER_SOLUTION_PLUS),
+        state.memory.get(LOWER_SOLUTION_MINUS),
+    ) {
+        (Some(plus), Some(minus)) => plus.clone().add(minus.clone()).mul_scalar(0.5),
+        _ => state.y.clone(),
+    }
+}
+
 fn evaluate<B: AutodiffBackend, P: Application<B>>(
     problem: &P,
     state: &State<B>,
     names: &[&'static str],
 ) -> Result<Vec<f64>> {
-    let metrics = problem.evaluate(&state.x, &state.y)?;
+    let metrics = problem.evaluate(&state.x, &reported_y(state))?;
     if metrics.len() != names.len() {
         return Err(BilevelError::ShapeMismatch {
             what: format!("metrics of `{}` ({names:?})", problem.id()),
@@ -711,7 +726,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             iterations: state.iter,
             counts: state.counts,
             final_x: to_vec(state.x.clone())?,
-            final_y: to_vec(state.y.clone())?,
+            final_y: to_vec(reported_y(&state))?,
         })
     }
 }

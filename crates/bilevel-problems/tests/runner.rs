@@ -372,3 +372,37 @@ fn a_checkpoint_of_another_method_is_refused() {
         .to_string();
     assert!(missing.contains("no checkpoint"), "{missing}");
 }
+
+/// IGFM leaves `State::y` at `y₀`; the runner reports the mean of its lower-level solutions
+/// `y_out^±`, so liu-hard's lower-level distance `|y₁ − x|` goes to ~0 as x → 1 (it would stay
+/// at `|0 − x| ≈ 1` with `y₀`) and `y₂` follows `x` (the optimistic selection `y₂ = x`).
+#[test]
+fn igfm_metrics_use_its_lower_level_solutions() {
+    let method = parse(
+        "[algorithm]\nname = \"igfm\"\nstep = 0.25\nsmoothing_radius = 1e-3\nsgm_step = 0.5\n\
+         lower_value_steps = 10\nswitching_steps = 50\nfeasibility_threshold = 1e-6\n\
+         [algorithm.lower_constraint]\nkind = \"box\"\nlower = -10.0\nupper = 10.0\n",
+    )
+    .unwrap()
+    .algorithm;
+    let run = RunSpec {
+        max_iters: 40,
+        eval_every: 10,
+        ..Default::default()
+    };
+    let problem = ProblemSpec::LiuHard(Default::default());
+    let report = run_spec(&problem, &method, &run, &ctx(0), RunHooks::default()).unwrap();
+    let metric = |name: &str| {
+        report
+            .final_metrics
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap()
+            .value
+    };
+    let x = report.final_x[0];
+    assert!(metric("x_error") < 0.05, "x = {x}");
+    assert!(metric("ll_distance") < 0.01, "{}", metric("ll_distance"));
+    assert!((report.final_y[0] - x).abs() < 0.01, "{:?}", report.final_y);
+    assert!((report.final_y[1] - x).abs() < 0.05, "{:?}", report.final_y);
+}
