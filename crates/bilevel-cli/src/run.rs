@@ -56,7 +56,7 @@ pub struct RunArgs {
     /// Tensor backend.
     #[arg(long, value_enum, default_value = "ndarray")]
     pub backend: BackendKind,
-    /// Float precision (default f64; a resumed run keeps its own).
+    /// Float precision (default f64 on ndarray, f32 on wgpu; a resumed run keeps its own).
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
     /// Overrides `run.seed`.
@@ -200,7 +200,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
         let precision = args
             .precision
             .or(status.map(|s| s.precision))
-            .unwrap_or_default();
+            .unwrap_or(args.backend.default_precision());
         return Ok(Prepared {
             config,
             dir: dir.clone(),
@@ -243,7 +243,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
         config,
         dir,
         resume: None,
-        precision: args.precision.unwrap_or_default(),
+        precision: args.precision.unwrap_or(args.backend.default_precision()),
     })
 }
 
@@ -360,7 +360,11 @@ pub static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
 
 /// Runs `bilevel run`; returns the exit code of a run that stopped without an error.
 pub fn run(args: RunArgs, interrupt: Arc<AtomicBool>) -> Result<i32, Failure> {
-    crate::backend::check_available(args.backend)?;
+    if let Some(adapter) = crate::backend::check_available(args.backend)? {
+        if !args.quiet {
+            eprintln!("wgpu adapter: {adapter}");
+        }
+    }
     let prepared = prepare(&args)?;
     let dir = prepared.dir.clone();
     let seed = prepared.config.run.seed;

@@ -302,6 +302,7 @@ fn divergence_stops_with_the_reason_and_keeps_the_last_finite_checkpoint() {
     assert!(!run.join("report.json").exists());
 }
 
+#[cfg(not(feature = "wgpu"))]
 #[test]
 fn wgpu_without_gpu_support() {
     let tmp = tempfile::tempdir().unwrap();
@@ -642,4 +643,123 @@ fn list_shows_problems_algorithms_and_data_sets() {
     let defaults = bilevel(&["list", "algorithms", "--defaults"], tmp.path());
     assert!(defaults.stdout.contains("[algorithm]\nname = \"stocbio\""));
     assert!(defaults.stdout.contains("neumann_terms = 10"));
+}
+
+/// `bilevel run` on the quadratic problem with `extra` args; returns the run folder.
+#[cfg(feature = "wgpu")]
+fn quadratic_run(tmp: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let cfg = write(
+        tmp,
+        "q.toml",
+        &format!("{QUADRATIC}[algorithm]\nname = \"aid-cg\"\n[run]\nmax_iters = 30\n"),
+    );
+    let mut args = vec![
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        name,
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    let out = bilevel(&args, tmp);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    tmp.join(name)
+}
+
+/// The same AID-CG run on wgpu (f32, the default there) and on ndarray (f64) ends at the same
+/// iterate up to f32 rounding.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_run_matches_ndarray() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gpu = quadratic_run(tmp.path(), "gpu", &["--backend", "wgpu"]);
+    let cpu = quadratic_run(tmp.path(), "cpu", &["--backend", "ndarray"]);
+    let status = read_json(&gpu.join("status.json"));
+    assert_eq!(status["status"], "completed");
+    assert_eq!(status["backend"], "wgpu-f32");
+    let x = |run: &Path| -> Vec<f64> {
+        read_json(&run.join("report.json"))["final_x"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let (g, c) = (x(&gpu), x(&cpu));
+    assert_eq!(g.len(), c.len());
+    let diff = g
+        .iter()
+        .zip(&c)
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let norm = c.iter().map(|b| b * b).sum::<f64>().sqrt();
+    assert!(norm > 1e-3, "the run did not move x: {c:?}");
+    assert!(diff <= 1e-3 * norm, "wgpu {g:?} vs ndarray {c:?}");
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_rejects_f64() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(
+        tmp.path(),
+        "c.toml",
+        &format!("{QUADRATIC}[algorithm]\nname = \"aid-cg\"\n"),
+    );
+    let out = bilevel(
+        &[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--backend",
+            "wgpu",
+            "--precision",
+            "f64",
+            "--out",
+            "run",
+        ],
+        tmp.path(),
+    );
+    assert_clean_error(&out, 2, &["f32 only", "--backend ndarray"]);
+}
+
+/// No Vulkan driver (the loader pointed at a missing ICD file): a clean error naming the fix,
+/// before any run folder is created, instead of wgpu's panic.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_without_an_adapter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write(
+        tmp.path(),
+        "c.toml",
+        &format!("{QUADRATIC}[algorithm]\nname = \"aid-cg\"\n"),
+    );
+    let missing = tmp.path().join("no-such-icd.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_bilevel"))
+        .args([
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--backend",
+            "wgpu",
+        ])
+        .args(["--out", "run"])
+        .env("VK_ICD_FILENAMES", &missing)
+        .env("VK_DRIVER_FILES", &missing)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let out = Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_clean_error(
+        &out,
+        2,
+        &["no GPU adapter", "mesa-vulkan-drivers", "--backend ndarray"],
+    );
+    assert!(!tmp.path().join("run").exists());
 }

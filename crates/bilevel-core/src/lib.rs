@@ -18,6 +18,8 @@ pub mod constraint;
 pub mod dense;
 pub mod error;
 pub mod executor;
+#[cfg(feature = "wgpu")]
+pub mod gpu;
 pub mod inner;
 pub mod lift;
 pub mod linear;

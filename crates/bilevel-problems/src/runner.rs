@@ -726,7 +726,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             iterations: state.iter,
             counts: state.counts,
             final_x: to_vec(state.x.clone())?,
-            final_y: to_vec(reported_y(&state))?,
+            final_y: to_vec(reported_y(state))?,
         })
     }
 }
