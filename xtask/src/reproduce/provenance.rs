@@ -1,6 +1,7 @@
 //! `provenance.json`: what produced a run directory — git commit and dirty flag, the command
-//! line, backend, device, precision, seeds, crate versions (from the Cargo.lock this binary was
-//! built with), `rustc -V`, host, start and end times and the wall time of every run.
+//! line, backend, device, precision (and why it differs from the plan's, if it does), seeds,
+//! crate versions (from the Cargo.lock this binary was built with), `rustc -V`, host, start and
+//! end times and the wall time of every run.
 
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,6 +34,9 @@ pub(crate) struct Provenance {
     pub backend: String,
     pub device: String,
     pub precision: String,
+    /// Why the precision differs from the plan's (wgpu runs f64 plans in f32); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision_note: Option<String>,
     pub seeds: Vec<u64>,
     pub data_dir: Option<String>,
     /// `bilevel-rs` version plus the tracked dependencies' versions.

@@ -266,6 +266,10 @@ pub(crate) struct Summary {
     pub checks: Vec<CheckResult>,
     /// A remark on the checks (e.g. that they were calibrated for other seeds).
     pub checks_note: Option<String>,
+    /// Remarks on the run as a whole, shown under the header (e.g. the backend and device of a
+    /// wgpu run, and that it ran in f32); empty on ndarray.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Plot files, relative to the run directory.
     pub plots: Vec<String>,
 }
@@ -406,6 +410,9 @@ pub(crate) fn summary_markdown(summary: &Summary) -> String {
         "Seeds: {} (final values: mean ± sample std over seeds)\n",
         seeds.join(", ")
     );
+    for note in &summary.notes {
+        let _ = writeln!(out, "{note}\n");
+    }
     for v in &summary.variants {
         let _ = writeln!(out, "## {}\n", v.name);
         if !v.description.is_empty() {
@@ -726,6 +733,7 @@ pub(crate) mod tests {
             variants: vec![v],
             checks: vec![],
             checks_note: None,
+            notes: Vec::new(),
             plots: vec!["a.png".into()],
         });
         assert!(md.contains("| decay | 0.8762 ± 0 |"), "{md}");
