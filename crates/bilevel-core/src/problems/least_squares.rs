@@ -79,11 +79,10 @@ impl<B: Backend> LeastSquaresBilevel<B> {
                 .collect::<Vec<_>>()
         };
         let (e, e_o) = (noise(&mut rng, n), noise(&mut rng, no));
-        let b: Vec<f64> = (0..n)
-            .map(|i| a_x.matvec(&x0)[i] + a_y.matvec(&y0)[i] + e[i])
-            .collect();
-        let ay0 = a_o.matvec(&y0);
-        let b_o: Vec<f64> = (0..no).map(|i| ay0[i] + e_o[i]).collect();
+        let (ax0, ay0) = (a_x.matvec(&x0), a_y.matvec(&y0));
+        let b: Vec<f64> = (0..n).map(|i| ax0[i] + ay0[i] + e[i]).collect();
+        let ao0 = a_o.matvec(&y0);
+        let b_o: Vec<f64> = (0..no).map(|i| ao0[i] + e_o[i]).collect();
         Self::new(a_x, a_y, b, a_o, b_o, device)
     }
 
