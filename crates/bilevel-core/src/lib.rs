@@ -5,8 +5,8 @@
 //!
 //! - [`problem::BilevelProblem`]: inner/outer losses over flat `x`, `y` and a [`problem::Batch`],
 //!   written once and evaluated on `B` and on `Autodiff<B>` (see [`lift`]).
-//! - [`second_order::Oracle`]: counted gradients, exact `Hv`/`Jv` by nested autodiff, and
-//!   finite-difference fallbacks.
+//! - [`second_order::Oracle`]: counted gradients, exact `Hv`/`Jv` by nested autodiff (or a
+//!   problem's hand-derived [`problem::ClosedForm`]), and finite-difference fallbacks.
 //! - [`linear`]: CG, fixed point and Neumann solvers over an HVP closure.
 //! - [`inner`]: (S)GD on the lower level with warm start.
 //! - [`problems`]: closed-form quadratic test problems.
@@ -39,7 +39,7 @@ pub use executor::{
 };
 pub use lift::Lift;
 pub use observers::{CsvWriter, IterRecord, Observe, ObserverMode, ProgressBar, Recorder};
-pub use problem::{Batch, BilevelProblem};
+pub use problem::{Batch, BilevelProblem, ClosedForm};
 pub use second_order::{Gradient, Oracle, OracleCounts, SecondOrder};
 pub use solver::{HypergradientEstimator, OuterLoop, OuterOptimizer, Solver, StepSchedule};
 pub use state::{State, StateRecord};

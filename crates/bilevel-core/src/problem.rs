@@ -118,4 +118,48 @@ pub trait BilevelProblem<B: Backend> {
     fn upper_constraint(&self) -> Constraint {
         Constraint::Unconstrained
     }
+
+    /// Hand-derived gradients and second-order products, if the problem has them (default:
+    /// none). With [`crate::SecondOrder::Exact`] (the default mode) the oracle uses them in
+    /// place of autodiff; [`crate::SecondOrder::Autodiff`] ignores them. An implementation
+    /// must agree with autodiff of [`BilevelProblem::inner_loss`] /
+    /// [`BilevelProblem::outer_loss`] to round-off, and tests should say so.
+    fn closed_form(&self) -> Option<&dyn ClosedForm<B>> {
+        None
+    }
+}
+
+/// Hand-derived derivatives of a problem's losses: a faster path than autodiff where the
+/// derivation is short (e.g. a linear softmax model, where the products with the data matrix
+/// dominate and autodiff pays for graph bookkeeping and transposed operands).
+///
+/// All tensors are untracked tensors on `B`; lengths and batches have been checked by the
+/// oracle before a call. The values are those of the losses on the same batch.
+pub trait ClosedForm<B: Backend> {
+    /// `(g, ∇_x g, ∇_y g)` on `batch`; `∇_x g` may be returned as zeros when `!want_x`.
+    fn inner_gradient(
+        &self,
+        x: &Tensor<B, 1>,
+        y: &Tensor<B, 1>,
+        batch: &Batch,
+        want_x: bool,
+    ) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>);
+
+    /// `(f, ∇_x f, ∇_y f)` on `batch`.
+    fn outer_gradient(
+        &self,
+        x: &Tensor<B, 1>,
+        y: &Tensor<B, 1>,
+        batch: &Batch,
+    ) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>);
+
+    /// `(∇²_yy g · v, ∇_x∇_y g · v)` on `batch`; the second may be zeros when `!want_jvp`.
+    fn inner_products(
+        &self,
+        x: &Tensor<B, 1>,
+        y: &Tensor<B, 1>,
+        v: &Tensor<B, 1>,
+        batch: &Batch,
+        want_jvp: bool,
+    ) -> (Tensor<B, 1>, Tensor<B, 1>);
 }

@@ -13,6 +13,10 @@
 //! **Finite-difference products** (central, step `ε` along the unit direction `v/‖v‖`):
 //! `H v ≈ ‖v‖ (∇_y g(y + εu) − ∇_y g(y − εu)) / 2ε`, and `J v` likewise from `∇_x g`. They are a
 //! fallback and the test oracle (error `O(ε²)` plus round-off `O(u_mach/ε)`).
+//!
+//! **Hand-derived derivatives**: a problem may supply its gradients and products in closed form
+//! ([`crate::problem::ClosedForm`]); [`SecondOrder::Exact`] then uses them instead of autodiff
+//! (they are exact too, and faster where they apply), [`SecondOrder::Autodiff`] never does.
 
 use std::marker::PhantomData;
 
@@ -21,15 +25,20 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
 use crate::error::{BilevelError, Result};
-use crate::problem::{Batch, BilevelProblem};
+use crate::problem::{Batch, BilevelProblem, ClosedForm};
 use crate::tensor::{check_len, norm};
 
-/// How second-order products are computed.
+/// How gradients and second-order products are computed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum SecondOrder {
-    /// Exact products by nested autodiff (the default).
+    /// Exact derivatives (the default): the problem's hand-derived gradients and products where
+    /// it has them ([`BilevelProblem::closed_form`]), otherwise autodiff and exact products by
+    /// nested autodiff.
     #[default]
     Exact,
+    /// Autodiff gradients and nested-autodiff products only, ignoring any hand-derived
+    /// derivatives (the reference path the closed forms are tested against).
+    Autodiff,
     /// Central finite differences of gradients with step `eps` along `v/‖v‖`.
     FiniteDifference {
         /// Step length (1e-6 suits f64, 1e-3 suits f32).
@@ -240,6 +249,10 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         self.check_xy(x, y)?;
         self.check_outer_batch(batch)?;
         self.counts.grad_f += 1;
+        if let Some(cf) = self.closed_form() {
+            let (value, gx, gy) = cf.outer_gradient(x, y, batch);
+            return self.checked_gradient("closed-form ∇f", value, gx, gy);
+        }
         let (xr, yr) = leaves(x, y, true);
         let loss = self.problem.outer_loss::<B>(xr.clone(), yr.clone(), batch);
         Ok(gradient_of(loss, &xr, &yr))
@@ -255,6 +268,10 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         self.check_xy(x, y)?;
         self.check_inner_batch(batch)?;
         self.counts.grad_g += 1;
+        if let Some(cf) = self.closed_form() {
+            let (value, gx, gy) = cf.inner_gradient(x, y, batch, true);
+            return self.checked_gradient("closed-form ∇g", value, gx, gy);
+        }
         let (xr, yr) = leaves(x, y, true);
         let loss = self.problem.inner_loss::<B>(xr.clone(), yr.clone(), batch);
         Ok(gradient_of(loss, &xr, &yr))
@@ -270,6 +287,11 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         self.check_xy(x, y)?;
         self.check_inner_batch(batch)?;
         self.counts.grad_g += 1;
+        if let Some(cf) = self.closed_form() {
+            let (_, _, gy) = cf.inner_gradient(x, y, batch, false);
+            check_len("closed-form ∇_y g", &gy, self.problem.y_dim())?;
+            return Ok(gy);
+        }
         let (xr, yr) = leaves(x, y, false);
         let loss = self.problem.inner_loss::<B>(xr.clone(), yr.clone(), batch);
         Ok(gradient_of(loss, &xr, &yr).y)
@@ -353,6 +375,29 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         Ok((g.y, g.x))
     }
 
+    /// The problem's hand-derived derivatives, when the mode uses them.
+    fn closed_form(&self) -> Option<&'p dyn ClosedForm<B>> {
+        match self.mode {
+            SecondOrder::Exact => self.problem.closed_form(),
+            SecondOrder::Autodiff | SecondOrder::FiniteDifference { .. } => None,
+        }
+    }
+
+    /// A hand-derived gradient, its lengths checked (a wrong implementation is an error, not a
+    /// panic later inside a matmul).
+    fn checked_gradient(
+        &self,
+        what: &str,
+        value: Tensor<B, 1>,
+        x: Tensor<B, 1>,
+        y: Tensor<B, 1>,
+    ) -> Result<Gradient<B>> {
+        check_len(&format!("{what} value"), &value, 1)?;
+        check_len(&format!("{what} (x part)"), &x, self.problem.x_dim())?;
+        check_len(&format!("{what} (y part)"), &y, self.problem.y_dim())?;
+        Ok(Gradient { value, x, y })
+    }
+
     fn products(
         &self,
         x: &Tensor<B, 1>,
@@ -361,8 +406,16 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         batch: &Batch,
         want_jvp: bool,
     ) -> Result<(Tensor<B, 1>, Tensor<B, 1>)> {
+        if let Some(cf) = self.closed_form() {
+            let (hv, jv) = cf.inner_products(x, y, v, batch, want_jvp);
+            check_len("closed-form H v", &hv, self.problem.y_dim())?;
+            check_len("closed-form J v", &jv, self.problem.x_dim())?;
+            return Ok((hv, jv));
+        }
         match self.mode {
-            SecondOrder::Exact => Ok(exact_products(self.problem, x, y, v, batch, want_jvp)),
+            SecondOrder::Exact | SecondOrder::Autodiff => {
+                Ok(exact_products(self.problem, x, y, v, batch, want_jvp))
+            }
             SecondOrder::FiniteDifference { eps } => {
                 if !(eps > 0.0 && eps.is_finite()) {
                     return Err(BilevelError::invalid("eps", "must be positive and finite"));

@@ -17,7 +17,7 @@
 use std::path::PathBuf;
 
 use bilevel_core::tensor::{check_len, vector};
-use bilevel_core::{Batch, BilevelProblem, Lift};
+use bilevel_core::{Batch, BilevelProblem, ClosedForm, Lift};
 use bilevel_data::{corrupt_labels, Mnist};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
@@ -28,6 +28,7 @@ use crate::common::{
     mnist_source, split_mnist, ClassSet, LinearShape, MNIST_CLASSES, MNIST_FEATURES,
 };
 use crate::error::Result;
+use crate::linear_ce::{LinearCe, Ridge, SampleWeights};
 
 /// The `[problem]` table of `kind = "ho-l2-mnist"`. Every field is optional; defaults are paper
 /// 003 §7.2's sizes (40 000 / 20 000 / 10 000 images; the paper runs `p = 0.5, 0.3, 0.1`).
@@ -96,6 +97,7 @@ pub struct HoL2Mnist<B: Backend> {
     val: ClassSet<B>,
     test: ClassSet<B>,
     shape: LinearShape,
+    closed: LinearCe<B>,
     changed: usize,
     spec: HoL2MnistSpec,
     seed: u64,
@@ -120,15 +122,19 @@ impl<B: Backend> HoL2Mnist<B> {
             spec.corruption * (k - 1.0) / k,
             seed.wrapping_add(0x1ab_e15),
         )?;
+        let train = ClassSet::new(&parts.train, &noisy.labels, MNIST_CLASSES, device);
+        let val = ClassSet::new(&parts.val, &parts.val.labels, MNIST_CLASSES, device);
+        let shape = LinearShape {
+            features: MNIST_FEATURES,
+            classes: MNIST_CLASSES,
+            bias: false,
+        };
         Ok(Self {
-            train: ClassSet::new(&parts.train, &noisy.labels, MNIST_CLASSES, device),
-            val: ClassSet::new(&parts.val, &parts.val.labels, MNIST_CLASSES, device),
+            closed: LinearCe::new(&train, &val, shape, SampleWeights::One, Ridge::Exp),
+            train,
+            val,
             test: ClassSet::new(&parts.test, &parts.test.labels, MNIST_CLASSES, device),
-            shape: LinearShape {
-                features: MNIST_FEATURES,
-                classes: MNIST_CLASSES,
-                bias: false,
-            },
+            shape,
             changed: noisy.flipped.len(),
             spec: spec.clone(),
             seed,
@@ -190,6 +196,11 @@ impl<B: Backend> BilevelProblem<B> for HoL2Mnist<B> {
             self.shape.logits(features, y),
             targets,
         ))
+    }
+
+    /// The hand-derived derivatives of [`crate::linear_ce`] (the default oracle path).
+    fn closed_form(&self) -> Option<&dyn ClosedForm<B>> {
+        Some(&self.closed)
     }
 }
 

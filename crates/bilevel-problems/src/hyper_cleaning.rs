@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 
 use bilevel_core::tensor::{check_len, to_vec, vector};
-use bilevel_core::{Batch, BilevelProblem, Lift};
+use bilevel_core::{Batch, BilevelProblem, ClosedForm, Lift};
 use bilevel_data::{corrupt_labels, Mnist};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
@@ -28,6 +28,7 @@ use crate::common::{
     MNIST_CLASSES, MNIST_FEATURES,
 };
 use crate::error::Result;
+use crate::linear_ce::{LinearCe, Ridge, SampleWeights};
 
 /// The `[problem]` table of `kind = "hyper-cleaning"`. Every field is optional; defaults are
 /// paper 004's setting (20 000 / 5 000 / 10 000 images, `p = 0.1`, `C_r = 10⁻³`).
@@ -102,6 +103,7 @@ pub struct HyperCleaning<B: Backend> {
     val: ClassSet<B>,
     test: ClassSet<B>,
     shape: LinearShape,
+    closed: LinearCe<B>,
     reg: f64,
     flipped: Vec<usize>,
     spec: HyperCleaningSpec,
@@ -133,15 +135,25 @@ impl<B: Backend> HyperCleaning<B> {
             spec.corruption,
             seed.wrapping_add(0x0c1e_a2ed),
         )?;
+        let train = ClassSet::new(&parts.train, &corrupted.labels, MNIST_CLASSES, device);
+        let val = ClassSet::new(&parts.val, &parts.val.labels, MNIST_CLASSES, device);
+        let shape = LinearShape {
+            features: MNIST_FEATURES,
+            classes: MNIST_CLASSES,
+            bias: spec.bias,
+        };
         Ok(Self {
-            train: ClassSet::new(&parts.train, &corrupted.labels, MNIST_CLASSES, device),
-            val: ClassSet::new(&parts.val, &parts.val.labels, MNIST_CLASSES, device),
+            closed: LinearCe::new(
+                &train,
+                &val,
+                shape,
+                SampleWeights::Sigmoid,
+                Ridge::Const(spec.reg),
+            ),
+            train,
+            val,
             test: ClassSet::new(&parts.test, &parts.test.labels, MNIST_CLASSES, device),
-            shape: LinearShape {
-                features: MNIST_FEATURES,
-                classes: MNIST_CLASSES,
-                bias: spec.bias,
-            },
+            shape,
             reg: spec.reg,
             flipped: corrupted.flipped,
             spec: spec.clone(),
@@ -222,6 +234,11 @@ impl<B: Backend> BilevelProblem<B> for HyperCleaning<B> {
             self.shape.logits(features, y),
             targets,
         ))
+    }
+
+    /// The hand-derived derivatives of [`crate::linear_ce`] (the default oracle path).
+    fn closed_form(&self) -> Option<&dyn ClosedForm<B>> {
+        Some(&self.closed)
     }
 }
 

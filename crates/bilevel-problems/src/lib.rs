@@ -15,6 +15,7 @@ pub mod hr_deep;
 pub mod hr_shallow;
 pub mod hyper_cleaning;
 pub mod hyper_cleaning_cnn;
+pub mod linear_ce;
 pub mod liu_hard;
 pub mod meta_learning;
 pub mod method;

@@ -13,7 +13,8 @@ use bilevel_data::Mnist;
 use bilevel_problems::ho_l2::{HoL2Mnist, HoL2MnistSpec};
 use bilevel_problems::{Application, ProblemError};
 use problem_checks::{
-    dev, directional_gradient_error, host, inner_gd, metric, second_order_errors, t, Level, TB,
+    closed_form_vs_autodiff, dev, directional_gradient_error, host, inner_gd, metric,
+    second_order_errors, t, Level, TB,
 };
 
 fn mnist() -> &'static Mnist {
@@ -83,6 +84,26 @@ fn exact_products_match_finite_differences_and_closed_form() {
         (jv - expected).abs() < 1e-12 * expected.abs(),
         "{jv} vs {expected}"
     );
+}
+
+#[test]
+fn hand_derived_oracle_matches_autodiff_to_round_off() {
+    let p = problem(50, 20, 20, 0.2, 6);
+    let y = small_y(12);
+    let v = Rng::seed(13).normal_vec(7840);
+    for x in [-1.3, 0.4] {
+        for (batch, outer) in [
+            (Batch::Full, Batch::Full),
+            (
+                Batch::Indices(vec![9, 9, 0, 49]),
+                Batch::Indices(vec![19, 2]),
+            ),
+        ] {
+            let err = closed_form_vs_autodiff(&p, &[x], &y, &v, &batch, &outer);
+            eprintln!("closed form vs autodiff, x {x}, {batch:?}: {err:.2e}");
+            assert!(err < 1e-12, "x {x}, {batch:?}: {err:e}");
+        }
+    }
 }
 
 #[test]

@@ -13,7 +13,8 @@ use bilevel_data::Mnist;
 use bilevel_problems::hyper_cleaning::{HyperCleaning, HyperCleaningSpec};
 use bilevel_problems::{Application, ProblemError};
 use problem_checks::{
-    dev, directional_gradient_error, host, inner_gd, metric, second_order_errors, t, Level, TB,
+    closed_form_vs_autodiff, dev, directional_gradient_error, host, inner_gd, metric,
+    second_order_errors, t, Level, TB,
 };
 
 fn mnist() -> &'static Mnist {
@@ -62,6 +63,34 @@ fn gradients_match_central_differences() {
         .iter()
         .enumerate()
         .all(|(i, v)| i == 2 || i == 5 || *v == 0.0));
+}
+
+#[test]
+fn closed_form_matches_autodiff_to_round_off() {
+    // With and without the bias, on the full batch and on a mini-batch with repeated rows
+    // (their λ-gradients add up), at a random point.
+    for bias in [false, true] {
+        let s = HyperCleaningSpec {
+            bias,
+            ..spec(60, 25, 20)
+        };
+        let p = problem(&s, 4);
+        let mut rng = Rng::seed(11);
+        let x = rng.normal_vec(60);
+        let y: Vec<f64> = rng.normal_vec(p.y_dim()).iter().map(|v| 0.05 * v).collect();
+        let v = rng.normal_vec(p.y_dim());
+        for (batch, outer) in [
+            (Batch::Full, Batch::Full),
+            (
+                Batch::Indices(vec![3, 3, 59, 0, 17, 3]),
+                Batch::Indices(vec![24, 1, 1]),
+            ),
+        ] {
+            let err = closed_form_vs_autodiff(&p, &x, &y, &v, &batch, &outer);
+            eprintln!("closed form vs autodiff, bias {bias}, {batch:?}: {err:.2e}");
+            assert!(err < 1e-12, "bias {bias}, {batch:?}: {err:e}");
+        }
+    }
 }
 
 #[test]

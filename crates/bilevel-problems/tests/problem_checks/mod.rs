@@ -154,3 +154,56 @@ pub fn metric(metrics: &[bilevel_problems::Metric], name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no metric {name} in {metrics:?}"))
         .value
 }
+
+/// Largest relative difference between the oracle's default path (the problem's hand-derived
+/// [`bilevel_core::ClosedForm`]) and autodiff / nested autodiff, over `g` and its gradients
+/// (with and without `∇_x g`), `f` and its gradients, `Hv`, `Jv` and `hvp_jvp`, on `batch`.
+/// Panics if the problem has no closed form (the comparison would be autodiff against itself).
+pub fn closed_form_vs_autodiff<P: BilevelProblem<TB>>(
+    p: &P,
+    x: &[f64],
+    y: &[f64],
+    v: &[f64],
+    batch: &Batch,
+    outer_batch: &Batch,
+) -> f64 {
+    assert!(p.closed_form().is_some(), "the problem has no closed form");
+    let (x, y, v) = (t(x), t(y), t(v));
+    let mut closed = Oracle::new(p);
+    let mut auto = Oracle::with_mode(p, SecondOrder::Autodiff);
+    let mut worst = 0.0f64;
+    let mut cmp = |what: &str, a: &Tensor<TB, 1>, b: &Tensor<TB, 1>| {
+        let e = rel_err_host(&host(a), &host(b));
+        assert!(e.is_finite(), "{what}: {e}");
+        worst = worst.max(e);
+    };
+    let (gc, ga) = (
+        closed.grad_g(&x, &y, batch).unwrap(),
+        auto.grad_g(&x, &y, batch).unwrap(),
+    );
+    cmp("g", &gc.value, &ga.value);
+    cmp("∇_x g", &gc.x, &ga.x);
+    cmp("∇_y g", &gc.y, &ga.y);
+    cmp(
+        "∇_y g alone",
+        &closed.grad_g_y(&x, &y, batch).unwrap(),
+        &ga.y,
+    );
+    let (fc, fa) = (
+        closed.grad_f(&x, &y, outer_batch).unwrap(),
+        auto.grad_f(&x, &y, outer_batch).unwrap(),
+    );
+    cmp("f", &fc.value, &fa.value);
+    cmp("∇_x f", &fc.x, &fa.x);
+    cmp("∇_y f", &fc.y, &fa.y);
+    let (hc, jc) = closed.hvp_jvp(&x, &y, &v, batch).unwrap();
+    let (ha, ja) = auto.hvp_jvp(&x, &y, &v, batch).unwrap();
+    cmp("H v", &hc, &ha);
+    cmp("J v", &jc, &ja);
+    cmp("hvp alone", &closed.hvp(&x, &y, &v, batch).unwrap(), &ha);
+    cmp("jvp alone", &closed.jvp(&x, &y, &v, batch).unwrap(), &ja);
+    // The hand-derived path is counted like autodiff (two calls of each kind above).
+    let c = closed.counts();
+    assert_eq!((c.grad_g, c.grad_f, c.hvp, c.jvp), (2, 1, 2, 2), "{c:?}");
+    worst
+}
