@@ -28,7 +28,8 @@
 //! [`State::memory`]: [`RETURNED_X`], [`BEST_X`], [`LOWER_SOLUTION_PLUS`],
 //! [`LOWER_SOLUTION_MINUS`] (`y_out^±`); [`State::scalars`]: [`BEST_VALUE`], [`VALUE_PLUS`],
 //! [`VALUE_MINUS`], [`FEASIBLE_STEPS`] (`|I⁺| + |I⁻|`); [`State::outer_loss`] = the score above.
-//! [`State::y`] and [`State::v`] are left alone.
+//! [`State::y`] and [`State::v`] are left alone; the solver's
+//! [`reported_y`](bilevel_core::Solver::reported_y) is the mean of `y_out^±`.
 //!
 //! # Oracle calls per iteration (always [`Batch::Full`])
 //!
@@ -214,5 +215,18 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for IgfmEstimator {
             .insert(FEASIBLE_STEPS.into(), (f_plus + f_minus) as f64);
         state.outer_loss = Some(score);
         Ok(u.mul_scalar(d as f64 / (2.0 * delta) * (plus - minus)))
+    }
+
+    /// The mean of `y_out^±` ([`LOWER_SOLUTION_PLUS`], [`LOWER_SOLUTION_MINUS`]): IGFM leaves
+    /// [`State::y`] at the run's `y₀` (every SGM call restarts there). [`State::y`] before the
+    /// first iteration, when neither is stored yet.
+    fn reported_y(&self, state: &State<B>) -> Tensor<B, 1> {
+        match (
+            state.memory.get(LOWER_SOLUTION_PLUS),
+            state.memory.get(LOWER_SOLUTION_MINUS),
+        ) {
+            (Some(plus), Some(minus)) => plus.clone().add(minus.clone()).mul_scalar(0.5),
+            _ => state.y.clone(),
+        }
     }
 }

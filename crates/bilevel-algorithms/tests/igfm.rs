@@ -4,13 +4,16 @@
 
 mod common;
 
+use bilevel_algorithms::aid::{Aid, AidConfig};
 use bilevel_algorithms::igfm::{
     best_iterate, igfm, returned_iterate, IgfmConfig, IgfmEstimator, BEST_VALUE, FEASIBLE_STEPS,
-    VALUE_MINUS, VALUE_PLUS,
+    LOWER_SOLUTION_MINUS, LOWER_SOLUTION_PLUS, VALUE_MINUS, VALUE_PLUS,
 };
 use bilevel_algorithms::sgm::SgmConfig;
 use bilevel_core::problems::LiuHard;
-use bilevel_core::{BilevelError, Constraint, Oracle, OracleCounts, Solver, State};
+use bilevel_core::{
+    BilevelError, Constraint, Oracle, OracleCounts, OuterLoop, OuterOptimizer, Solver, State,
+};
 use common::nonconvex::*;
 use common::*;
 
@@ -197,6 +200,53 @@ fn igfm_is_bit_identical_per_seed_and_resumes_exactly() {
     let mut oracle = Oracle::new(&p);
     let resumed = run(&mut solver, &mut oracle, restored, 2);
     assert_eq!(fingerprint(&resumed), fingerprint(&a));
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(u, v)| (u - v).abs())
+        .fold(0.0, f64::max)
+}
+
+/// IGFM reports the mean of `y_out^±` as its lower-level iterate (its `y` stays at `y₀`), and
+/// `y` before the first iteration; a solver with the default (AID) reports `y`, even with IGFM's
+/// keys in the memory.
+#[test]
+fn igfm_reports_the_mean_of_its_lower_solutions() {
+    let p = quadratic(7, 2, 3, 2.0);
+    let mut solver = igfm(quad_igfm()).unwrap();
+    let mut oracle = Oracle::new(&p);
+    let start = state(&[0.0, 0.0], &[0.0; 3], 11);
+    assert_eq!(
+        max_abs_diff(&host(&solver.reported_y(&start)), &host(&start.y)),
+        0.0
+    );
+    let s = solver.next_iter(&mut oracle, start).unwrap();
+    let plus = host(&s.memory[LOWER_SOLUTION_PLUS]);
+    let minus = host(&s.memory[LOWER_SOLUTION_MINUS]);
+    let mean: Vec<f64> = plus
+        .iter()
+        .zip(&minus)
+        .map(|(a, b)| 0.5 * (a + b))
+        .collect();
+    let reported = host(&solver.reported_y(&s));
+    println!("y_out^+ = {plus:?}, y_out^- = {minus:?}, reported = {reported:?}");
+    assert!(max_abs_diff(&reported, &mean) <= 1e-12);
+    assert_eq!(host(&s.y), vec![0.0; 3], "IGFM leaves y at y₀");
+    assert!(max_abs_diff(&reported, &host(&s.y)) > 0.1, "{reported:?}");
+
+    let mut aid = OuterLoop::new(
+        Aid::new(AidConfig::default()).unwrap(),
+        OuterOptimizer::sgd(0.1),
+    );
+    assert!(max_abs_diff(&host(&aid.reported_y(&s)), &host(&s.y)) <= 1e-12);
+    let a = aid
+        .next_iter(&mut oracle, state(&[0.0, 0.0], &[0.0; 3], 11))
+        .unwrap();
+    assert!(max_abs_diff(&host(&a.y), &[0.0; 3]) > 0.1, "AID moves y");
+    assert!(max_abs_diff(&host(&aid.reported_y(&a)), &host(&a.y)) <= 1e-12);
 }
 
 /// The returned iterate is uniform over `x_0..x_{T−1}` (reservoir sampling): over 90 seeded runs

@@ -40,6 +40,13 @@ pub trait Solver<B: AutodiffBackend> {
         oracle: &mut Oracle<'_, B, P>,
         state: State<B>,
     ) -> Result<State<B>>;
+
+    /// The lower-level iterate that metrics and a run's `final_y` report for `state`; by default
+    /// [`State::y`]. A method that keeps its lower-level solution elsewhere (IGFM keeps `y_out^±`
+    /// in [`State::memory`]) overrides it.
+    fn reported_y(&self, state: &State<B>) -> Tensor<B, 1> {
+        state.y.clone()
+    }
 }
 
 /// A hypergradient estimator `ĝ(x_k) ≈ ∇Φ(x_k)`.
@@ -59,6 +66,12 @@ pub trait HypergradientEstimator<B: AutodiffBackend> {
         oracle: &mut Oracle<'_, B, P>,
         state: &mut State<B>,
     ) -> Result<Tensor<B, 1>>;
+
+    /// The lower-level iterate that [`OuterLoop`] reports as [`Solver::reported_y`]; by default
+    /// [`State::y`].
+    fn reported_y(&self, state: &State<B>) -> Tensor<B, 1> {
+        state.y.clone()
+    }
 }
 
 /// Step-size schedule `β_k`.
@@ -240,5 +253,9 @@ impl<B: AutodiffBackend, E: HypergradientEstimator<B>> Solver<B> for OuterLoop<E
         state.hypergradient = Some(grad);
         state.iter += 1;
         Ok(state)
+    }
+
+    fn reported_y(&self, state: &State<B>) -> Tensor<B, 1> {
+        self.estimator.reported_y(state)
     }
 }

@@ -494,26 +494,48 @@ impl<B: AutodiffBackend> Observe<B> for CsvRows {
     }
 }
 
-/// The lower-level iterate that metrics and `final_y` report: [`State::y`], except for IGFM,
-/// which leaves `y` at the run's `y₀` (every SGM call restarts there) and keeps its lower-level
-/// solutions `y_out^±` at `x_t ± δu_t` in [`State::memory`]; their mean is reported.
-pub fn reported_y<B: AutodiffBackend>(state: &State<B>) -> Tensor<B, 1> {
-    use bilevel_algorithms::igfm::{LOWER_SOLUTION_MINUS, LOWER_SOLUTION_PLUS};
-    match (
-        state.memory.get(LOWER_SOLUTION_PLUS),
-        state.memory.get(LOWER_SOLUTION_MINUS),
-    ) {
-        (Some(plus), Some(minus)) => plus.clone().add(minus.clone()).mul_scalar(0.5),
-        _ => state.y.clone(),
+/// Shares the solver between the executor, which runs it, and the metrics and `final_y`, which
+/// report its [`Solver::reported_y`]. The executor holds no borrow between iterations, when the
+/// metrics run.
+struct SharedSolver<S>(Rc<RefCell<S>>);
+
+impl<B: AutodiffBackend, S: Solver<B>> Solver<B> for SharedSolver<S> {
+    fn name(&self) -> String {
+        self.0.borrow().name()
+    }
+
+    fn validate(&self) -> bilevel_core::Result<()> {
+        self.0.borrow().validate()
+    }
+
+    fn init<P: bilevel_core::BilevelProblem<B>>(
+        &mut self,
+        oracle: &mut bilevel_core::Oracle<'_, B, P>,
+        state: State<B>,
+    ) -> bilevel_core::Result<State<B>> {
+        self.0.borrow_mut().init(oracle, state)
+    }
+
+    fn next_iter<P: bilevel_core::BilevelProblem<B>>(
+        &mut self,
+        oracle: &mut bilevel_core::Oracle<'_, B, P>,
+        state: State<B>,
+    ) -> bilevel_core::Result<State<B>> {
+        self.0.borrow_mut().next_iter(oracle, state)
+    }
+
+    fn reported_y(&self, state: &State<B>) -> Tensor<B, 1> {
+        self.0.borrow().reported_y(state)
     }
 }
 
-fn evaluate<B: AutodiffBackend, P: Application<B>>(
+fn evaluate<B: AutodiffBackend, P: Application<B>, S: Solver<B>>(
     problem: &P,
+    solver: &S,
     state: &State<B>,
     names: &[&'static str],
 ) -> Result<Vec<f64>> {
-    let metrics = problem.evaluate(&state.x, &reported_y(state))?;
+    let metrics = problem.evaluate(&state.x, &solver.reported_y(state))?;
     if metrics.len() != names.len() {
         return Err(BilevelError::ShapeMismatch {
             what: format!("metrics of `{}` ({names:?})", problem.id()),
@@ -548,6 +570,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             hooks,
         } = self;
         let names = problem.metric_names();
+        let solver = Rc::new(RefCell::new(solver));
         let resume_iter = hooks.resume.as_ref().map(|r| r.checkpoint.state.iter);
         if let Some(r) = &hooks.resume {
             r.checkpoint
@@ -591,7 +614,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             None => {
                 let (x0, y0) = problem.initial_point(run.seed)?;
                 let state = State::new(x0, y0, run.seed);
-                let values = evaluate(problem, &state, &names)?;
+                let values = evaluate(problem, &*solver.borrow(), &state, &names)?;
                 let record = IterRecord {
                     iter: 0,
                     wall_time_s: 0.0,
@@ -616,9 +639,11 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             error: None,
         }));
         let eval_every = run.eval_every;
-        let mut executor = Executor::new(problem, solver).configure(|_| run.executor_config());
+        let mut executor = Executor::new(problem, SharedSolver(Rc::clone(&solver)))
+            .configure(|_| run.executor_config());
         for (i, name) in names.iter().enumerate() {
             let cache = Rc::clone(&cache);
+            let solver = Rc::clone(&solver);
             let names = names.clone();
             executor = executor.add_metric(name, move |state: &State<B>| {
                 if state.iter % eval_every != 0 {
@@ -627,7 +652,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
                 let mut c = cache.borrow_mut();
                 if c.iter != Some(state.iter) {
                     c.iter = Some(state.iter);
-                    match evaluate(problem, state, &names) {
+                    match evaluate(problem, &*solver.borrow(), state, &names) {
                         Ok(v) => c.values = v,
                         Err(e) => {
                             c.values = vec![f64::NAN; names.len()];
@@ -678,7 +703,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
                 r.metrics.iter().map(|(_, v)| *v).collect()
             }
             _ => {
-                let values = evaluate(problem, state, &names)?;
+                let values = evaluate(problem, &*solver.borrow(), state, &names)?;
                 // An interrupted run continues later: its records must not hold an off-cadence
                 // row that an uninterrupted run would not have.
                 if outcome.termination != TerminationReason::Interrupted {
@@ -711,6 +736,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             }
         };
         let records = std::mem::take(&mut sinks.borrow_mut().records);
+        let final_y = to_vec(solver.borrow().reported_y(state))?;
         Ok(RunReport {
             problem: problem.id().to_string(),
             method: method.name().to_string(),
@@ -726,7 +752,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             iterations: state.iter,
             counts: state.counts,
             final_x: to_vec(state.x.clone())?,
-            final_y: to_vec(reported_y(state))?,
+            final_y,
         })
     }
 }
