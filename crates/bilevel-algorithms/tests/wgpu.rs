@@ -24,6 +24,8 @@
 //! comment too and fail the workspace's `missing_docs` lint.)
 #![cfg(feature = "wgpu")]
 
+mod common;
+
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
@@ -37,9 +39,9 @@ use bilevel_algorithms::pzobo::{InnerStart, Pzobo, PzoboConfig};
 use bilevel_algorithms::sgm::{Sgm, SgmConfig};
 use bilevel_algorithms::sid::{InnerStepSchedule, LowerLevel, Sid, SidConfig};
 use bilevel_algorithms::stocbio::{HessianBatch, StocBio, StocBioConfig};
-use bilevel_core::dense::{axpy, norm, Dense};
+use bilevel_core::dense::{axpy, norm};
 use bilevel_core::gpu::{probe_adapter, WgpuAutodiff};
-use bilevel_core::problems::{LeastSquaresBilevel, QuadraticBilevel, QuadraticForm, QuadraticSpec};
+use bilevel_core::problems::{QuadraticBilevel, QuadraticForm, QuadraticSpec};
 use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::{rel_err_host, scalar, to_vec, vector};
 use bilevel_core::{
@@ -52,6 +54,7 @@ use bilevel_models::{unflatten, Activation, Linear, LinearConfig, Mlp, MlpConfig
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
+use common::sid::LsData;
 
 /// The backend under test: burn wgpu, f32, with first-order autodiff.
 type Gpu = WgpuAutodiff;
@@ -137,63 +140,18 @@ fn quadratic<B: Backend>(device: &B::Device) -> QuadraticBilevel<B> {
 /// GD step `2/(L + μ)` of [`quadratic`].
 const QUAD_STEP: f64 = 0.4;
 
-/// Host data of a least-squares instance (kept to form mini-batch products on the host).
-struct LsData {
-    a_x: Dense,
-    a_y: Dense,
-    b: Vec<f64>,
-    a_o: Dense,
-    b_o: Vec<f64>,
-}
-
 const LS_X: usize = 4;
 const LS_Y: usize = 8;
 const LS_ROWS: usize = 96;
 
 /// FSLA's least-squares data with `x`-features correlated with the `y`-features (so that
-/// `∇_x∇_y g` is O(1)), labels from a planted point plus noise.
+/// `∇_x∇_y g` is O(1)), labels from a planted point plus noise `0.1` (the SID tests' builder; the
+/// host data is kept to form mini-batch products on the host).
 fn ls_data() -> LsData {
-    let mut rng = Rng::seed(17);
-    let gauss = |rng: &mut Rng, r: usize, c: usize, s: f64| Dense {
-        rows: r,
-        cols: c,
-        data: rng.normal_vec(r * c).into_iter().map(|v| v * s).collect(),
-    };
-    let a_y = gauss(&mut rng, LS_ROWS, LS_Y, 1.0);
-    let mut a_x = gauss(&mut rng, LS_ROWS, LS_X, 0.5);
-    for i in 0..LS_ROWS {
-        for j in 0..LS_X {
-            a_x.set(i, j, a_x.get(i, j) + a_y.get(i, j));
-        }
-    }
-    let a_o = gauss(&mut rng, LS_ROWS, LS_Y, 1.0);
-    let (x0, y0) = (rng.normal_vec(LS_X), rng.normal_vec(LS_Y));
-    let (ax, ay, ao) = (a_x.matvec(&x0), a_y.matvec(&y0), a_o.matvec(&y0));
-    let (e, e_o) = (rng.normal_vec(LS_ROWS), rng.normal_vec(LS_ROWS));
-    let b = (0..LS_ROWS).map(|i| ax[i] + ay[i] + 0.1 * e[i]).collect();
-    let b_o = (0..LS_ROWS).map(|i| ao[i] + 0.1 * e_o[i]).collect();
-    LsData {
-        a_x,
-        a_y,
-        b,
-        a_o,
-        b_o,
-    }
+    LsData::correlated(LS_X, LS_Y, LS_ROWS, 0.1, 17)
 }
 
 impl LsData {
-    fn problem<B: Backend>(&self, device: &B::Device) -> LeastSquaresBilevel<B> {
-        LeastSquaresBilevel::new(
-            self.a_x.clone(),
-            self.a_y.clone(),
-            self.b.clone(),
-            self.a_o.clone(),
-            self.b_o.clone(),
-            device,
-        )
-        .unwrap()
-    }
-
     /// `(H_S v, J_S v)` of the mini-batch inner loss `(1/2|S|) Σ_{i∈S} (a_x,iᵀx + a_y,iᵀy − b_i)²`
     /// (rows repeated as often as they occur in `S`).
     fn batch_products(&self, rows: &[usize], v: &[f64]) -> (Vec<f64>, Vec<f64>) {
@@ -368,7 +326,7 @@ fn exact_products_on_least_squares_match_the_closed_form_full_and_mini_batch() {
     let clock = Instant::now();
     let device = gpu();
     let data = ls_data();
-    let p = data.problem::<Gpu>(&device);
+    let p = data.problem_on::<Gpu>(&device);
     let form = p.closed_form();
     let (x, y, v) = (normal(4, LS_X), normal(5, LS_Y), normal(6, LS_Y));
     let (xt, yt, vt) = (
@@ -473,8 +431,20 @@ fn stocbio_matches_the_closed_form_and_ndarray_on_mini_batches() {
         neumann_step: 0.3,
     });
     let (x, y0) = (normal(9, LS_X), vec![0.0; LS_Y]);
-    let g_gpu = estimate_at(&mut mini.clone(), &data.problem::<Gpu>(&gpu()), &x, &y0, 3);
-    let g_cpu = estimate_at(&mut mini.clone(), &data.problem::<Cpu>(&cpu()), &x, &y0, 3);
+    let g_gpu = estimate_at(
+        &mut mini.clone(),
+        &data.problem_on::<Gpu>(&gpu()),
+        &x,
+        &y0,
+        3,
+    );
+    let g_cpu = estimate_at(
+        &mut mini.clone(),
+        &data.problem_on::<Cpu>(&cpu()),
+        &x,
+        &y0,
+        3,
+    );
     let name = "stocbio (mini-batch)";
     let vs_cpu = report(name, "ndarray-f64", &g_gpu, &g_cpu);
     println!("{name}: {:.2}s", clock.elapsed().as_secs_f64());
@@ -683,8 +653,20 @@ fn sid_matches_the_closed_form_and_ndarray_on_mini_batches() {
         warm_start_linear: false,
     });
     let (x, y0) = (normal(12, LS_X), vec![0.0; LS_Y]);
-    let g_gpu = estimate_at(&mut mini.clone(), &data.problem::<Gpu>(&gpu()), &x, &y0, 4);
-    let g_cpu = estimate_at(&mut mini.clone(), &data.problem::<Cpu>(&cpu()), &x, &y0, 4);
+    let g_gpu = estimate_at(
+        &mut mini.clone(),
+        &data.problem_on::<Gpu>(&gpu()),
+        &x,
+        &y0,
+        4,
+    );
+    let g_cpu = estimate_at(
+        &mut mini.clone(),
+        &data.problem_on::<Cpu>(&cpu()),
+        &x,
+        &y0,
+        4,
+    );
     let name = "sid (mini-batch)";
     let vs_cpu = report(name, "ndarray-f64", &g_gpu, &g_cpu);
     println!("{name}: {:.2}s", clock.elapsed().as_secs_f64());

@@ -10,6 +10,7 @@ use bilevel_core::problems::LeastSquaresBilevel;
 use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::{matrix, matvec, tmatvec, vector};
 use bilevel_core::{Batch, BilevelProblem, Constraint, Lift};
+use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 /// Largest eigenvalue of a symmetric PSD matrix (power iteration, host f64).
@@ -70,13 +71,18 @@ impl LsData {
     }
 
     pub fn problem(&self) -> LeastSquaresBilevel<TestBackend> {
+        self.problem_on(&dev())
+    }
+
+    /// The problem on any backend (the wgpu tests build it on the GPU and on the CPU).
+    pub fn problem_on<B: Backend>(&self, device: &B::Device) -> LeastSquaresBilevel<B> {
         LeastSquaresBilevel::new(
             self.a_x.clone(),
             self.a_y.clone(),
             self.b.clone(),
             self.a_o.clone(),
             self.b_o.clone(),
-            &dev(),
+            device,
         )
         .unwrap()
     }
