@@ -130,10 +130,6 @@ fn data(rng: &mut Rng) -> (Tensor<TestBackend, 2>, Tensor<TestBackend, 2>) {
     )
 }
 
-fn init_flat<M: burn::module::Module<TestBackend>>(m: &M) -> Vec<f64> {
-    seeded_flat(m, 7)
-}
-
 #[test]
 fn mlp_all_params_products_match_finite_differences() {
     for (act, seed) in [(Activation::Tanh, 3), (Activation::Identity, 4)] {
@@ -146,8 +142,9 @@ fn mlp_all_params_products_match_finite_differences() {
             head: LinearConfig::new(EMB, K),
         };
         let dev = Default::default();
-        let mut y = init_flat(&net.mlp.init::<TestBackend>(&dev));
-        y.extend(init_flat(&net.head.init::<TestBackend>(&dev)));
+        // Distinct seeds: the head's weights must not be the first draws of the MLP's.
+        let mut y = seeded_flat(&net.mlp.init::<TestBackend>(&dev), 7);
+        y.extend(seeded_flat(&net.head.init::<TestBackend>(&dev), 8));
         let x = normal(&mut rng, N, 1.0);
         let problem = CeProblem::new(net, 1e-2);
         let name = format!("mlp {act:?} (y = mlp+head, x = sample log-weights)");
@@ -167,7 +164,7 @@ fn mlp_embedding_as_upper_variable_products_match_finite_differences() {
         head: LinearConfig::new(EMB, K),
     };
     let dev = Default::default();
-    let x = init_flat(&net.mlp.init::<TestBackend>(&dev));
+    let x = seeded_flat(&net.mlp.init::<TestBackend>(&dev), 7);
     let y = normal(&mut rng, net.head.num_params(), 0.5);
     let problem = CeProblem::new(net, 1e-2);
     let e = check_problem("mlp (x = embedding, y = head)", &problem, &x, &y, 14, 4);
