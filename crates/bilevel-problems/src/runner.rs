@@ -71,6 +71,12 @@ pub struct RunSpec {
     /// Second-order products by central finite differences with this step instead of exact
     /// nested autodiff (default: exact).
     pub finite_difference_step: Option<f64>,
+    /// Ignore the problem's hand-derived derivatives ([`BilevelProblem::closed_form`]) and use
+    /// autodiff gradients and nested-autodiff products (default false: hand-derived where the
+    /// problem has them, which is faster and equal to round-off).
+    ///
+    /// [`BilevelProblem::closed_form`]: bilevel_core::BilevelProblem::closed_form
+    pub autodiff_only: bool,
 }
 
 impl Default for RunSpec {
@@ -83,6 +89,7 @@ impl Default for RunSpec {
             eval_every: 10,
             checkpoint_every: None,
             finite_difference_step: None,
+            autodiff_only: false,
         }
     }
 }
@@ -127,6 +134,14 @@ impl RunSpec {
                 );
             }
         }
+        if self.autodiff_only && self.finite_difference_step.is_some() {
+            return bad(
+                "run.autodiff_only",
+                "conflicts with run.finite_difference_step (finite differences already use \
+                 autodiff gradients); set one of them"
+                    .into(),
+            );
+        }
         Ok(())
     }
 
@@ -135,9 +150,10 @@ impl RunSpec {
             max_iters: self.max_iters,
             time_budget: self.time_budget_s.map(Duration::from_secs_f64),
             hypergrad_tol: self.grad_tolerance,
-            second_order: match self.finite_difference_step {
-                Some(eps) => SecondOrder::FiniteDifference { eps },
-                None => SecondOrder::Exact,
+            second_order: match (self.finite_difference_step, self.autodiff_only) {
+                (Some(eps), _) => SecondOrder::FiniteDifference { eps },
+                (None, true) => SecondOrder::Autodiff,
+                (None, false) => SecondOrder::Exact,
             },
         }
     }

@@ -127,6 +127,10 @@ fn out_of_range_settings_are_errors_naming_the_key() {
         ("eval_every = 0", "eval_every"),
         ("checkpoint_every = 0", "checkpoint_every"),
         ("time_budget_s = -1.0", "time_budget_s"),
+        (
+            "autodiff_only = true\nfinite_difference_step = 1e-6",
+            "autodiff_only",
+        ),
     ] {
         let c = parse(&format!("[algorithm]\nname = \"itd\"\n[run]\n{line}\n")).unwrap();
         let err = c.run.validate().unwrap_err().to_string();
@@ -405,4 +409,113 @@ fn igfm_metrics_use_its_lower_level_solutions() {
     assert!(metric("ll_distance") < 0.01, "{}", metric("ll_distance"));
     assert!((report.final_y[0] - x).abs() < 0.01, "{:?}", report.final_y);
     assert!((report.final_y[1] - x).abs() < 0.05, "{:?}", report.final_y);
+}
+
+/// A small hyper-cleaning run (f64): the same run with the hand-derived derivatives (default)
+/// and with `run.autodiff_only`.
+fn hyper_cleaning_run(method: &str, autodiff_only: bool) -> RunReport {
+    use bilevel_problems::hyper_cleaning::HyperCleaningSpec;
+    let problem = ProblemSpec::HyperCleaning(HyperCleaningSpec {
+        train: 300,
+        val: 100,
+        test: 200,
+        corruption: 0.2,
+        ..Default::default()
+    });
+    let text = match method {
+        "stocbio" => "inner_steps = 3\ninner_batch = 20\nouter_batch = 20\nhessian_batch = 20\n",
+        _ => "inner_steps = 3\n",
+    };
+    let method = parse(&format!("[algorithm]\nname = \"{method}\"\n{text}"))
+        .unwrap()
+        .algorithm;
+    let run = RunSpec {
+        max_iters: 6,
+        eval_every: 3,
+        seed: 5,
+        autodiff_only,
+        ..Default::default()
+    };
+    run_spec(&problem, &method, &run, &ctx(5), RunHooks::default()).unwrap()
+}
+
+/// Golden values of [`hyper_cleaning_run`] (default path), recorded on 2026-11-23 at the commit
+/// that added the hand-derived derivatives (ndarray f64): `(method, test_loss, val_loss,
+/// flagged_f1)` after 6 iterations. A change that moves them is a change of results, not
+/// round-off (runs on other CPUs differ by ~1e-15).
+const GOLDEN: [(&str, f64, f64, f64); 3] = [
+    (
+        "aid-cg",
+        1.7821060018306834,
+        1.8537768294445591,
+        0.4720496894409938,
+    ),
+    (
+        "itd",
+        1.7824283713200766,
+        1.8542643960820353,
+        0.4371584699453552,
+    ),
+    (
+        "stocbio",
+        1.7413558061260475,
+        1.8423901430720906,
+        0.36764705882352944,
+    ),
+];
+
+#[test]
+fn hand_derived_and_autodiff_runs_agree_on_hyper_cleaning() {
+    for (method, test_loss, val_loss, f1) in GOLDEN {
+        let closed = hyper_cleaning_run(method, false);
+        let metric = |name: &str| {
+            closed
+                .final_metrics
+                .iter()
+                .find(|m| m.name == name)
+                .unwrap()
+                .value
+        };
+        for (name, golden) in [
+            ("test_loss", test_loss),
+            ("val_loss", val_loss),
+            ("flagged_f1", f1),
+        ] {
+            let got = metric(name);
+            assert!(
+                (got - golden).abs() <= 1e-9 * golden,
+                "{method} {name}: {got} vs golden {golden}"
+            );
+        }
+        let auto = hyper_cleaning_run(method, true);
+        let rel = |a: &[f64], b: &[f64]| bilevel_core::tensor::rel_err_host(a, b);
+        let (ex, ey) = (
+            rel(&closed.final_x, &auto.final_x),
+            rel(&closed.final_y, &auto.final_y),
+        );
+        eprintln!("{method}: final x rel diff {ex:.2e}, final y {ey:.2e}");
+        assert!(ex < 1e-10 && ey < 1e-10, "{method}: x {ex:e}, y {ey:e}");
+        // The run moved: λ and W are not at their starting zeros.
+        let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        assert!(norm(&closed.final_x) > 1e-3 && norm(&closed.final_y) > 1e-2);
+        assert_eq!(closed.counts, auto.counts, "{method}");
+        for (a, b) in closed.records.iter().zip(&auto.records) {
+            match (a.outer_loss, b.outer_loss) {
+                (Some(la), Some(lb)) => {
+                    assert!(
+                        (la - lb).abs() <= 1e-10 * lb.abs(),
+                        "{method}: {la} vs {lb}"
+                    )
+                }
+                (la, lb) => assert_eq!(la, lb, "{method}"),
+            }
+            for ((na, va), (nb, vb)) in a.metrics.iter().zip(&b.metrics) {
+                assert_eq!(na, nb);
+                assert!(
+                    (va - vb).abs() <= 1e-9 * vb.abs().max(1.0),
+                    "{method} {na}: {va} vs {vb}"
+                );
+            }
+        }
+    }
 }
