@@ -1,6 +1,7 @@
-//! `cargo xtask bench`: per-hypergradient time and peak memory of the estimators, exact vs
-//! finite-difference vs closed-form Hessian-vector products, ITD memory vs `T` (issue #8), on
-//! the CPU (burn-ndarray) and, in builds with the `wgpu` feature, on burn's wgpu backend.
+//! `cargo xtask bench`: per-hypergradient time and peak memory of the estimators, the problem's
+//! closed-form derivatives vs autodiff, exact vs finite-difference vs closed-form
+//! Hessian-vector products, ITD memory vs `T`, and a meta-learning CNN4 task batch (issue #8),
+//! on the CPU (burn-ndarray) and, in builds with the `wgpu` feature, on burn's wgpu backend.
 //!
 //! `bench [--quick] [--filter NAME] [--repeats R] [--backend ndarray|wgpu|all]` prints a
 //! markdown table and writes `results/bench/<UTC timestamp>.json`. Run it optimised:
@@ -10,27 +11,51 @@
 //!
 //! Backends (`--backend`, default `ndarray`): `ndarray` runs every case below on NdArray,
 //! single-threaded as the workspace configures burn; `wgpu` runs the f32 cases (1, 2, 3 in f32,
-//! 4) on `bilevel_core::gpu::Wgpu` / `WgpuAutodiff` (WGSL has no f64, so no f64 cases) after
+//! 4, 5) on `bilevel_core::gpu::Wgpu` / `WgpuAutodiff` (WGSL has no f64, so no f64 cases) after
 //! probing the adapter, whose description goes into the report's `backend`; `all` runs both and
 //! adds a table of ndarray/wgpu median-time ratios per case. Every row has a `backend` field
 //! (and table column). Peak memory is not measured on wgpu (`peak_mib` is empty): [`memory`]
 //! reads the process's resident set, and GPU memory is not part of it.
 //!
+//! Oracle modes: every case that runs through an [`Oracle`] names its [`SecondOrder`] mode, and
+//! each row records in `derivatives` what the oracle actually used (`closed-form`, `autodiff`,
+//! `finite-difference`). [`SecondOrder::Exact`] (the default) is the problem's hand-derived
+//! derivatives where [`BilevelProblem::closed_form`] has them (hyper-cleaning does), else
+//! autodiff; [`SecondOrder::Autodiff`] is autodiff gradients and nested-autodiff products only.
+//! The cases timed in both modes in one run give the closed form's before/after: the printed
+//! "closed form vs autodiff" table and the report's `closed_form_ratios` (autodiff median /
+//! exact median, [`mode_ratios`]).
+//!
 //! Cases:
 //! 1. `matmul/1024-f32|f64`: a plain `1024×1024` matmul, `2n³/t` GFLOP/s: the backend's ceiling.
-//! 2. `hypergrad/<estimator>`: one hypergradient of hyper-cleaning (MNIST, linear `784×10`,
+//! 2. `hypergrad/<estimator>` ([`SecondOrder::Exact`]) and `hypergrad/<estimator>-autodiff`
+//!    ([`SecondOrder::Autodiff`]): one hypergradient of hyper-cleaning (MNIST, linear `784×10`,
 //!    `n = 20 000` train / `5 000` validation, f32, the precision `reproduce hyper-cleaning` runs)
 //!    by AID-CG (`T = 10`, `N = 10`), AID-FP (`T = 10`, `N = 10`), ITD (`T = 10`) and stocBiO
 //!    (`B = 50`, `T = 10`, `Q = 10`), each from a fresh state `(λ, W) = (0, 0)`. The GFLOP/s
 //!    column counts only the `n×d×c` products with the data matrix (`X W`, `Xᵀ G`, …),
-//!    analytically (see [`Estimator::matmul_flops`]), over the whole hypergradient's time.
-//! 3. `hvp/<kind>-<precision>`: one `∇²_yy g · v` at a random `(λ, W, v)` by nested autodiff
-//!    ([`Oracle::hvp`]), by central finite differences, and by the closed form of
-//!    [`closed_form`]; the closed form must equal the exact product to `1e-10` (relative) in f64
-//!    or the bench fails.
-//! 4. `itd/T=<T>`: ITD's time and peak memory for `T ∈ {1, 5, 10, 20}`.
-//! 5. `meta/cnn4`: skipped with a note (not written yet: `bilevel_problems::meta_learning` was
-//!    still in progress when this bench was).
+//!    analytically for the derivatives the oracle used (see [`Estimator::matmul_flops`]: a
+//!    closed-form product does `6·n·d·c`, a nested-autodiff one `8·n·d·c`), over the whole
+//!    hypergradient's time.
+//! 3. `hvp/<kind>-<precision>`: one `∇²_yy g · v` at a random `(λ, W, v)` by [`Oracle::hvp`]
+//!    with [`SecondOrder::Autodiff`] (`autodiff`: nested autodiff, the reference), with
+//!    [`SecondOrder::Exact`] (`oracle-closed`: the problem's closed form, `softmax(X W)`
+//!    recomputed per call), with central finite differences (`fd`), and by the bench's own
+//!    closed form of [`closed_form`] (`closed`, `closed-xt-view`, and its per-`(λ, W)` part
+//!    `closed-setup`). Both closed forms must equal the nested-autodiff product to `1e-10`
+//!    (relative) in f64 or the bench fails.
+//! 4. `itd/T=<T>`: ITD's time and peak memory for `T ∈ {1, 5, 10, 20}` with
+//!    [`SecondOrder::Exact`] (the default path: hyper-cleaning's closed form), and
+//!    `itd/T=10-autodiff` with [`SecondOrder::Autodiff`] for the ratio.
+//! 5. `meta/cnn4/<estimator>`: one hypergradient of few-shot meta-learning (CNN4 backbone, one
+//!    head per task) on a task batch of 4 tasks, 5-way 5-shot, 15 queries per class, 32 filters
+//!    (the spec's default is 64: see [`meta`]), by ITD, AID-CG, PZOBO and BSGM as `reproduce
+//!    meta-learning` runs them (`T = N = 10`), through [`SecondOrder::Exact`] (= autodiff: the
+//!    problem has no closed form), on synthetic glyphs (a labelled substitute for
+//!    miniImageNet); at most 3 timed runs; no GFLOP/s.
+//!
+//! `--quick`: 2 000 / 500 hyper-cleaning images, 2 repeats, and a smaller meta-learning case
+//! ([`meta`]).
 //!
 //! Timing: one warm-up run, then `R` runs; median and minimum; the device is synchronised
 //! (`B::sync`) before the clock is read (a no-op on NdArray; on wgpu it waits for the queued
@@ -40,6 +65,7 @@
 
 mod closed_form;
 mod memory;
+mod meta;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -66,8 +92,10 @@ use closed_form::{contiguous_transpose, LinearCeHessian};
 const USAGE: &str = "usage: cargo xtask-release bench [--quick] [--filter NAME] [--repeats R]
                                 [--backend ndarray|wgpu|all]
   (= cargo run --release -p xtask -- bench ...; plain `cargo xtask bench` is an unoptimised build)
-  --quick       n = 2000 training images instead of 20000, 2 repeats
-  --filter NAME run only cases whose name contains NAME (e.g. hvp, hypergrad/aid, itd, matmul)
+  --quick       n = 2000 training images instead of 20000, 2 repeats, a smaller meta-learning
+                case (2 tasks, 8 filters, T = 5 instead of 4, 32, 10)
+  --filter NAME run only cases whose name contains NAME (e.g. hvp, hypergrad/aid, autodiff,
+                itd, meta, matmul)
   --repeats R   timed runs per case after one warm-up (default 5, quick 2)
   --backend B   ndarray (CPU, default), wgpu (GPU, f32 cases only) or all (both, with
                 ndarray/wgpu ratios); wgpu and all need an xtask built with the `wgpu` feature:
@@ -77,7 +105,8 @@ const USAGE: &str = "usage: cargo xtask-release bench [--quick] [--filter NAME] 
 const SEED: u64 = 0;
 /// Features `d` and classes `c` of the hyper-cleaning classifier.
 const DC: usize = 784 * MNIST_CLASSES;
-/// Largest relative difference allowed between the closed-form and the exact HVP in f64.
+/// Largest relative difference allowed, in f64, between a closed-form HVP (the bench's and the
+/// oracle's with [`SecondOrder::Exact`]) and the nested-autodiff one.
 const CLOSED_FORM_TOL: f64 = 1e-10;
 
 type F32 = Autodiff<NdArray<f32>>;
@@ -222,14 +251,19 @@ impl Options {
         }
     }
 
-    /// Arguments that make a child build the same problem.
+    /// Arguments that make a child build the same problem (`--quick` selects the meta-learning
+    /// case's quick sizes).
     fn child_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "--train".into(),
             self.train.to_string(),
             "--val".into(),
             self.val.to_string(),
-        ]
+        ];
+        if self.quick {
+            args.push("--quick".into());
+        }
+        args
     }
 }
 
@@ -251,6 +285,10 @@ struct Row {
     gflops: Option<f64>,
     /// Oracle calls of one run.
     counts: Option<OracleCounts>,
+    /// What the oracle differentiated with: `closed-form`, `autodiff` or `finite-difference`
+    /// (empty for rows without an oracle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    derivatives: Option<String>,
     note: String,
 }
 
@@ -267,8 +305,14 @@ impl Row {
             flops: None,
             gflops: None,
             counts: None,
+            derivatives: None,
             note: String::new(),
         }
+    }
+
+    fn derivatives(mut self, derivs: Derivatives) -> Self {
+        self.derivatives = Some(derivs.label().to_string());
+        self
     }
 
     fn with_flops(mut self, flops: f64) -> Self {
@@ -320,6 +364,80 @@ fn sync<B: Backend>(device: &B::Device) -> Result<()> {
     B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))
 }
 
+/// The oracle modes the hypergradient and ITD cases are timed in: [`SecondOrder::Exact`] (the
+/// default: the problem's hand-derived derivatives where it has them) and
+/// [`SecondOrder::Autodiff`] (autodiff gradients, nested-autodiff products), the "before" of
+/// the closed form.
+const MODES: [SecondOrder; 2] = [SecondOrder::Exact, SecondOrder::Autodiff];
+
+/// Suffix of the case names timed with [`SecondOrder::Autodiff`].
+const AUTODIFF_SUFFIX: &str = "-autodiff";
+
+/// `base` for [`SecondOrder::Exact`], `base-autodiff` for [`SecondOrder::Autodiff`].
+fn mode_name(base: &str, mode: SecondOrder) -> String {
+    match mode {
+        SecondOrder::Autodiff => format!("{base}{AUTODIFF_SUFFIX}"),
+        _ => base.to_string(),
+    }
+}
+
+/// `key` (a memory-child case) split into its base and oracle mode (see [`mode_name`]).
+fn parse_mode(key: &str) -> (&str, SecondOrder) {
+    match key.strip_suffix(AUTODIFF_SUFFIX) {
+        Some(base) => (base, SecondOrder::Autodiff),
+        None => (key, SecondOrder::Exact),
+    }
+}
+
+/// What an oracle actually differentiates with (recorded in each row's `derivatives`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Derivatives {
+    /// The problem's hand-derived gradients and products ([`BilevelProblem::closed_form`]).
+    ClosedForm,
+    /// Autodiff gradients, nested-autodiff products.
+    Autodiff,
+    /// Central finite differences of autodiff gradients.
+    FiniteDifference,
+}
+
+impl Derivatives {
+    /// What an oracle in `mode` uses on `problem`.
+    fn of<B: AutodiffBackend, P: BilevelProblem<B>>(problem: &P, mode: SecondOrder) -> Self {
+        match mode {
+            SecondOrder::Exact if problem.closed_form().is_some() => Derivatives::ClosedForm,
+            SecondOrder::Exact | SecondOrder::Autodiff => Derivatives::Autodiff,
+            SecondOrder::FiniteDifference { .. } => Derivatives::FiniteDifference,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Derivatives::ClosedForm => "closed-form",
+            Derivatives::Autodiff => "autodiff",
+            Derivatives::FiniteDifference => "finite-difference",
+        }
+    }
+
+    /// Data-matrix flops of one second-order product, in `n·d·c` units (see
+    /// [`Estimator::matmul_flops`]).
+    fn product_units(self) -> f64 {
+        match self {
+            Derivatives::ClosedForm => 6.0,
+            Derivatives::Autodiff | Derivatives::FiniteDifference => 8.0,
+        }
+    }
+
+    /// The note prefix of a row timed through an oracle in `mode`.
+    fn note(self, mode: SecondOrder) -> &'static str {
+        match (mode, self) {
+            (SecondOrder::Exact, Derivatives::ClosedForm) => "SecondOrder::Exact = closed form",
+            (SecondOrder::Exact, _) => "SecondOrder::Exact = autodiff (no closed form)",
+            (SecondOrder::Autodiff, _) => "SecondOrder::Autodiff",
+            (SecondOrder::FiniteDifference { .. }, _) => "SecondOrder::FiniteDifference",
+        }
+    }
+}
+
 /// The estimators of case 2 (and ITD with other `T` for case 4).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Estimator {
@@ -366,35 +484,43 @@ impl Estimator {
     }
 
     /// Flops of the products with the data matrix in one hypergradient (`n` train, `n_v`
-    /// validation samples; `dc = d·c`): a gradient costs the forward `X W` and the backward
-    /// `Xᵀ G` (`4·n·dc`); a nested-autodiff HVP or JVP (one double backward) costs `X W`,
-    /// `Xᵀ G` on the first level and `X V`, `Xᵀ G'` on the second (`8·n·dc`); ITD's `hvp_jvp`
-    /// is one double backward.
-    fn matmul_flops(self, n: usize, n_v: usize) -> f64 {
+    /// validation samples; `dc = d·c`). A gradient costs the forward `X W` and the backward
+    /// `Xᵀ G` (`4·n·dc`) on either path. A second-order product (HVP, JVP, or ITD's `hvp_jvp`)
+    /// costs, by nested autodiff (one double backward), `X W`, `Xᵀ G` on the first level and
+    /// `X V`, `Xᵀ G'` on the second (`8·n·dc`); by the problem's closed form
+    /// (`bilevel_problems::linear_ce`), `X [W V]` and `Xᵀ R` (`6·n·dc`: `softmax(X W)` is
+    /// recomputed in every call, and a JVP shares the HVP's products).
+    fn matmul_flops(self, n: usize, n_v: usize, derivs: Derivatives) -> f64 {
         let (n, n_v, dc) = (n as f64, n_v as f64, DC as f64);
         let t = INNER_STEPS as f64;
+        let p = derivs.product_units();
         dc * match self {
             Estimator::AidCg | Estimator::AidFp => {
-                t * 4.0 * n + 4.0 * n_v + (LINEAR_STEPS as f64 + 1.0) * 8.0 * n
+                t * 4.0 * n + 4.0 * n_v + (LINEAR_STEPS as f64 + 1.0) * p * n
             }
             Estimator::Itd(steps) => {
                 let steps = steps as f64;
-                steps * 4.0 * n + 4.0 * n_v + steps * 8.0 * n
+                steps * 4.0 * n + 4.0 * n_v + steps * p * n
             }
             Estimator::StocBio => {
                 let b = STOCBIO_BATCH as f64;
-                t * 4.0 * b + 4.0 * b + NEUMANN_TERMS as f64 * 8.0 * b + 8.0 * b
+                t * 4.0 * b + 4.0 * b + NEUMANN_TERMS as f64 * p * b + p * b
             }
         }
     }
 
-    /// One hypergradient from a fresh state `(λ, W) = (0, 0)`; returns the oracle calls.
-    fn run<B: AutodiffBackend>(self, problem: &HyperCleaning<B>) -> Result<OracleCounts> {
+    /// One hypergradient from a fresh state `(λ, W) = (0, 0)` through an oracle in `mode`;
+    /// returns the oracle calls.
+    fn run<B: AutodiffBackend>(
+        self,
+        problem: &HyperCleaning<B>,
+        mode: SecondOrder,
+    ) -> Result<OracleCounts> {
         let device = problem.device();
         let x = Tensor::<B, 1>::zeros([problem.x_dim()], &device);
         let y = Tensor::<B, 1>::zeros([problem.y_dim()], &device);
         let mut state = State::new(x, y, SEED);
-        let mut oracle = Oracle::new(problem);
+        let mut oracle = Oracle::with_mode(problem, mode);
         let aid = |linear_solver| AidConfig {
             inner_step: 0.1,
             inner_steps: InnerSteps::Constant { steps: INNER_STEPS },
@@ -441,8 +567,11 @@ impl Estimator {
 /// How an HVP is computed (case 3).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum HvpKind {
-    /// `Oracle::hvp`, nested autodiff.
-    Exact,
+    /// `Oracle::hvp` with [`SecondOrder::Autodiff`]: nested autodiff, the reference.
+    Autodiff,
+    /// `Oracle::hvp` with [`SecondOrder::Exact`]: the problem's closed form
+    /// ([`BilevelProblem::closed_form`]), `softmax(X W)` recomputed in every call.
+    OracleClosed,
     /// `Oracle::hvp` with central finite differences.
     FiniteDifference,
     /// [`LinearCeHessian::apply`] with a contiguous `Xᵀ` (`P`, `σ(λ)` precomputed).
@@ -454,8 +583,9 @@ enum HvpKind {
 }
 
 impl HvpKind {
-    const ALL: [HvpKind; 5] = [
-        HvpKind::Exact,
+    const ALL: [HvpKind; 6] = [
+        HvpKind::Autodiff,
+        HvpKind::OracleClosed,
         HvpKind::FiniteDifference,
         HvpKind::Closed,
         HvpKind::ClosedView,
@@ -464,7 +594,8 @@ impl HvpKind {
 
     fn key(self) -> &'static str {
         match self {
-            HvpKind::Exact => "exact",
+            HvpKind::Autodiff => "autodiff",
+            HvpKind::OracleClosed => "oracle-closed",
             HvpKind::FiniteDifference => "fd",
             HvpKind::Closed => "closed",
             HvpKind::ClosedView => "closed-xt-view",
@@ -476,23 +607,49 @@ impl HvpKind {
         HvpKind::ALL.into_iter().find(|k| k.key() == key)
     }
 
-    /// Data-matrix flops per call (`n·dc` units: see [`Estimator::matmul_flops`]).
-    fn matmul_flops(self, n: usize) -> f64 {
-        let units = match self {
-            HvpKind::Exact | HvpKind::FiniteDifference => 8.0,
-            HvpKind::Closed | HvpKind::ClosedView => 4.0,
-            HvpKind::ClosedSetup => 2.0,
+    /// The oracle's mode for the `Oracle::hvp` kinds.
+    fn mode(self, eps: f64) -> Option<SecondOrder> {
+        match self {
+            HvpKind::Autodiff => Some(SecondOrder::Autodiff),
+            HvpKind::OracleClosed => Some(SecondOrder::Exact),
+            HvpKind::FiniteDifference => Some(SecondOrder::FiniteDifference { eps }),
+            HvpKind::Closed | HvpKind::ClosedView | HvpKind::ClosedSetup => None,
+        }
+    }
+
+    /// Data-matrix flops per call (`n·dc` units: see [`Estimator::matmul_flops`]); `derivs` is
+    /// what the oracle uses for the `Oracle::hvp` kinds.
+    fn matmul_flops(self, n: usize, derivs: Option<Derivatives>) -> f64 {
+        let units = match (self, derivs) {
+            (HvpKind::Closed | HvpKind::ClosedView, _) => 4.0,
+            (HvpKind::ClosedSetup, _) => 2.0,
+            (_, Some(d)) => d.product_units(),
+            (_, None) => 8.0,
         };
         units * (n * DC) as f64
     }
 
-    fn note(self) -> &'static str {
-        match self {
-            HvpKind::Exact => "Oracle::hvp, nested autodiff (one double backward)",
-            HvpKind::FiniteDifference => "SecondOrder::FiniteDifference, two gradients",
-            HvpKind::Closed => "hand-derived, P = softmax(XW) precomputed, contiguous Xᵀ",
-            HvpKind::ClosedView => "hand-derived, Xᵀ as a transposed view (copied per matmul)",
-            HvpKind::ClosedSetup => "closed form's once-per-(λ,W) part: softmax(XW), σ(λ)",
+    fn note(self, derivs: Option<Derivatives>) -> &'static str {
+        match (self, derivs) {
+            (HvpKind::Autodiff, _) => {
+                "Oracle::hvp, SecondOrder::Autodiff: nested autodiff (one double backward)"
+            }
+            (HvpKind::OracleClosed, Some(Derivatives::ClosedForm)) => {
+                "Oracle::hvp, SecondOrder::Exact = the problem's closed form (softmax(XW) \
+                 recomputed per call)"
+            }
+            (HvpKind::OracleClosed, _) => {
+                "Oracle::hvp, SecondOrder::Exact: no closed form for this problem, = nested \
+                 autodiff"
+            }
+            (HvpKind::FiniteDifference, _) => "SecondOrder::FiniteDifference, two gradients",
+            (HvpKind::Closed, _) => {
+                "bench's hand-derived form, P = softmax(XW) precomputed, contiguous Xᵀ"
+            }
+            (HvpKind::ClosedView, _) => {
+                "bench's hand-derived form, Xᵀ as a transposed view (copied per matmul)"
+            }
+            (HvpKind::ClosedSetup, _) => "closed form's once-per-(λ,W) part: softmax(XW), σ(λ)",
         }
     }
 }
@@ -551,24 +708,28 @@ impl<B: AutodiffBackend> HvpSetup<B> {
     /// The product by `kind`, synchronised.
     fn product(&self, problem: &HyperCleaning<B>, kind: HvpKind) -> Result<Tensor<B, 1>> {
         let device = problem.device();
-        let out = match kind {
-            HvpKind::Exact => Oracle::new(problem).hvp(&self.x, &self.y, &self.v, &Batch::Full)?,
-            HvpKind::FiniteDifference => {
-                let mode = SecondOrder::FiniteDifference { eps: self.eps };
+        let out = match kind.mode(self.eps) {
+            Some(mode) => {
                 Oracle::with_mode(problem, mode).hvp(&self.x, &self.y, &self.v, &Batch::Full)?
             }
-            HvpKind::Closed | HvpKind::ClosedView => Tensor::from_inner(
-                self.hessian(kind == HvpKind::Closed)
-                    .apply(self.v.clone().inner()),
-            ),
-            HvpKind::ClosedSetup => {
+            None if kind == HvpKind::ClosedSetup => {
                 let h = self.hessian(true);
                 drop(h);
                 self.v.clone()
             }
+            None => Tensor::from_inner(
+                self.hessian(kind == HvpKind::Closed)
+                    .apply(self.v.clone().inner()),
+            ),
         };
         sync::<B>(&device)?;
         Ok(out)
+    }
+
+    /// What the oracle of an `Oracle::hvp` kind differentiates with.
+    fn derivatives(&self, problem: &HyperCleaning<B>, kind: HvpKind) -> Option<Derivatives> {
+        kind.mode(self.eps)
+            .map(|mode| Derivatives::of(problem, mode))
     }
 
     /// A runner for timing: the closed form's setup is done once, outside the clock.
@@ -627,14 +788,22 @@ impl Machine {
     }
 }
 
-/// Relative differences between the HVPs at the bench's random point.
+/// Relative differences of the HVPs from the nested-autodiff one ([`SecondOrder::Autodiff`])
+/// at the bench's random point.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct HvpAgreement {
     backend: String,
     precision: String,
-    closed_vs_exact: f64,
-    closed_view_vs_exact: f64,
-    fd_vs_exact: f64,
+    /// `Oracle::hvp` with [`SecondOrder::Exact`] (the problem's closed form).
+    oracle_closed_vs_autodiff: f64,
+    /// What that oracle used (`closed-form`, or `autodiff` for a problem without one).
+    oracle_derivatives: String,
+    /// The bench's own closed form ([`LinearCeHessian`]), contiguous `Xᵀ`.
+    closed_vs_autodiff: f64,
+    /// The same with `Xᵀ` as a transposed view.
+    closed_view_vs_autodiff: f64,
+    /// Central finite differences with step `fd_eps`.
+    fd_vs_autodiff: f64,
     fd_eps: f64,
 }
 
@@ -656,6 +825,9 @@ struct Report {
     /// ndarray/wgpu median-time ratios of the cases both ran (`--backend all`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ratios: Vec<Ratio>,
+    /// Autodiff / exact (closed-form) median-time ratios, per backend (see [`mode_ratios`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    closed_form_ratios: Vec<ModeRatio>,
     notes: Vec<String>,
 }
 
@@ -686,6 +858,68 @@ fn ratios(rows: &[Row]) -> Vec<Ratio> {
                 ndarray_median_ms: cpu.median_ms,
                 wgpu_median_ms: gpu.median_ms,
                 ndarray_over_wgpu: cpu.median_ms / gpu.median_ms,
+            })
+        })
+        .collect()
+}
+
+/// A case timed through an oracle with [`SecondOrder::Exact`] (the closed form where the
+/// problem has one) and its [`SecondOrder::Autodiff`] counterpart from the same run: the
+/// closed form's before/after.
+#[derive(Clone, Debug, Serialize)]
+struct ModeRatio {
+    /// The exact (after) case.
+    name: String,
+    /// The autodiff (before) case.
+    autodiff_name: String,
+    backend: String,
+    precision: String,
+    /// What the exact case differentiated with (`closed-form`, or `autodiff` for a problem
+    /// without one).
+    exact_derivatives: String,
+    exact_median_ms: f64,
+    autodiff_median_ms: f64,
+    /// `autodiff_median_ms / exact_median_ms` (> 1: the closed form is faster).
+    autodiff_over_exact: f64,
+}
+
+/// The autodiff case an exact case is compared with: `hypergrad/<est>` and `itd/T=<T>` with
+/// their `-autodiff` rows, the oracle's and the bench's closed-form HVPs with
+/// `hvp/autodiff-<prec>`.
+fn autodiff_partner(name: &str) -> Option<String> {
+    if name.ends_with(AUTODIFF_SUFFIX) {
+        return None;
+    }
+    if name.starts_with("hypergrad/") || name.starts_with("itd/") {
+        return Some(mode_name(name, SecondOrder::Autodiff));
+    }
+    ["oracle-closed", "closed"].iter().find_map(|kind| {
+        let precision = name.strip_prefix(&format!("hvp/{kind}-"))?;
+        (!precision.contains('-')).then(|| format!("hvp/autodiff-{precision}"))
+    })
+}
+
+/// A [`ModeRatio`] for every exact row whose autodiff partner ran on the same backend and
+/// precision.
+fn mode_ratios(rows: &[Row]) -> Vec<ModeRatio> {
+    rows.iter()
+        .filter_map(|exact| {
+            let partner = autodiff_partner(&exact.name)?;
+            let auto = rows.iter().find(|r| {
+                r.name == partner && r.backend == exact.backend && r.precision == exact.precision
+            })?;
+            Some(ModeRatio {
+                name: exact.name.clone(),
+                autodiff_name: partner,
+                backend: exact.backend.clone(),
+                precision: exact.precision.clone(),
+                exact_derivatives: exact
+                    .derivatives
+                    .clone()
+                    .unwrap_or_else(|| "closed-form".into()),
+                exact_median_ms: exact.median_ms,
+                autodiff_median_ms: auto.median_ms,
+                autodiff_over_exact: auto.median_ms / exact.median_ms,
             })
         })
         .collect()
@@ -761,18 +995,23 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         merged.hvp_agreement.extend(out.hvp_agreement);
         merged.notes.extend(out.notes);
     }
-    if opts.selected("meta/cnn4") {
-        let note = "meta/cnn4 skipped: the meta-learning CNN4 task-batch case is not written \
-                    yet (bilevel_problems::meta_learning was still in progress when the bench \
-                    was)";
-        eprintln!("bench: {note}");
-        merged.notes.push(note.to_string());
+    if merged.rows.iter().any(|r| r.name.starts_with(meta::PREFIX)) {
+        merged.notes.push(meta::NOTE.to_string());
     }
     // Matmuls first, then the worker order.
     merged.rows.sort_by_key(|r| !r.name.starts_with("matmul/"));
     let ratios = ratios(&merged.rows);
+    let closed_form_ratios = mode_ratios(&merged.rows);
 
-    print_table(&merged.rows, &merged.hvp_agreement, &ratios);
+    print_table(
+        &merged.rows,
+        &merged.hvp_agreement,
+        &ratios,
+        &closed_form_ratios,
+    );
+    if merged.rows.iter().any(|r| r.name.starts_with(meta::PREFIX)) {
+        println!("\nNote: {}.", meta::NOTE);
+    }
     if adapter.is_some() {
         let notes = [
             WGPU_MEMORY_NOTE,
@@ -811,6 +1050,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         rows: merged.rows,
         hvp_agreement: merged.hvp_agreement,
         ratios,
+        closed_form_ratios,
         notes: merged.notes,
     };
     let dir = PathBuf::from("results/bench");
@@ -882,38 +1122,39 @@ fn worker_wgpu_f32(_opts: &Options) -> Result<WorkerOutput> {
     wgpu_adapter().map(|_| WorkerOutput::default())
 }
 
-/// The f32 cases on `B`: matmul, hypergradients, HVPs, ITD vs `T` (peak memory where the
-/// runtime allows it).
+/// The f32 cases on `B`: matmul, hypergradients, HVPs, ITD vs `T`, meta-learning (peak memory
+/// where the runtime allows it).
 fn worker_f32_on<B: AutodiffBackend>(opts: &Options, runtime: Runtime) -> Result<WorkerOutput> {
     let mut out = WorkerOutput::default();
     if opts.selected("matmul/1024-f32") {
         out.rows
             .push(matmul::<B::InnerBackend>(opts.repeats.max(5), runtime)?);
     }
-    let cases = [
+    let hypergrad = [
         "hypergrad/aid-cg",
         "hypergrad/aid-fp",
         "hypergrad/itd-10",
         "hypergrad/stocbio",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([1, 5, 10, 20].map(|t| format!("itd/T={t}")))
-    .chain(HvpKind::ALL.map(|k| format!("hvp/{}-f32", k.key())));
-    if !cases.into_iter().any(|name| opts.selected(&name)) {
-        return Ok(out);
+    ];
+    let mut cases = hypergrad
+        .iter()
+        .flat_map(|base| MODES.map(|mode| mode_name(base, mode)))
+        .chain(itd_case_names().into_iter().map(|(name, _, _)| name))
+        .chain(HvpKind::ALL.map(|k| format!("hvp/{}-f32", k.key())));
+    if cases.any(|name| opts.selected(&name)) {
+        let mnist = load_mnist(None)?;
+        let device = Default::default();
+        let problem = HyperCleaning::<B>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
+        estimator_cases(opts, runtime, &problem, &mut out.rows)?;
+        if selected_any(opts, "hvp/", "f32") {
+            let setup = HvpSetup::new(&mnist, opts, &problem, 1e-3)?;
+            out.hvp_agreement
+                .push(hvp_agreement(&problem, &setup, runtime, "f32")?);
+            hvp_cases(opts, runtime, &problem, &setup, "f32", &mut out.rows)?;
+        }
+        itd_cases(opts, runtime, &problem, &mut out.rows)?;
     }
-    let mnist = load_mnist(None)?;
-    let device = Default::default();
-    let problem = HyperCleaning::<B>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
-    estimator_cases(opts, runtime, &problem, &mut out.rows)?;
-    if selected_any(opts, "hvp/", "f32") {
-        let setup = HvpSetup::new(&mnist, opts, &problem, 1e-3)?;
-        out.hvp_agreement
-            .push(hvp_agreement(&problem, &setup, runtime, "f32")?);
-        hvp_cases(opts, runtime, &problem, &setup, "f32", &mut out.rows)?;
-    }
-    itd_cases(opts, runtime, &problem, &mut out.rows)?;
+    meta::cases::<B>(opts, runtime, &mut out.rows)?;
     Ok(out)
 }
 
@@ -934,12 +1175,20 @@ fn worker_f64(opts: &Options) -> Result<WorkerOutput> {
     let problem = HyperCleaning::<F64>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
     let setup = HvpSetup::new(&mnist, opts, &problem, 1e-6)?;
     let agree = hvp_agreement(&problem, &setup, Runtime::Ndarray, "f64")?;
-    if agree.closed_vs_exact.is_nan() || agree.closed_vs_exact > CLOSED_FORM_TOL {
-        bail!(
-            "the closed-form HVP differs from the exact one by {:.3e} (relative, f64) > {:e}",
-            agree.closed_vs_exact,
-            CLOSED_FORM_TOL
-        );
+    let checks = [
+        ("the bench's closed-form HVP", agree.closed_vs_autodiff),
+        (
+            "Oracle::hvp with SecondOrder::Exact (the problem's closed form)",
+            agree.oracle_closed_vs_autodiff,
+        ),
+    ];
+    for (what, err) in checks {
+        if err.is_nan() || err > CLOSED_FORM_TOL {
+            bail!(
+                "{what} differs from the nested-autodiff HVP by {err:.3e} (relative, f64) > \
+                 {CLOSED_FORM_TOL:e}"
+            );
+        }
     }
     out.hvp_agreement.push(agree);
     // Memory is measured for the f32 products only.
@@ -982,7 +1231,8 @@ fn matmul<B: Backend>(repeats: usize, runtime: Runtime) -> Result<Row> {
         .note("plain 1024×1024 · 1024×1024"))
 }
 
-/// Case 2: one hypergradient per estimator.
+/// Case 2: one hypergradient per estimator, through an oracle in each of [`MODES`]
+/// (`hypergrad/<est>` exact, `hypergrad/<est>-autodiff`).
 fn estimator_cases<B: AutodiffBackend>(
     opts: &Options,
     runtime: Runtime,
@@ -996,12 +1246,14 @@ fn estimator_cases<B: AutodiffBackend>(
         Estimator::StocBio,
     ];
     for est in estimators {
-        let name = format!("hypergrad/{}", est.key());
-        if !opts.selected(&name) {
-            continue;
+        for mode in MODES {
+            let name = mode_name(&format!("hypergrad/{}", est.key()), mode);
+            if !opts.selected(&name) {
+                continue;
+            }
+            eprintln!("bench: {name}");
+            rows.push(estimator_row(opts, runtime, problem, est, mode, name)?);
         }
-        eprintln!("bench: {name}");
-        rows.push(estimator_row(opts, runtime, problem, est, name)?);
     }
     Ok(())
 }
@@ -1011,21 +1263,42 @@ fn estimator_row<B: AutodiffBackend>(
     runtime: Runtime,
     problem: &HyperCleaning<B>,
     est: Estimator,
+    mode: SecondOrder,
     name: String,
 ) -> Result<Row> {
+    let derivs = Derivatives::of(problem, mode);
     let mut counts = None;
     let timing = time(opts.repeats, || {
-        counts = Some(est.run(problem)?);
+        counts = Some(est.run(problem, mode)?);
         Ok(())
     })?;
     let mut row = Row::new(name, runtime, "f32", timing)
-        .with_flops(est.matmul_flops(opts.train, opts.val))
-        .note(est.describe());
+        .with_flops(est.matmul_flops(opts.train, opts.val, derivs))
+        .derivatives(derivs)
+        .note(format!("{}; {}", derivs.note(mode), est.describe()));
     row.counts = counts;
     if runtime.measures_memory() {
-        row.peak_mib = Some(to_mib(memory::spawn_child(&est.key(), &opts.child_args())?));
+        let key = mode_name(&est.key(), mode);
+        row.peak_mib = Some(to_mib(memory::spawn_child(&key, &opts.child_args())?));
     }
     Ok(row)
+}
+
+/// `T` of the ITD-vs-`T` rows (case 4), timed with [`SecondOrder::Exact`]; `T = 10` also with
+/// [`SecondOrder::Autodiff`].
+const ITD_STEPS: [usize; 4] = [1, 5, 10, 20];
+
+/// The names of case 4 with their `T` and oracle mode.
+fn itd_case_names() -> Vec<(String, usize, SecondOrder)> {
+    ITD_STEPS
+        .iter()
+        .map(|&t| (format!("itd/T={t}"), t, SecondOrder::Exact))
+        .chain(std::iter::once((
+            mode_name(&format!("itd/T={INNER_STEPS}"), SecondOrder::Autodiff),
+            INNER_STEPS,
+            SecondOrder::Autodiff,
+        )))
+        .collect()
 }
 
 /// Case 4: ITD time and memory vs `T`.
@@ -1035,8 +1308,7 @@ fn itd_cases<B: AutodiffBackend>(
     problem: &HyperCleaning<B>,
     rows: &mut Vec<Row>,
 ) -> Result<()> {
-    for t in [1, 5, 10, 20] {
-        let name = format!("itd/T={t}");
+    for (name, t, mode) in itd_case_names() {
         if !opts.selected(&name) {
             continue;
         }
@@ -1046,36 +1318,44 @@ fn itd_cases<B: AutodiffBackend>(
             runtime,
             problem,
             Estimator::Itd(t),
+            mode,
             name,
         )?);
     }
     Ok(())
 }
 
-/// Relative differences of the closed-form and finite-difference products from the exact one.
+/// Relative differences of the closed-form and finite-difference products from the
+/// nested-autodiff one ([`SecondOrder::Autodiff`]).
 fn hvp_agreement<B: AutodiffBackend>(
     problem: &HyperCleaning<B>,
     setup: &HvpSetup<B>,
     runtime: Runtime,
     precision: &'static str,
 ) -> Result<HvpAgreement> {
-    let exact = setup.product(problem, HvpKind::Exact)?;
-    let err = |kind| -> Result<f64> { Ok(rel_err(&setup.product(problem, kind)?, &exact)) };
+    let reference = setup.product(problem, HvpKind::Autodiff)?;
+    let err = |kind| -> Result<f64> { Ok(rel_err(&setup.product(problem, kind)?, &reference)) };
     let agreement = HvpAgreement {
         backend: runtime.label().to_string(),
         precision: precision.to_string(),
-        closed_vs_exact: err(HvpKind::Closed)?,
-        closed_view_vs_exact: err(HvpKind::ClosedView)?,
-        fd_vs_exact: err(HvpKind::FiniteDifference)?,
+        oracle_closed_vs_autodiff: err(HvpKind::OracleClosed)?,
+        oracle_derivatives: setup
+            .derivatives(problem, HvpKind::OracleClosed)
+            .map_or_else(String::new, |d| d.label().to_string()),
+        closed_vs_autodiff: err(HvpKind::Closed)?,
+        closed_view_vs_autodiff: err(HvpKind::ClosedView)?,
+        fd_vs_autodiff: err(HvpKind::FiniteDifference)?,
         fd_eps: setup.eps,
     };
     eprintln!(
-        "bench: HVP agreement {} {precision}: closed vs exact {:.2e}, FD (ε = {:e}) vs exact \
-         {:.2e}",
+        "bench: HVP agreement {} {precision} (vs nested autodiff): oracle closed form ({}) \
+         {:.2e}, bench closed form {:.2e}, FD (ε = {:e}) {:.2e}",
         runtime.label(),
-        agreement.closed_vs_exact,
+        agreement.oracle_derivatives,
+        agreement.oracle_closed_vs_autodiff,
+        agreement.closed_vs_autodiff,
         agreement.fd_eps,
-        agreement.fd_vs_exact
+        agreement.fd_vs_autodiff
     );
     Ok(agreement)
 }
@@ -1097,10 +1377,14 @@ fn hvp_cases<B: AutodiffBackend>(
             continue;
         }
         eprintln!("bench: {name}");
+        let derivs = setup.derivatives(problem, kind);
         let timing = time(opts.repeats, setup.runner(problem, kind))?;
         let mut row = Row::new(name, runtime, precision, timing)
-            .with_flops(kind.matmul_flops(opts.train))
-            .note(kind.note());
+            .with_flops(kind.matmul_flops(opts.train, derivs))
+            .note(kind.note(derivs));
+        if let Some(d) = derivs {
+            row = row.derivatives(d);
+        }
         if with_memory {
             let key = format!("hvp-{}", kind.key());
             row.peak_mib = Some(to_mib(memory::spawn_child(&key, &opts.child_args())?));
@@ -1110,13 +1394,18 @@ fn hvp_cases<B: AutodiffBackend>(
     Ok(())
 }
 
-/// The child side of [`memory::spawn_child`]: builds the f32 problem and measures one case.
+/// The child side of [`memory::spawn_child`]: builds the f32 problem of the case and measures
+/// one run.
 fn memory_child(opts: &Options, case: &str) -> Result<()> {
+    if let Some(key) = case.strip_prefix(meta::MEMORY_PREFIX) {
+        return meta::memory_child::<F32>(opts.quick, key);
+    }
     let mnist = load_mnist(None)?;
     let device = Default::default();
     let problem = HyperCleaning::<F32>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
-    if let Some(est) = Estimator::parse(case) {
-        return memory::measure_in_child(|| est.run(&problem).map(drop));
+    let (base, mode) = parse_mode(case);
+    if let Some(est) = Estimator::parse(base) {
+        return memory::measure_in_child(|| est.run(&problem, mode).map(drop));
     }
     if let Some(kind) = case.strip_prefix("hvp-").and_then(HvpKind::parse) {
         let setup = HvpSetup::new(&mnist, opts, &problem, 1e-3)?;
@@ -1129,7 +1418,12 @@ fn to_mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-fn print_table(rows: &[Row], agreement: &[HvpAgreement], ratios: &[Ratio]) {
+fn print_table(
+    rows: &[Row],
+    agreement: &[HvpAgreement],
+    ratios: &[Ratio],
+    closed_form_ratios: &[ModeRatio],
+) {
     println!("| case | backend | prec | median ms | min ms | peak MiB | GFLOP/s | notes |");
     println!("|---|---|---|---:|---:|---:|---:|---|");
     for r in rows {
@@ -1151,19 +1445,50 @@ fn print_table(rows: &[Row], agreement: &[HvpAgreement], ratios: &[Ratio]) {
     if !agreement.is_empty() {
         println!();
         println!(
-            "| HVP agreement | backend | closed vs exact | closed (Xᵀ view) vs exact | \
-             FD vs exact | FD ε |"
+            "| HVP agreement (relative to nested autodiff) | backend | oracle closed form \
+             (SecondOrder::Exact) | bench closed form | bench closed form (Xᵀ view) | FD | FD ε |"
         );
-        println!("|---|---|---:|---:|---:|---:|");
+        println!("|---|---|---:|---:|---:|---:|---:|");
         for a in agreement {
             println!(
-                "| {} | {} | {:.2e} | {:.2e} | {:.2e} | {:e} |",
+                "| {} | {} | {:.2e}{} | {:.2e} | {:.2e} | {:.2e} | {:e} |",
                 a.precision,
                 a.backend,
-                a.closed_vs_exact,
-                a.closed_view_vs_exact,
-                a.fd_vs_exact,
+                a.oracle_closed_vs_autodiff,
+                if a.oracle_derivatives == Derivatives::ClosedForm.label() {
+                    ""
+                } else {
+                    " (no closed form)"
+                },
+                a.closed_vs_autodiff,
+                a.closed_view_vs_autodiff,
+                a.fd_vs_autodiff,
                 a.fd_eps
+            );
+        }
+    }
+    if !closed_form_ratios.is_empty() {
+        println!();
+        println!(
+            "| closed form vs autodiff | backend | prec | exact ms | autodiff case | autodiff \
+             ms | autodiff / exact |"
+        );
+        println!("|---|---|---|---:|---|---:|---:|");
+        for r in closed_form_ratios {
+            let derivs = if r.exact_derivatives == Derivatives::ClosedForm.label() {
+                String::new()
+            } else {
+                format!(" ({})", r.exact_derivatives)
+            };
+            println!(
+                "| {}{derivs} | {} | {} | {:.2} | {} | {:.2} | {:.2} |",
+                r.name,
+                r.backend,
+                r.precision,
+                r.exact_median_ms,
+                r.autodiff_name,
+                r.autodiff_median_ms,
+                r.autodiff_over_exact
             );
         }
     }
@@ -1246,7 +1571,7 @@ mod tests {
     fn ratios_pair_the_backends() {
         let rows = [
             row("matmul/1024-f32", Runtime::Ndarray, 60.0),
-            row("hvp/exact-f32", Runtime::Ndarray, 600.0),
+            row("hvp/autodiff-f32", Runtime::Ndarray, 600.0),
             row("matmul/1024-f32", Runtime::Wgpu, 20.0),
         ];
         let r = ratios(&rows);
@@ -1254,5 +1579,92 @@ mod tests {
         assert_eq!(r[0].name, "matmul/1024-f32");
         assert!((r[0].ndarray_over_wgpu - 3.0).abs() < 1e-12);
         assert!(ratios(&rows[..2]).is_empty());
+    }
+
+    #[test]
+    fn mode_names_round_trip() {
+        assert_eq!(mode_name("aid-cg", SecondOrder::Exact), "aid-cg");
+        assert_eq!(
+            mode_name("aid-cg", SecondOrder::Autodiff),
+            "aid-cg-autodiff"
+        );
+        for key in ["aid-cg", "aid-fp", "itd-10", "stocbio"] {
+            for mode in MODES {
+                let name = mode_name(key, mode);
+                let (base, parsed) = parse_mode(&name);
+                assert_eq!(base, key);
+                assert_eq!(parsed, mode);
+                assert!(Estimator::parse(base).is_some(), "{base}");
+            }
+        }
+        for kind in HvpKind::ALL {
+            assert_eq!(HvpKind::parse(kind.key()), Some(kind));
+        }
+        for est in meta::MetaEstimator::ALL {
+            assert_eq!(meta::MetaEstimator::parse(est.key()), Some(est));
+            assert!(est.name().starts_with(meta::PREFIX));
+        }
+        let itd: Vec<_> = itd_case_names().into_iter().map(|(n, _, _)| n).collect();
+        assert_eq!(
+            itd,
+            [
+                "itd/T=1",
+                "itd/T=5",
+                "itd/T=10",
+                "itd/T=20",
+                "itd/T=10-autodiff"
+            ]
+        );
+    }
+
+    #[test]
+    fn closed_form_ratios_pair_the_modes() {
+        assert_eq!(
+            autodiff_partner("hypergrad/aid-cg").as_deref(),
+            Some("hypergrad/aid-cg-autodiff")
+        );
+        assert_eq!(autodiff_partner("hypergrad/aid-cg-autodiff"), None);
+        assert_eq!(
+            autodiff_partner("itd/T=10").as_deref(),
+            Some("itd/T=10-autodiff")
+        );
+        assert_eq!(
+            autodiff_partner("hvp/oracle-closed-f64").as_deref(),
+            Some("hvp/autodiff-f64")
+        );
+        assert_eq!(
+            autodiff_partner("hvp/closed-f32").as_deref(),
+            Some("hvp/autodiff-f32")
+        );
+        assert_eq!(autodiff_partner("hvp/closed-xt-view-f32"), None);
+        assert_eq!(autodiff_partner("hvp/fd-f32"), None);
+        assert_eq!(autodiff_partner("meta/cnn4/itd"), None);
+        let rows = [
+            row("hypergrad/aid-cg", Runtime::Ndarray, 100.0).derivatives(Derivatives::ClosedForm),
+            row("hypergrad/aid-cg-autodiff", Runtime::Ndarray, 400.0),
+            row("hypergrad/aid-cg", Runtime::Wgpu, 50.0),
+            row("itd/T=1", Runtime::Ndarray, 10.0),
+            row("hvp/oracle-closed-f32", Runtime::Ndarray, 20.0),
+            row("hvp/autodiff-f32", Runtime::Ndarray, 60.0),
+        ];
+        let r = mode_ratios(&rows);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].name, "hypergrad/aid-cg");
+        assert_eq!(r[0].backend, "ndarray");
+        assert_eq!(r[0].exact_derivatives, "closed-form");
+        assert!((r[0].autodiff_over_exact - 4.0).abs() < 1e-12);
+        assert_eq!(r[1].autodiff_name, "hvp/autodiff-f32");
+        assert!((r[1].autodiff_over_exact - 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn quick_children_get_quick_sizes() {
+        let opts = Options::parse(&args("--quick")).unwrap();
+        assert!(opts.child_args().contains(&"--quick".to_string()));
+        let opts = Options::parse(&args("--repeats 3")).unwrap();
+        assert!(!opts.child_args().contains(&"--quick".to_string()));
+        assert!(meta::spec(true).tasks < meta::spec(false).tasks);
+        meta::spec(false).validate().unwrap();
+        meta::spec(true).validate().unwrap();
     }
 }
