@@ -1,5 +1,5 @@
 //! # HOZOG — hyperparameter optimization with zeroth-order hyper-gradients (Gu, Liu, Zhang,
-//! Geng & Huang 2021, reference [18] of paper 000; the Hessian-free baseline of paper 000 §4)
+//! Geng & Huang 2021, reference \[18\] of paper 000; the Hessian-free baseline of paper 000 §4)
 //!
 //! HOZOG treats the whole unrolled hyperobjective `Φ_N(x) = f(x, y^N(x))` as a black box, with
 //! `y^N(x)` the output of `N` GD steps `y^{t+1} = y^t − α ∇_y g(x, y^t)` from `y_0`, and

@@ -96,7 +96,7 @@ impl Default for PzoboConfig {
 
 impl PzoboConfig {
     /// Checks every field; the first bad one is reported as
-    /// [`BilevelError::InvalidParameter`].
+    /// [`bilevel_core::BilevelError::InvalidParameter`].
     pub fn validate(&self) -> Result<()> {
         check_count("inner_steps", self.inner_steps)?;
         check_step("inner_step", self.inner_step)?;
