@@ -22,10 +22,14 @@
 //!   `2e^{x₀}⟨W, V⟩` (exp ridge).
 //!
 //! Cost per call on the full batch: a gradient is `XW` and `XᵀG` (`4ndc` flops), a product
-//! `X[W V]` (one pass over `X` for both) and `XᵀR` (`6ndc`). `Xᵀ` is stored contiguous once
-//! per data set: burn-ndarray copies a transposed operand into standard layout on every matmul,
-//! which for MNIST's `20 000 × 784` costs more than the product itself (docs/PERFORMANCE.md).
-//! Autodiff's double backward pays four passes and those copies.
+//! `X[W V]` (one pass over `X` for both) and `XᵀR` (`6ndc`). The full-batch `X` is held in row
+//! blocks of at most 2²¹ elements, each with its transpose stored contiguous (`XᵀR = Σ_b X_bᵀR_b`):
+//! burn-ndarray 0.21 copies every matmul operand (and brings a transposed one into standard
+//! layout), and a copy of all of MNIST's `20 000 × 784` is a fresh 60 MiB `mmap` whose pages
+//! fault in on every product, where a block's 8 MiB copy reuses heap memory — 2.5× faster
+//! products (docs/PERFORMANCE.md). Autodiff's double backward pays four passes and those copies.
+
+use std::ops::Range;
 
 use bilevel_core::{Batch, ClosedForm};
 use burn::tensor::backend::Backend;
@@ -51,38 +55,112 @@ pub enum Ridge {
     Exp,
 }
 
-/// A labelled data set with its transpose stored contiguous.
+/// Elements of `X` per row block: `2²¹` (8 MiB in f32, 16 MiB in f64), under glibc's largest
+/// dynamic mmap threshold (32 MiB). burn-ndarray 0.21's matmul copies each operand
+/// (`reshape` → `CowArray::into_shared`); a copy above the threshold is a fresh `mmap` whose
+/// pages fault in on every product and go back to the kernel after it, a copy below it is
+/// reused heap memory (docs/PERFORMANCE.md).
+pub const BLOCK_ELEMENTS: usize = 1 << 21;
+
+/// `X` (`[m, d]`) as row blocks, with each block's transpose stored contiguous: the products
+/// `X A` and `Xᵀ G` without copying all of `X` per matmul.
+#[derive(Clone, Debug)]
+pub struct RowBlocks<B: Backend> {
+    /// `X_b`, `[m_b, d]`.
+    rows: Vec<Tensor<B, 2>>,
+    /// `X_bᵀ`, `[d, m_b]`, standard layout.
+    cols: Vec<Tensor<B, 2>>,
+    /// Row range of each block in `X`.
+    ranges: Vec<Range<usize>>,
+}
+
+impl<B: Backend> RowBlocks<B> {
+    /// `x` in blocks of at most `block_elements` elements (at least one row each), transposes
+    /// through the host (so they are standard layout on every backend).
+    pub fn new(x: &Tensor<B, 2>, block_elements: usize) -> Self {
+        let [m, d] = x.dims();
+        let step = (block_elements / d.max(1)).max(1);
+        // At least one (possibly empty) block.
+        let ranges: Vec<_> = (0..m.div_ceil(step).max(1))
+            .map(|k| k * step..((k + 1) * step).min(m))
+            .collect();
+        let rows: Vec<_> = match ranges.len() {
+            0 | 1 => vec![x.clone()],
+            _ => ranges
+                .iter()
+                .map(|r| x.clone().slice([r.clone(), 0..d]))
+                .collect(),
+        };
+        let device = x.device();
+        let cols = rows
+            .iter()
+            .map(|b| Tensor::from_data(b.clone().transpose().into_data(), &device))
+            .collect();
+        Self { rows, cols, ranges }
+    }
+
+    /// One block: a mini-batch's rows, with its transpose as a view.
+    pub fn single(x: Tensor<B, 2>) -> Self {
+        let [m, _] = x.dims();
+        Self {
+            cols: vec![x.clone().transpose()],
+            rows: vec![x],
+            ranges: std::iter::once(0..m).collect(),
+        }
+    }
+
+    /// `X A`.
+    pub fn times(&self, a: Tensor<B, 2>) -> Tensor<B, 2> {
+        match self.rows.as_slice() {
+            [x] => x.clone().matmul(a),
+            rows => Tensor::cat(
+                rows.iter().map(|x| x.clone().matmul(a.clone())).collect(),
+                0,
+            ),
+        }
+    }
+
+    /// `Xᵀ G` for `G` of `[m, k]`: `Σ_b X_bᵀ G_b`.
+    pub fn t_times(&self, g: Tensor<B, 2>) -> Tensor<B, 2> {
+        match self.cols.as_slice() {
+            [x_t] => x_t.clone().matmul(g),
+            cols => {
+                let [_, k] = g.dims();
+                cols.iter()
+                    .zip(&self.ranges)
+                    .map(|(x_t, r)| x_t.clone().matmul(g.clone().slice([r.clone(), 0..k])))
+                    .reduce(|a, b| a.add(b))
+                    .expect("at least two blocks")
+            }
+        }
+    }
+}
+
+/// A labelled data set, `X` in row blocks.
 #[derive(Clone, Debug)]
 struct Data<B: Backend> {
     features: Tensor<B, 2>,
-    features_t: Tensor<B, 2>,
+    blocks: RowBlocks<B>,
     targets: Tensor<B, 2>,
 }
 
 impl<B: Backend> Data<B> {
-    fn new(set: &ClassSet<B>) -> Self {
-        let device = set.features.device();
-        // Through the host, so the copy is standard layout on every backend.
-        let features_t = Tensor::from_data(set.features.clone().transpose().into_data(), &device);
+    fn new(set: &ClassSet<B>, block_elements: usize) -> Self {
         Self {
             features: set.features.clone(),
-            features_t,
+            blocks: RowBlocks::new(&set.features, block_elements),
             targets: set.targets.clone(),
         }
     }
 
-    /// `(X_S, X_Sᵀ, T_S)`; the full batch uses the stored transpose.
-    fn batch(&self, batch: &Batch) -> (Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 2>) {
+    /// `(X_S, T_S)`; the full batch uses the stored blocks.
+    fn batch(&self, batch: &Batch) -> (RowBlocks<B>, Tensor<B, 2>) {
         match batch {
-            Batch::Full => (
-                self.features.clone(),
-                self.features_t.clone(),
-                self.targets.clone(),
+            Batch::Full => (self.blocks.clone(), self.targets.clone()),
+            Batch::Indices(_) => (
+                RowBlocks::single(batch.rows(self.features.clone())),
+                batch.rows(self.targets.clone()),
             ),
-            Batch::Indices(_) => {
-                let x = batch.rows(self.features.clone());
-                (x.clone(), x.transpose(), batch.rows(self.targets.clone()))
-            }
         }
     }
 }
@@ -99,7 +177,7 @@ pub struct LinearCe<B: Backend> {
 
 /// The softmax pieces of one batch at `y`.
 struct Forward<B: Backend> {
-    x_t: Tensor<B, 2>,
+    x: RowBlocks<B>,
     targets: Tensor<B, 2>,
     probs: Tensor<B, 2>,
     m: usize,
@@ -114,9 +192,21 @@ impl<B: Backend> LinearCe<B> {
         weights: SampleWeights,
         ridge: Ridge,
     ) -> Self {
+        Self::with_block_elements(train, val, shape, weights, ridge, BLOCK_ELEMENTS)
+    }
+
+    /// [`LinearCe::new`] with row blocks of at most `block_elements` elements of `X`.
+    fn with_block_elements(
+        train: &ClassSet<B>,
+        val: &ClassSet<B>,
+        shape: LinearShape,
+        weights: SampleWeights,
+        ridge: Ridge,
+        block_elements: usize,
+    ) -> Self {
         Self {
-            train: Data::new(train),
-            val: Data::new(val),
+            train: Data::new(train, block_elements),
+            val: Data::new(val, block_elements),
             shape,
             weights,
             ridge,
@@ -150,7 +240,7 @@ impl<B: Backend> LinearCe<B> {
     /// Logits `X_S [W V…] (+ b)` for `W` and extra column blocks in one pass over `X_S`.
     fn logits(
         &self,
-        x: &Tensor<B, 2>,
+        x: &RowBlocks<B>,
         y: &Tensor<B, 1>,
         extra: Option<&Tensor<B, 1>>,
     ) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
@@ -161,10 +251,10 @@ impl<B: Backend> LinearCe<B> {
             None => z,
         };
         match extra {
-            None => (add_bias(x.clone().matmul(w), b), None),
+            None => (add_bias(x.times(w), b), None),
             Some(v) => {
                 let (vw, vb) = self.split(v);
-                let both = x.clone().matmul(Tensor::cat(vec![w, vw], 1));
+                let both = x.times(Tensor::cat(vec![w, vw], 1));
                 let [m, _] = both.dims();
                 let z = both.clone().slice([0..m, 0..c]);
                 let u = both.slice([0..m, c..2 * c]);
@@ -180,7 +270,7 @@ impl<B: Backend> LinearCe<B> {
         extra: Option<&Tensor<B, 1>>,
         batch: &Batch,
     ) -> (Forward<B>, Tensor<B, 1>, Option<Tensor<B, 2>>) {
-        let (x, x_t, targets) = data.batch(batch);
+        let (x, targets) = data.batch(batch);
         let (z, u) = self.logits(&x, y, extra);
         let [m, _] = z.dims();
         let max = z.clone().max_dim(1);
@@ -195,7 +285,7 @@ impl<B: Backend> LinearCe<B> {
             .reshape([m]);
         (
             Forward {
-                x_t,
+                x,
                 targets,
                 probs,
                 m,
@@ -250,7 +340,7 @@ impl<B: Backend> LinearCe<B> {
         fw: &Forward<B>,
         g: Tensor<B, 2>,
     ) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
-        let gw = fw.x_t.clone().matmul(g.clone());
+        let gw = fw.x.t_times(g.clone());
         let gb = self.shape.bias.then(|| g.sum_dim(0));
         (gw, gb)
     }
@@ -388,5 +478,123 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
             x.zeros_like()
         };
         (hv, jv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bilevel_core::sampling::Rng;
+    use bilevel_core::tensor::{matrix, rel_err, vector};
+    use burn::backend::NdArray;
+
+    type B = NdArray<f64>;
+
+    fn random_set(rng: &mut Rng, n: usize, d: usize, c: usize) -> ClassSet<B> {
+        let device = Default::default();
+        let features = matrix::<B>(&rng.normal_vec(n * d), n, d, &device).expect("sizes match");
+        let labels: Vec<usize> = (0..n).map(|_| rng.index(c)).collect();
+        let mut onehot = vec![0.0; n * c];
+        for (i, &l) in labels.iter().enumerate() {
+            onehot[i * c + l] = 1.0;
+        }
+        let labels_f: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+        ClassSet {
+            features,
+            targets: matrix::<B>(&onehot, n, c, &device).expect("sizes match"),
+            labels: Tensor::from_data(TensorData::new(labels_f, [n]), &device),
+            len: n,
+        }
+    }
+
+    #[test]
+    fn blocks_split_rows_and_match_whole_products() {
+        let mut rng = Rng::seed(3);
+        let device = Default::default();
+        let (n, d, k) = (23, 4, 3);
+        let x = matrix::<B>(&rng.normal_vec(n * d), n, d, &device).expect("sizes match");
+        let a = matrix::<B>(&rng.normal_vec(d * k), d, k, &device).expect("sizes match");
+        let g = matrix::<B>(&rng.normal_vec(n * k), n, k, &device).expect("sizes match");
+        let flat = |t: Tensor<B, 2>| {
+            let len: usize = t.dims().iter().product();
+            t.reshape([len])
+        };
+        let whole = RowBlocks::new(&x, n * d);
+        assert_eq!(whole.rows.len(), 1);
+        // 5 rows per block: 5, 5, 5, 5, 3.
+        let split = RowBlocks::new(&x, 5 * d + 1);
+        assert_eq!(split.ranges, vec![0..5, 5..10, 10..15, 15..20, 20..23]);
+        assert_eq!(split.cols[4].dims(), [d, 3]);
+        let xa = x.clone().matmul(a.clone());
+        let xtg = x.clone().transpose().matmul(g.clone());
+        for blocks in [&whole, &split] {
+            assert!(rel_err(&flat(blocks.times(a.clone())), &flat(xa.clone())) < 1e-15);
+            assert!(rel_err(&flat(blocks.t_times(g.clone())), &flat(xtg.clone())) < 1e-14);
+        }
+        // A block budget below one row still makes one-row blocks.
+        assert_eq!(RowBlocks::new(&x, 1).rows.len(), n);
+    }
+
+    #[test]
+    fn blocked_derivatives_equal_unblocked() {
+        let mut rng = Rng::seed(5);
+        let (n, n_val, d, c) = (37, 11, 6, 4);
+        let train = random_set(&mut rng, n, d, c);
+        let val = random_set(&mut rng, n_val, d, c);
+        let device = Default::default();
+        let cases = [
+            (SampleWeights::Sigmoid, Ridge::Const(1e-2), false, n),
+            (SampleWeights::Sigmoid, Ridge::Const(1e-2), true, n),
+            (SampleWeights::One, Ridge::Exp, true, 1),
+        ];
+        for (weights, ridge, bias, x_dim) in cases {
+            let shape = LinearShape {
+                features: d,
+                classes: c,
+                bias,
+            };
+            let one = LinearCe::with_block_elements(&train, &val, shape, weights, ridge, n * d);
+            // 2 rows per block: 19 train blocks, 6 validation blocks.
+            let many = LinearCe::with_block_elements(&train, &val, shape, weights, ridge, 2 * d);
+            assert_eq!(many.train.blocks.rows.len(), 19);
+            assert_eq!(many.val.blocks.rows.len(), 6);
+            let x = vector::<B>(&rng.normal_vec(x_dim), &device);
+            let y = vector::<B>(&rng.normal_vec(shape.len()), &device);
+            let v = vector::<B>(&rng.normal_vec(shape.len()), &device);
+            let close = |a: &Tensor<B, 1>, b: &Tensor<B, 1>, what: &str| {
+                let err = rel_err(a, b);
+                assert!(
+                    err < 1e-13,
+                    "{what} ({weights:?}, {ridge:?}, bias {bias}): {err:e}"
+                );
+            };
+            let (g1, g2) = (
+                one.inner_gradient(&x, &y, &Batch::Full, true),
+                many.inner_gradient(&x, &y, &Batch::Full, true),
+            );
+            close(&g1.0, &g2.0, "g");
+            close(&g1.1, &g2.1, "grad_x g");
+            close(&g1.2, &g2.2, "grad_y g");
+            let (f1, f2) = (
+                one.outer_gradient(&x, &y, &Batch::Full),
+                many.outer_gradient(&x, &y, &Batch::Full),
+            );
+            close(&f1.0, &f2.0, "f");
+            close(&f1.2, &f2.2, "grad_y f");
+            let (p1, p2) = (
+                one.inner_products(&x, &y, &v, &Batch::Full, true),
+                many.inner_products(&x, &y, &v, &Batch::Full, true),
+            );
+            close(&p1.0, &p2.0, "Hv");
+            close(&p1.1, &p2.1, "Jv");
+            // Mini-batches take one block of their rows whatever the budget.
+            let batch = Batch::Indices(vec![3, 3, 30, 0, 12]);
+            let (b1, b2) = (
+                one.inner_products(&x, &y, &v, &batch, true),
+                many.inner_products(&x, &y, &v, &batch, true),
+            );
+            close(&b1.0, &b2.0, "batch Hv");
+            close(&b1.1, &b2.1, "batch Jv");
+        }
     }
 }
