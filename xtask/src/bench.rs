@@ -2,6 +2,8 @@
 //! closed-form derivatives vs autodiff, exact vs finite-difference vs closed-form
 //! Hessian-vector products, ITD memory vs `T`, and a meta-learning CNN4 task batch (issue #8),
 //! on the CPU (burn-ndarray) and, in builds with the `wgpu` feature, on burn's wgpu backend.
+//! The problem sizes, estimator settings, flop counts and the HVP point are `bilevel_bench`'s,
+//! shared with the criterion harness (`cargo bench -p bilevel-bench`).
 //!
 //! `bench [--quick] [--filter NAME] [--repeats R] [--backend ndarray|wgpu|all]` prints a
 //! markdown table and writes `results/bench/<UTC timestamp>.json`. Run it optimised:
@@ -71,40 +73,32 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use bilevel_algorithms::aid::{Aid, AidConfig, InnerSteps, LinearSolver};
-use bilevel_algorithms::itd::{Itd, ItdConfig};
-use bilevel_algorithms::stocbio::{HessianBatch, StocBio, StocBioConfig};
-use bilevel_core::sampling::Rng;
-use bilevel_core::tensor::{rel_err, vector};
-use bilevel_core::{
-    Batch, BilevelProblem, HypergradientEstimator, Oracle, OracleCounts, SecondOrder, State,
-};
+use bilevel_bench::{sync, Derivatives, Estimator, HvpPoint, DC, INNER_STEPS, SEED};
+use bilevel_core::tensor::rel_err;
+use bilevel_core::{Batch, BilevelProblem, Oracle, OracleCounts, SecondOrder};
 use bilevel_data::Mnist;
 use bilevel_problems::common::{load_mnist, matrix_f32, split_mnist, MNIST_CLASSES};
 use bilevel_problems::hyper_cleaning::{HyperCleaning, HyperCleaningSpec};
+use bilevel_problems::linear_ce::{RowBlocks, BLOCK_ELEMENTS};
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
-use closed_form::{contiguous_transpose, LinearCeHessian};
+use closed_form::{contiguous_transpose, Layout, LinearCeHessian};
 
 const USAGE: &str = "usage: cargo xtask-release bench [--quick] [--filter NAME] [--repeats R]
                                 [--backend ndarray|wgpu|all]
   (= cargo run --release -p xtask -- bench ...; plain `cargo xtask bench` is an unoptimised build)
   --quick       n = 2000 training images instead of 20000, 2 repeats, a smaller meta-learning
                 case (2 tasks, 8 filters, T = 5 instead of 4, 32, 10)
-  --filter NAME run only cases whose name contains NAME (e.g. hvp, hypergrad/aid, autodiff,
-                itd, meta, matmul)
+  --filter NAME run only cases whose name contains NAME, or one of comma-separated NAMEs
+                (e.g. hvp, hypergrad/aid, autodiff, itd, meta, matmul; hypergrad,hvp)
   --repeats R   timed runs per case after one warm-up (default 5, quick 2)
   --backend B   ndarray (CPU, default), wgpu (GPU, f32 cases only) or all (both, with
                 ndarray/wgpu ratios); wgpu and all need an xtask built with the `wgpu` feature:
                 cargo run --release -p xtask --features wgpu -- bench --backend wgpu";
 
-/// Seed of the data split and of the random `(λ, W, v)` of the HVP cases.
-const SEED: u64 = 0;
-/// Features `d` and classes `c` of the hyper-cleaning classifier.
-const DC: usize = 784 * MNIST_CLASSES;
 /// Largest relative difference allowed, in f64, between a closed-form HVP (the bench's and the
 /// oracle's with [`SecondOrder::Exact`]) and the nested-autodiff one.
 const CLOSED_FORM_TOL: f64 = 1e-10;
@@ -238,17 +232,13 @@ impl Options {
     }
 
     fn selected(&self, name: &str) -> bool {
-        self.filter.as_deref().is_none_or(|f| name.contains(f))
+        self.filter
+            .as_deref()
+            .is_none_or(|f| f.split(',').any(|part| name.contains(part.trim())))
     }
 
     fn spec(&self) -> HyperCleaningSpec {
-        HyperCleaningSpec {
-            train: self.train,
-            val: self.val,
-            // Evaluation data is never touched here: keep one test image.
-            test: 1,
-            ..HyperCleaningSpec::default()
-        }
+        bilevel_bench::spec(self.train, self.val)
     }
 
     /// Arguments that make a child build the same problem (`--quick` selects the meta-learning
@@ -360,10 +350,6 @@ fn time(repeats: usize, mut run: impl FnMut() -> Result<()>) -> Result<Timing> {
     })
 }
 
-fn sync<B: Backend>(device: &B::Device) -> Result<()> {
-    B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))
-}
-
 /// The oracle modes the hypergradient and ITD cases are timed in: [`SecondOrder::Exact`] (the
 /// default: the problem's hand-derived derivatives where it has them) and
 /// [`SecondOrder::Autodiff`] (autodiff gradients, nested-autodiff products), the "before" of
@@ -389,181 +375,6 @@ fn parse_mode(key: &str) -> (&str, SecondOrder) {
     }
 }
 
-/// What an oracle actually differentiates with (recorded in each row's `derivatives`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Derivatives {
-    /// The problem's hand-derived gradients and products ([`BilevelProblem::closed_form`]).
-    ClosedForm,
-    /// Autodiff gradients, nested-autodiff products.
-    Autodiff,
-    /// Central finite differences of autodiff gradients.
-    FiniteDifference,
-}
-
-impl Derivatives {
-    /// What an oracle in `mode` uses on `problem`.
-    fn of<B: AutodiffBackend, P: BilevelProblem<B>>(problem: &P, mode: SecondOrder) -> Self {
-        match mode {
-            SecondOrder::Exact if problem.closed_form().is_some() => Derivatives::ClosedForm,
-            SecondOrder::Exact | SecondOrder::Autodiff => Derivatives::Autodiff,
-            SecondOrder::FiniteDifference { .. } => Derivatives::FiniteDifference,
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            Derivatives::ClosedForm => "closed-form",
-            Derivatives::Autodiff => "autodiff",
-            Derivatives::FiniteDifference => "finite-difference",
-        }
-    }
-
-    /// Data-matrix flops of one second-order product, in `n·d·c` units (see
-    /// [`Estimator::matmul_flops`]).
-    fn product_units(self) -> f64 {
-        match self {
-            Derivatives::ClosedForm => 6.0,
-            Derivatives::Autodiff | Derivatives::FiniteDifference => 8.0,
-        }
-    }
-
-    /// The note prefix of a row timed through an oracle in `mode`.
-    fn note(self, mode: SecondOrder) -> &'static str {
-        match (mode, self) {
-            (SecondOrder::Exact, Derivatives::ClosedForm) => "SecondOrder::Exact = closed form",
-            (SecondOrder::Exact, _) => "SecondOrder::Exact = autodiff (no closed form)",
-            (SecondOrder::Autodiff, _) => "SecondOrder::Autodiff",
-            (SecondOrder::FiniteDifference { .. }, _) => "SecondOrder::FiniteDifference",
-        }
-    }
-}
-
-/// The estimators of case 2 (and ITD with other `T` for case 4).
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Estimator {
-    AidCg,
-    AidFp,
-    Itd(usize),
-    StocBio,
-}
-
-/// `T` of every estimator, `N` of AID, `Q` and `B` of stocBiO.
-const INNER_STEPS: usize = 10;
-const LINEAR_STEPS: usize = 10;
-const NEUMANN_TERMS: usize = 10;
-const STOCBIO_BATCH: usize = 50;
-
-impl Estimator {
-    fn key(self) -> String {
-        match self {
-            Estimator::AidCg => "aid-cg".into(),
-            Estimator::AidFp => "aid-fp".into(),
-            Estimator::Itd(t) => format!("itd-{t}"),
-            Estimator::StocBio => "stocbio".into(),
-        }
-    }
-
-    fn parse(key: &str) -> Option<Self> {
-        match key {
-            "aid-cg" => Some(Estimator::AidCg),
-            "aid-fp" => Some(Estimator::AidFp),
-            "stocbio" => Some(Estimator::StocBio),
-            _ => key.strip_prefix("itd-")?.parse().ok().map(Estimator::Itd),
-        }
-    }
-
-    fn describe(self) -> String {
-        match self {
-            Estimator::AidCg => format!("T={INNER_STEPS}, N={LINEAR_STEPS} CG"),
-            Estimator::AidFp => format!("T={INNER_STEPS}, N={LINEAR_STEPS} fixed point"),
-            Estimator::Itd(t) => format!("T={t}"),
-            Estimator::StocBio => {
-                format!("B=S=D=50, T={INNER_STEPS}, Q={NEUMANN_TERMS}")
-            }
-        }
-    }
-
-    /// Flops of the products with the data matrix in one hypergradient (`n` train, `n_v`
-    /// validation samples; `dc = d·c`). A gradient costs the forward `X W` and the backward
-    /// `Xᵀ G` (`4·n·dc`) on either path. A second-order product (HVP, JVP, or ITD's `hvp_jvp`)
-    /// costs, by nested autodiff (one double backward), `X W`, `Xᵀ G` on the first level and
-    /// `X V`, `Xᵀ G'` on the second (`8·n·dc`); by the problem's closed form
-    /// (`bilevel_problems::linear_ce`), `X [W V]` and `Xᵀ R` (`6·n·dc`: `softmax(X W)` is
-    /// recomputed in every call, and a JVP shares the HVP's products).
-    fn matmul_flops(self, n: usize, n_v: usize, derivs: Derivatives) -> f64 {
-        let (n, n_v, dc) = (n as f64, n_v as f64, DC as f64);
-        let t = INNER_STEPS as f64;
-        let p = derivs.product_units();
-        dc * match self {
-            Estimator::AidCg | Estimator::AidFp => {
-                t * 4.0 * n + 4.0 * n_v + (LINEAR_STEPS as f64 + 1.0) * p * n
-            }
-            Estimator::Itd(steps) => {
-                let steps = steps as f64;
-                steps * 4.0 * n + 4.0 * n_v + steps * p * n
-            }
-            Estimator::StocBio => {
-                let b = STOCBIO_BATCH as f64;
-                t * 4.0 * b + 4.0 * b + NEUMANN_TERMS as f64 * p * b + p * b
-            }
-        }
-    }
-
-    /// One hypergradient from a fresh state `(λ, W) = (0, 0)` through an oracle in `mode`;
-    /// returns the oracle calls.
-    fn run<B: AutodiffBackend>(
-        self,
-        problem: &HyperCleaning<B>,
-        mode: SecondOrder,
-    ) -> Result<OracleCounts> {
-        let device = problem.device();
-        let x = Tensor::<B, 1>::zeros([problem.x_dim()], &device);
-        let y = Tensor::<B, 1>::zeros([problem.y_dim()], &device);
-        let mut state = State::new(x, y, SEED);
-        let mut oracle = Oracle::with_mode(problem, mode);
-        let aid = |linear_solver| AidConfig {
-            inner_step: 0.1,
-            inner_steps: InnerSteps::Constant { steps: INNER_STEPS },
-            warm_start_inner: true,
-            linear_solver,
-            warm_start_linear: true,
-        };
-        let g = match self {
-            Estimator::AidCg => Aid::new(aid(LinearSolver::ConjugateGradient {
-                steps: LINEAR_STEPS,
-                tol: 0.0,
-            }))?
-            .estimate(&mut oracle, &mut state)?,
-            Estimator::AidFp => Aid::new(aid(LinearSolver::FixedPoint {
-                step: 0.1,
-                steps: LINEAR_STEPS,
-            }))?
-            .estimate(&mut oracle, &mut state)?,
-            Estimator::Itd(steps) => Itd::new(ItdConfig {
-                inner_step: 0.1,
-                inner_steps: steps,
-                warm_start: true,
-                truncation: None,
-            })?
-            .estimate(&mut oracle, &mut state)?,
-            Estimator::StocBio => StocBio::new(StocBioConfig {
-                inner_steps: INNER_STEPS,
-                inner_step: 0.1,
-                inner_batch: Some(STOCBIO_BATCH),
-                outer_batch: Some(STOCBIO_BATCH),
-                jacobian_batch: Some(STOCBIO_BATCH),
-                hessian_batch: HessianBatch::Fixed(Some(STOCBIO_BATCH)),
-                neumann_terms: NEUMANN_TERMS,
-                neumann_step: 0.5,
-            })
-            .estimate(&mut oracle, &mut state)?,
-        };
-        sync::<B>(&device)?;
-        drop(g);
-        Ok(oracle.counts())
-    }
-}
-
 /// How an HVP is computed (case 3).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum HvpKind {
@@ -578,17 +389,21 @@ enum HvpKind {
     Closed,
     /// The same with `Xᵀ` as a transposed view (copied by every matmul).
     ClosedView,
+    /// The same with `X` in row blocks of `2²¹` elements (the problem's layout,
+    /// `bilevel_problems::linear_ce::RowBlocks`).
+    ClosedBlocked,
     /// [`LinearCeHessian::new`]: `P = softmax(X W)` and `σ(λ)/n`, once per `(λ, W)`.
     ClosedSetup,
 }
 
 impl HvpKind {
-    const ALL: [HvpKind; 6] = [
+    const ALL: [HvpKind; 7] = [
         HvpKind::Autodiff,
         HvpKind::OracleClosed,
         HvpKind::FiniteDifference,
         HvpKind::Closed,
         HvpKind::ClosedView,
+        HvpKind::ClosedBlocked,
         HvpKind::ClosedSetup,
     ];
 
@@ -599,6 +414,7 @@ impl HvpKind {
             HvpKind::FiniteDifference => "fd",
             HvpKind::Closed => "closed",
             HvpKind::ClosedView => "closed-xt-view",
+            HvpKind::ClosedBlocked => "closed-blocked",
             HvpKind::ClosedSetup => "closed-setup",
         }
     }
@@ -613,7 +429,10 @@ impl HvpKind {
             HvpKind::Autodiff => Some(SecondOrder::Autodiff),
             HvpKind::OracleClosed => Some(SecondOrder::Exact),
             HvpKind::FiniteDifference => Some(SecondOrder::FiniteDifference { eps }),
-            HvpKind::Closed | HvpKind::ClosedView | HvpKind::ClosedSetup => None,
+            HvpKind::Closed
+            | HvpKind::ClosedView
+            | HvpKind::ClosedBlocked
+            | HvpKind::ClosedSetup => None,
         }
     }
 
@@ -621,7 +440,7 @@ impl HvpKind {
     /// what the oracle uses for the `Oracle::hvp` kinds.
     fn matmul_flops(self, n: usize, derivs: Option<Derivatives>) -> f64 {
         let units = match (self, derivs) {
-            (HvpKind::Closed | HvpKind::ClosedView, _) => 4.0,
+            (HvpKind::Closed | HvpKind::ClosedView | HvpKind::ClosedBlocked, _) => 4.0,
             (HvpKind::ClosedSetup, _) => 2.0,
             (_, Some(d)) => d.product_units(),
             (_, None) => 8.0,
@@ -649,55 +468,60 @@ impl HvpKind {
             (HvpKind::ClosedView, _) => {
                 "bench's hand-derived form, Xᵀ as a transposed view (copied per matmul)"
             }
+            (HvpKind::ClosedBlocked, _) => {
+                "bench's hand-derived form, X in row blocks of 2^21 elements (the problem's \
+                 layout)"
+            }
             (HvpKind::ClosedSetup, _) => "closed form's once-per-(λ,W) part: softmax(XW), σ(λ)",
         }
     }
 }
 
-/// A random point and direction for the HVP cases, with the closed form's inputs.
+/// The random point and direction of the HVP cases ([`HvpPoint`]), with the closed form's
+/// inputs.
 struct HvpSetup<B: AutodiffBackend> {
     x: Tensor<B, 1>,
     y: Tensor<B, 1>,
     v: Tensor<B, 1>,
     features: Tensor<B::InnerBackend, 2>,
     features_t: Tensor<B::InnerBackend, 2>,
+    blocks: RowBlocks<B::InnerBackend>,
     eps: f64,
 }
 
 impl<B: AutodiffBackend> HvpSetup<B> {
-    /// `λ ~ N(0, 1)`, `W ~ N(0, 0.05²)`, `v ~ N(0, 1)` (seeded); `X` from the same split as the
-    /// problem's training set.
+    /// [`HvpPoint::new`]; `X` from the same split as the problem's training set.
     fn new(mnist: &Mnist, opts: &Options, problem: &HyperCleaning<B>, eps: f64) -> Result<Self> {
         let device = problem.device();
-        let mut rng = Rng::seed(SEED ^ 0x4e55);
-        let x = vector(&rng.normal_vec(problem.x_dim()), &device);
-        let w: Vec<f64> = rng
-            .normal_vec(problem.y_dim())
-            .iter()
-            .map(|w| 0.05 * w)
-            .collect();
-        let y = vector(&w, &device);
-        let v = vector(&rng.normal_vec(problem.y_dim()), &device);
+        let HvpPoint { x, y, v } = HvpPoint::new(problem);
         let spec = opts.spec();
         let parts = split_mnist(mnist, spec.train, spec.val, spec.test, false, SEED)?;
         let train = &parts.train;
         let features =
             matrix_f32::<B::InnerBackend>(&train.images, train.len, train.features(), &device);
         let features_t = contiguous_transpose(&features);
+        let blocks = RowBlocks::new(&features, BLOCK_ELEMENTS);
         Ok(Self {
             x,
             y,
             v,
             features,
             features_t,
+            blocks,
             eps,
         })
     }
 
-    fn hessian(&self, contiguous: bool) -> LinearCeHessian<B::InnerBackend> {
+    /// The bench's closed form with the layout of `kind` (contiguous `Xᵀ` for the setup).
+    fn hessian(&self, kind: HvpKind) -> LinearCeHessian<B::InnerBackend> {
+        let layout = match kind {
+            HvpKind::ClosedView => Layout::TransposedView,
+            HvpKind::ClosedBlocked => Layout::Blocked(self.blocks.clone()),
+            _ => Layout::Contiguous(self.features_t.clone()),
+        };
         LinearCeHessian::new(
             self.features.clone(),
-            contiguous.then(|| self.features_t.clone()),
+            layout,
             self.x.clone().inner(),
             self.y.clone().inner(),
             MNIST_CLASSES,
@@ -713,14 +537,11 @@ impl<B: AutodiffBackend> HvpSetup<B> {
                 Oracle::with_mode(problem, mode).hvp(&self.x, &self.y, &self.v, &Batch::Full)?
             }
             None if kind == HvpKind::ClosedSetup => {
-                let h = self.hessian(true);
+                let h = self.hessian(kind);
                 drop(h);
                 self.v.clone()
             }
-            None => Tensor::from_inner(
-                self.hessian(kind == HvpKind::Closed)
-                    .apply(self.v.clone().inner()),
-            ),
+            None => Tensor::from_inner(self.hessian(kind).apply(self.v.clone().inner())),
         };
         sync::<B>(&device)?;
         Ok(out)
@@ -740,8 +561,8 @@ impl<B: AutodiffBackend> HvpSetup<B> {
     ) -> Box<dyn FnMut() -> Result<()> + 'a> {
         let device = problem.device();
         match kind {
-            HvpKind::Closed | HvpKind::ClosedView => {
-                let h = self.hessian(kind == HvpKind::Closed);
+            HvpKind::Closed | HvpKind::ClosedView | HvpKind::ClosedBlocked => {
+                let h = self.hessian(kind);
                 let v = self.v.clone().inner();
                 Box::new(move || {
                     let out = h.apply(v.clone());
@@ -1405,7 +1226,7 @@ fn memory_child(opts: &Options, case: &str) -> Result<()> {
     let problem = HyperCleaning::<F32>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
     let (base, mode) = parse_mode(case);
     if let Some(est) = Estimator::parse(base) {
-        return memory::measure_in_child(|| est.run(&problem, mode).map(drop));
+        return memory::measure_in_child(|| Ok(est.run(&problem, mode).map(drop)?));
     }
     if let Some(kind) = case.strip_prefix("hvp-").and_then(HvpKind::parse) {
         let setup = HvpSetup::new(&mnist, opts, &problem, 1e-3)?;
@@ -1565,6 +1386,21 @@ mod tests {
             let err = wgpu_adapter().unwrap_err().to_string();
             assert!(err.contains("--features wgpu"), "{err}");
         }
+    }
+
+    #[test]
+    fn filter_selects_by_any_comma_separated_part() {
+        let opts = Options::parse(&args("--filter hvp,matmul/1024")).unwrap();
+        assert!(opts.selected("hvp/closed-f32"));
+        assert!(opts.selected("matmul/1024-f64"));
+        assert!(!opts.selected("meta/cnn4/itd"));
+        assert!(!opts.selected("hypergrad/aid-cg"));
+        let opts = Options::parse(&args("--filter hypergrad/aid")).unwrap();
+        assert!(opts.selected("hypergrad/aid-fp-autodiff"));
+        assert!(!opts.selected("hypergrad/itd-10"));
+        assert!(Options::parse(&args("--quick"))
+            .unwrap()
+            .selected("meta/cnn4/itd"));
     }
 
     #[test]

@@ -13,15 +13,26 @@
 //! (CG, Neumann) computes them once ([`LinearCeHessian::new`]) and then pays two `n×d×c`
 //! matmuls per product ([`LinearCeHessian::apply`]); the nested-autodiff product pays four.
 
+use bilevel_problems::linear_ce::RowBlocks;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+
+/// How the products with `X` and `Xᵀ` are formed.
+pub(crate) enum Layout<C: Backend> {
+    /// `Xᵀ` as a transposed view of `X` (burn-ndarray copies it into standard layout per matmul).
+    TransposedView,
+    /// `Xᵀ` stored contiguous, made once per problem with [`contiguous_transpose`].
+    Contiguous(Tensor<C, 2>),
+    /// `X` in row blocks with contiguous transposes (`bilevel_problems::linear_ce::RowBlocks`,
+    /// what the problem's own closed form uses): every matmul copies a block, not all of `X`.
+    Blocked(RowBlocks<C>),
+}
 
 /// `H` at a fixed `(λ, W)`, ready to be applied to vectors.
 pub(crate) struct LinearCeHessian<C: Backend> {
     /// `X`, `[n, d]`.
     features: Tensor<C, 2>,
-    /// `Xᵀ`, `[d, n]`, stored contiguous (`None`: transposed view of `features` per product).
-    features_t: Option<Tensor<C, 2>>,
+    layout: Layout<C>,
     /// `softmax(X W)`, `[n, c]`.
     probs: Tensor<C, 2>,
     /// `s_i = σ(λ_i) / n`, `[n, 1]` (the mean's `1/n` folded in).
@@ -31,12 +42,10 @@ pub(crate) struct LinearCeHessian<C: Backend> {
 }
 
 impl<C: Backend> LinearCeHessian<C> {
-    /// Computes `P = softmax(X W)` and `σ(λ)/n`. `features_t` is a contiguous `Xᵀ` made once
-    /// per problem with [`contiguous_transpose`] (burn-ndarray's matmul copies a transposed
-    /// operand into standard layout on every call); `None` multiplies by a transposed view.
+    /// Computes `P = softmax(X W)` and `σ(λ)/n` (with the products of `layout`).
     pub(crate) fn new(
         features: Tensor<C, 2>,
-        features_t: Option<Tensor<C, 2>>,
+        layout: Layout<C>,
         lambda: Tensor<C, 1>,
         y: Tensor<C, 1>,
         classes: usize,
@@ -44,7 +53,10 @@ impl<C: Backend> LinearCeHessian<C> {
     ) -> Self {
         let [n, d] = features.dims();
         let w = y.reshape([d, classes]);
-        let z = features.clone().matmul(w);
+        let z = match &layout {
+            Layout::Blocked(blocks) => blocks.times(w),
+            _ => features.clone().matmul(w),
+        };
         let z = z.clone().sub(z.max_dim(1));
         let e = z.exp();
         let probs = e.clone().div(e.sum_dim(1));
@@ -57,7 +69,7 @@ impl<C: Backend> LinearCeHessian<C> {
             .reshape([n, 1]);
         Self {
             features,
-            features_t,
+            layout,
             probs,
             weights,
             reg,
@@ -65,21 +77,34 @@ impl<C: Backend> LinearCeHessian<C> {
         }
     }
 
+    /// `X A`.
+    fn times(&self, a: Tensor<C, 2>) -> Tensor<C, 2> {
+        match &self.layout {
+            Layout::Blocked(blocks) => blocks.times(a),
+            _ => self.features.clone().matmul(a),
+        }
+    }
+
+    /// `Xᵀ G`.
+    fn t_times(&self, g: Tensor<C, 2>) -> Tensor<C, 2> {
+        match &self.layout {
+            Layout::TransposedView => self.features.clone().transpose().matmul(g),
+            Layout::Contiguous(t) => t.clone().matmul(g),
+            Layout::Blocked(blocks) => blocks.t_times(g),
+        }
+    }
+
     /// `H v` for a flat `v` of length `d·c`.
     pub(crate) fn apply(&self, v: Tensor<C, 1>) -> Tensor<C, 1> {
         let (_, d, c) = self.dims;
         let v = v.reshape([d, c]);
-        let u = self.features.clone().matmul(v.clone());
+        let u = self.times(v.clone());
         let pu = self.probs.clone().mul(u);
         let r = pu
             .clone()
             .sub(self.probs.clone().mul(pu.sum_dim(1)))
             .mul(self.weights.clone());
-        let xt = match &self.features_t {
-            Some(t) => t.clone(),
-            None => self.features.clone().transpose(),
-        };
-        xt.matmul(r)
+        self.t_times(r)
             .add(v.mul_scalar(2.0 * self.reg))
             .reshape([d * c])
     }
