@@ -162,9 +162,14 @@ impl Runtime {
     }
 }
 
-/// The report's `backend` for ndarray.
-const NDARRAY_DESCRIPTION: &str =
-    "burn 0.21 NdArray (matrixmultiply, no `multi-threads` feature) + Autodiff";
+/// The report's `backend` for ndarray: burn 0.21 NdArray + Autodiff, and which of
+/// burn-ndarray's `multi-threads` / `simd` features this build has.
+fn ndarray_description() -> String {
+    format!(
+        "burn 0.21 NdArray + Autodiff ({})",
+        bilevel_core::ndarray_build()
+    )
+}
 
 /// The note of a report with wgpu rows.
 const WGPU_MEMORY_NOTE: &str = "peak MiB is not measured on wgpu (–): the memory bench reads \
@@ -794,9 +799,10 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     let started = Instant::now();
     let machine = Machine::current();
     eprintln!(
-        "bench: {} ({} cores), n = {} train / {} validation, {} repeats{}",
+        "bench: {} ({} cores, {}), n = {} train / {} validation, {} repeats{}",
         machine.cpu,
         machine.cores,
+        bilevel_core::ndarray_build(),
         opts.train,
         opts.val,
         opts.repeats,
@@ -847,10 +853,11 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     let wgpu_description =
         adapter.map(|a| format!("burn 0.21 wgpu (f32, no fusion/autotune) + Autodiff on {a}"));
     let backend = match opts.backend {
-        BackendChoice::Ndarray => NDARRAY_DESCRIPTION.to_string(),
+        BackendChoice::Ndarray => ndarray_description(),
         BackendChoice::Wgpu => wgpu_description.unwrap_or_default(),
         BackendChoice::All => format!(
-            "ndarray: {NDARRAY_DESCRIPTION}; wgpu: {}",
+            "ndarray: {}; wgpu: {}",
+            ndarray_description(),
             wgpu_description.unwrap_or_default()
         ),
     };

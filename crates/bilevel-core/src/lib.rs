@@ -44,6 +44,24 @@ pub use second_order::{Gradient, Oracle, OracleCounts, SecondOrder};
 pub use solver::{HypergradientEstimator, OuterLoop, OuterOptimizer, Solver, StepSchedule};
 pub use state::{State, StateRecord};
 
+/// How this build compiled burn-ndarray (for reports and provenance).
+///
+/// The workspace turns burn's default features off, so burn-ndarray runs every op on one core
+/// without its SIMD kernels unless this crate's `ndarray-threads` (burn-ndarray's
+/// `multi-threads`: rayon element-wise ops and matrixmultiply threaded over the physical cores,
+/// or `MATMUL_NUM_THREADS`) or `ndarray-simd` (burn-ndarray's `simd`) features are on.
+pub fn ndarray_build() -> &'static str {
+    match (
+        cfg!(feature = "ndarray-threads"),
+        cfg!(feature = "ndarray-simd"),
+    ) {
+        (false, false) => "burn-ndarray single-threaded, no simd",
+        (true, false) => "burn-ndarray multi-threads, no simd",
+        (false, true) => "burn-ndarray single-threaded, simd",
+        (true, true) => "burn-ndarray multi-threads, simd",
+    }
+}
+
 /// The README's Rust snippets, compiled as doctests so the documentation cannot rot.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

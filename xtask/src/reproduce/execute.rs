@@ -151,8 +151,9 @@ fn seed_run(variant: &Variant, method: &Method, report: RunReport) -> SeedRun {
 pub(crate) fn ndarray_device_name() -> String {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     format!(
-        "{:?} (burn-ndarray; {threads} hardware threads)",
-        burn::backend::ndarray::NdArrayDevice::default()
+        "{:?} ({}; {threads} hardware threads)",
+        burn::backend::ndarray::NdArrayDevice::default(),
+        bilevel_core::ndarray_build()
     )
 }
 
