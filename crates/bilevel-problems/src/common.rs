@@ -146,6 +146,11 @@ impl<B: Backend> ClassSet<B> {
             len: data.len,
         }
     }
+
+    /// `(features, targets)`, as [`crate::linear_ce::LinearCe::new`] takes them.
+    pub fn pair(&self) -> (&Tensor<B, 2>, &Tensor<B, 2>) {
+        (&self.features, &self.targets)
+    }
 }
 
 /// Shape of the flat linear classifier `y = vec(W) (, b)`: `W` is `[features, classes]`

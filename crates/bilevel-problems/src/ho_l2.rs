@@ -28,7 +28,7 @@ use crate::common::{
     mnist_source, split_mnist, ClassSet, LinearShape, MNIST_CLASSES, MNIST_FEATURES,
 };
 use crate::error::Result;
-use crate::linear_ce::{LinearCe, Ridge, SampleWeights};
+use crate::linear_ce::{LinearCe, LinearModel, Output, Ridge, SampleWeights};
 
 /// The `[problem]` table of `kind = "ho-l2-mnist"`. Every field is optional; defaults are paper
 /// 003 §7.2's sizes (40 000 / 20 000 / 10 000 images; the paper runs `p = 0.5, 0.3, 0.1`).
@@ -129,8 +129,14 @@ impl<B: Backend> HoL2Mnist<B> {
             classes: MNIST_CLASSES,
             bias: false,
         };
+        let model = LinearModel {
+            shape,
+            output: Output::Softmax,
+            weights: SampleWeights::One,
+            ridge: Ridge::Exp,
+        };
         Ok(Self {
-            closed: LinearCe::new(&train, &val, shape, SampleWeights::One, Ridge::Exp),
+            closed: LinearCe::new(train.pair(), val.pair(), model)?,
             train,
             val,
             test: ClassSet::new(&parts.test, &parts.test.labels, MNIST_CLASSES, device),

@@ -31,6 +31,10 @@
 //! `∇_λ f = 0`; `∇²_ww g = (1/|S|) Aᵀ diag(σ(z)(1 − σ(z))) A + (2/d) diag(exp(λ))` and
 //! `∇_λ ⟨∇_w g, v⟩ = (2/d) exp(λ) ⊙ w ⊙ v`.
 //!
+//! These derivatives are also computed by hand ([`crate::linear_ce`], logistic output,
+//! per-feature ridge), the oracle's default path; nested autodiff of the losses below stays the
+//! control (`run.autodiff_only`) and the test oracle.
+//!
 //! The logistic loss is evaluated as `h z + log(1 + e^{−s z})` with `s = ±1` the sign of `z`
 //! (`h = [z ≥ 0]`, an untracked constant): the same function on each side, stable for any
 //! `z`, and written with `exp`/`log`/`mul` only so it is exact in `f64` through nested
@@ -39,7 +43,7 @@
 use std::path::{Path, PathBuf};
 
 use bilevel_core::tensor::{check_len, to_vec, vector};
-use bilevel_core::{Batch, BilevelProblem, Lift};
+use bilevel_core::{Batch, BilevelProblem, ClosedForm, Lift};
 use bilevel_data::spam::{SpamCorpus, FETCH_NAME};
 use bilevel_data::text::{bag_of_words, TfIdf, Tokenizer, VocabOptions, Vocabulary};
 use bilevel_data::{split_indices, SplitSizes};
@@ -47,8 +51,9 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 
 use crate::application::{Application, Metric};
-use crate::common::{check_positive, check_range, matrix_f32, mean};
+use crate::common::{check_positive, check_range, matrix_f32, mean, LinearShape};
 use crate::error::{ProblemError, Result};
+use crate::linear_ce::{LinearCe, LinearModel, Output, Ridge, SampleWeights};
 
 /// Default training documents: the paper's 5657 of 18 846 (30 %) scaled to the 6046 messages.
 pub const DEFAULT_TRAIN: usize = 1814;
@@ -191,6 +196,11 @@ impl<B: Backend> TextSet<B> {
             spam: labels.iter().filter(|&&l| l == 1).count(),
         }
     }
+
+    /// The targets as a `[n, 1]` column.
+    fn target_column(&self) -> Tensor<B, 2> {
+        self.targets.clone().reshape([self.len, 1])
+    }
 }
 
 /// `ℓ(z, t) = log(1 + e^z) − t z` elementwise, `[n]`, evaluated stably as
@@ -211,6 +221,7 @@ pub struct HoLogregText<B: Backend> {
     train: TextSet<B>,
     val: TextSet<B>,
     test: TextSet<B>,
+    closed: LinearCe<B>,
     features: usize,
     bias: bool,
     vocabulary: Vocabulary,
@@ -281,10 +292,30 @@ impl<B: Backend> HoLogregText<B> {
             let rows = tfidf.transform_dense(&bag_of_words(&vocabulary, docs))?;
             Ok(TextSet::new(&rows, &labels(ids), d, device))
         };
+        let (train, val) = (set(&train_docs, &idx.train)?, set(&val_docs, &idx.val)?);
+        // The same losses by hand: c = 1 logistic output, ρ_j = exp(λ_j)/d.
+        let model = LinearModel {
+            shape: LinearShape {
+                features: d,
+                classes: 1,
+                bias: spec.bias,
+            },
+            output: Output::Logistic,
+            weights: SampleWeights::One,
+            ridge: Ridge::ExpPerFeature {
+                scale: 1.0 / d as f64,
+            },
+        };
+        let closed = LinearCe::new(
+            (&train.features, &train.target_column()),
+            (&val.features, &val.target_column()),
+            model,
+        )?;
         Ok(Self {
-            train: set(&train_docs, &idx.train)?,
-            val: set(&val_docs, &idx.val)?,
+            train,
+            val,
             test: set(&test_docs, &idx.test)?,
+            closed,
             features: d,
             bias: spec.bias,
             vocabulary,
@@ -392,6 +423,11 @@ impl<B: Backend> BilevelProblem<B> for HoLogregText<B> {
         let features = batch.rows(C::lift(self.val.features.clone()));
         let targets = batch.rows(C::lift(self.val.targets.clone()));
         mean(logistic_loss_per_sample(self.logits(features, y), targets))
+    }
+
+    /// The hand-derived derivatives of [`crate::linear_ce`] (the default oracle path).
+    fn closed_form(&self) -> Option<&dyn ClosedForm<B>> {
+        Some(&self.closed)
     }
 }
 

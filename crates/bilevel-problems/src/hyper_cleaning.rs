@@ -28,7 +28,7 @@ use crate::common::{
     MNIST_CLASSES, MNIST_FEATURES,
 };
 use crate::error::Result;
-use crate::linear_ce::{LinearCe, Ridge, SampleWeights};
+use crate::linear_ce::{LinearCe, LinearModel, Output, Ridge, SampleWeights};
 
 /// The `[problem]` table of `kind = "hyper-cleaning"`. Every field is optional; defaults are
 /// paper 004's setting (20 000 / 5 000 / 10 000 images, `p = 0.1`, `C_r = 10⁻³`).
@@ -142,14 +142,14 @@ impl<B: Backend> HyperCleaning<B> {
             classes: MNIST_CLASSES,
             bias: spec.bias,
         };
+        let model = LinearModel {
+            shape,
+            output: Output::Softmax,
+            weights: SampleWeights::Sigmoid,
+            ridge: Ridge::Const(spec.reg),
+        };
         Ok(Self {
-            closed: LinearCe::new(
-                &train,
-                &val,
-                shape,
-                SampleWeights::Sigmoid,
-                Ridge::Const(spec.reg),
-            ),
+            closed: LinearCe::new(train.pair(), val.pair(), model)?,
             train,
             val,
             test: ClassSet::new(&parts.test, &parts.test.labels, MNIST_CLASSES, device),

@@ -1,25 +1,30 @@
-//! Hand-derived derivatives of the linear softmax classifier problems (hyper-cleaning,
-//! ho-l2-mnist): the dominant full-batch path without autodiff (issue #8).
+//! Hand-derived derivatives of the linear classifier problems (hyper-cleaning, ho-l2-mnist,
+//! ho-logreg-text): the dominant full-batch path without autodiff (issue #8).
 //!
 //! Inner and outer losses, over a batch `S` of `m` rows of a data matrix `X` (`[n, d]`) with
-//! one-hot targets `T`, for `y = vec(W) (, b)`, `W ∈ ℝ^{d×c}`:
+//! targets `T`, for `y = vec(W) (, b)`, `W ∈ ℝ^{d×c}`:
 //!
-//! `g(x, y; S) = (1/m) Σ_{i∈S} s_i CE(z_i, t_i) + ρ ‖W‖²`, `z_i = x_iᵀW (+ b)`,
-//! `f(x, y; S) = (1/m) Σ_{i∈S} CE(z_i, t_i)` (validation set),
+//! `g(x, y; S) = (1/m) Σ_{i∈S} s_i ℓ(z_i, t_i) + Σ_{j,k} ρ_j W_jk²`, `z_i = x_iᵀW (+ b)`,
+//! `f(x, y; S) = (1/m) Σ_{i∈S} ℓ(z_i, t_i)` (validation set),
 //!
-//! with sample weights `s_i = 1` ([`SampleWeights::One`]) or `s_i = σ(x_i)`
-//! ([`SampleWeights::Sigmoid`], one upper variable per training sample) and a ridge weight
-//! `ρ = C_r` ([`Ridge::Const`]) or `ρ = exp(x₀)` ([`Ridge::Exp`], scalar `x`).
+//! with the loss `ℓ` the softmax cross-entropy over `c ≥ 2` classes and one-hot targets
+//! ([`Output::Softmax`], `ℓ = log Σ_k e^{z_k} − ⟨t, z⟩`) or the binary logistic loss of one
+//! logit (`c = 1`, [`Output::Logistic`], `ℓ = log(1 + e^z) − t z`, `t ∈ {0, 1}`); sample weights
+//! `s_i = 1` ([`SampleWeights::One`]) or `s_i = σ(x_i)` ([`SampleWeights::Sigmoid`], one upper
+//! variable per training sample); and a ridge weight `ρ_j = C_r` ([`Ridge::Const`]),
+//! `ρ_j = exp(x₀)` ([`Ridge::Exp`], scalar `x`) or `ρ_j = a·exp(x_j)` on row `j` of `W`
+//! ([`Ridge::ExpPerFeature`], one upper variable per feature). At most one of the sample weights
+//! and the ridge may depend on `x` ([`LinearCe::new`] checks it).
 //!
-//! With `P = softmax(Z)` and `G = diag(s)(P − T)/m`:
-//! - `∇_W g = Xᵀ G + 2ρW`, `∇_b g = 1ᵀG`;
-//!   `∂g/∂x_i = σ'(x_i) CE_i / m` (sigmoid weights, summed over repeated rows),
-//!   `∂g/∂x₀ = e^{x₀}‖W‖²` (exp ridge).
-//! - The Hessian of `CE(z, t)` in `z` is `diag(p) − ppᵀ` whatever the one-hot `t`, so for
-//!   `v = vec(V) (, v_b)`: `U = XV (+ v_b)`, `R = diag(s)(P ⊙ U − P ⊙ (P ⊙ U)1 1ᵀ)/m`,
-//!   `H v = vec(XᵀR + 2ρV) (, 1ᵀR)`.
+//! With `P = softmax(Z)` (logistic: `P = σ(Z)`) and `G = diag(s)(P − T)/m`:
+//! - `∇_W g = Xᵀ G + 2 diag(ρ) W`, `∇_b g = 1ᵀG`;
+//!   `∂g/∂x_i = σ'(x_i) ℓ_i / m` (sigmoid weights, summed over repeated rows),
+//!   `∂g/∂x₀ = e^{x₀}‖W‖²` (exp ridge), `∂g/∂x_j = a e^{x_j} Σ_k W_jk²` (per-feature ridge).
+//! - The Hessian of `ℓ(z, t)` in `z` is `diag(p) − ppᵀ` whatever the one-hot `t` (logistic:
+//!   `p(1 − p)`, the same formula with `c = 1`), so for `v = vec(V) (, v_b)`: `U = XV (+ v_b)`,
+//!   `R = diag(s)(P ⊙ U − P ⊙ (P ⊙ U)1 1ᵀ)/m`, `H v = vec(XᵀR + 2 diag(ρ) V) (, 1ᵀR)`.
 //! - `J v = ∇_x⟨∇_y g, v⟩`: `σ'(x_i)⟨p_i − t_i, u_i⟩/m` (sigmoid weights),
-//!   `2e^{x₀}⟨W, V⟩` (exp ridge).
+//!   `2e^{x₀}⟨W, V⟩` (exp ridge), `2a e^{x_j} Σ_k W_jk V_jk` (per-feature ridge).
 //!
 //! Cost per call on the full batch: a gradient is `XW` and `XᵀG` (`4ndc` flops), a product
 //! `X[W V]` (one pass over `X` for both) and `XᵀR` (`6ndc`). The full-batch `X` is held in row
@@ -35,7 +40,17 @@ use bilevel_core::{Batch, ClosedForm};
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 
-use crate::common::{ClassSet, LinearShape};
+use crate::common::LinearShape;
+use crate::error::{ProblemError, Result};
+
+/// The per-sample loss of the linear model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Softmax cross-entropy over `c ≥ 2` classes with one-hot targets.
+    Softmax,
+    /// Binary logistic loss `log(1 + e^z) − t z` of a single logit (`c = 1`), targets in {0, 1}.
+    Logistic,
+}
 
 /// How the inner loss weights its samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +68,25 @@ pub enum Ridge {
     Const(f64),
     /// `ρ = exp(x₀)` with a scalar upper variable (ho-l2-mnist).
     Exp,
+    /// `ρ_j = scale · exp(x_j)` on row `j` of `W`: one upper variable per input feature
+    /// (ho-logreg-text, `scale = 1/d`).
+    ExpPerFeature {
+        /// The factor `a` in front of `exp(x_j)`.
+        scale: f64,
+    },
+}
+
+/// The linear model whose derivatives [`LinearCe`] computes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinearModel {
+    /// `W` (and bias) layout in `y`.
+    pub shape: LinearShape,
+    /// The per-sample loss.
+    pub output: Output,
+    /// The inner loss's sample weights.
+    pub weights: SampleWeights,
+    /// The inner loss's ridge.
+    pub ridge: Ridge,
 }
 
 /// Elements of `X` per row block: `2²¹` (8 MiB in f32, 16 MiB in f64), under glibc's largest
@@ -145,11 +179,11 @@ struct Data<B: Backend> {
 }
 
 impl<B: Backend> Data<B> {
-    fn new(set: &ClassSet<B>, block_elements: usize) -> Self {
+    fn new((features, targets): (&Tensor<B, 2>, &Tensor<B, 2>), block_elements: usize) -> Self {
         Self {
-            features: set.features.clone(),
-            blocks: RowBlocks::new(&set.features, block_elements),
-            targets: set.targets.clone(),
+            features: features.clone(),
+            blocks: RowBlocks::new(features, block_elements),
+            targets: targets.clone(),
         }
     }
 
@@ -171,6 +205,7 @@ pub struct LinearCe<B: Backend> {
     train: Data<B>,
     val: Data<B>,
     shape: LinearShape,
+    output: Output,
     weights: SampleWeights,
     ridge: Ridge,
 }
@@ -184,33 +219,65 @@ struct Forward<B: Backend> {
 }
 
 impl<B: Backend> LinearCe<B> {
-    /// Derivatives of `g` on `train` and `f` on `val` (the problem's own sets and layout).
+    /// Derivatives of `g` on `train` and `f` on `val`, each given as `(X, T)`: features
+    /// `[n, d]` and targets `[n, c]` (one-hot for [`Output::Softmax`], a `{0, 1}` column for
+    /// [`Output::Logistic`]).
+    ///
+    /// Fails with [`ProblemError::Config`] when the model is inconsistent: sample weights and a
+    /// ridge that both read `x`, a logistic output with `c ≠ 1`, or targets whose shape does not
+    /// match the features and classes.
     pub fn new(
-        train: &ClassSet<B>,
-        val: &ClassSet<B>,
-        shape: LinearShape,
-        weights: SampleWeights,
-        ridge: Ridge,
-    ) -> Self {
-        Self::with_block_elements(train, val, shape, weights, ridge, BLOCK_ELEMENTS)
+        train: (&Tensor<B, 2>, &Tensor<B, 2>),
+        val: (&Tensor<B, 2>, &Tensor<B, 2>),
+        model: LinearModel,
+    ) -> Result<Self> {
+        Self::with_block_elements(train, val, model, BLOCK_ELEMENTS)
     }
 
     /// [`LinearCe::new`] with row blocks of at most `block_elements` elements of `X`.
     fn with_block_elements(
-        train: &ClassSet<B>,
-        val: &ClassSet<B>,
-        shape: LinearShape,
-        weights: SampleWeights,
-        ridge: Ridge,
+        train: (&Tensor<B, 2>, &Tensor<B, 2>),
+        val: (&Tensor<B, 2>, &Tensor<B, 2>),
+        model: LinearModel,
         block_elements: usize,
-    ) -> Self {
-        Self {
+    ) -> Result<Self> {
+        let LinearModel {
+            shape,
+            output,
+            weights,
+            ridge,
+        } = model;
+        let invalid = |reason: String| Err(ProblemError::config("linear model", reason));
+        if weights == SampleWeights::Sigmoid && !matches!(ridge, Ridge::Const(_)) {
+            return invalid(format!(
+                "sigmoid sample weights take one upper variable per sample, so the ridge must \
+                 be constant, got {ridge:?}"
+            ));
+        }
+        if output == Output::Logistic && shape.classes != 1 {
+            return invalid(format!(
+                "a logistic output has one logit, got {} classes",
+                shape.classes
+            ));
+        }
+        for (name, (features, targets)) in [("train", train), ("val", val)] {
+            let ([n, d], [nt, c]) = (features.dims(), targets.dims());
+            if d != shape.features || nt != n || c != shape.classes {
+                return invalid(format!(
+                    "{name}: features [{n}, {d}] and targets [{nt}, {c}] do not match \
+                     {} features and {} classes",
+                    shape.features, shape.classes
+                ));
+            }
+        }
+        Ok(Self {
             train: Data::new(train, block_elements),
             val: Data::new(val, block_elements),
             shape,
+            output,
             weights,
             ridge,
-        }
+        })
     }
 
     fn dc(&self) -> usize {
@@ -273,14 +340,23 @@ impl<B: Backend> LinearCe<B> {
         let (x, targets) = data.batch(batch);
         let (z, u) = self.logits(&x, y, extra);
         let [m, _] = z.dims();
-        let max = z.clone().max_dim(1);
-        let e = z.clone().sub(max.clone()).exp();
-        let sum = e.clone().sum_dim(1);
-        let probs = e.div(sum.clone());
-        // CE_i = log Σ_k e^{z_ik} − ⟨t_i, z_i⟩.
-        let ce = sum
-            .log()
-            .add(max)
+        let (probs, log_partition) = match self.output {
+            Output::Softmax => {
+                let max = z.clone().max_dim(1);
+                let e = z.clone().sub(max.clone()).exp();
+                let sum = e.clone().sum_dim(1);
+                (e.div(sum.clone()), sum.log().add(max))
+            }
+            // σ(z), and softplus(z) = max(z, 0) + log(1 + e^{−|z|}).
+            Output::Logistic => (
+                z.clone().neg().exp().add_scalar(1.0).recip(),
+                z.clone()
+                    .clamp_min(0.0)
+                    .add(z.clone().abs().neg().exp().add_scalar(1.0).log()),
+            ),
+        };
+        // ℓ_i = log Σ_k e^{z_ik} − ⟨t_i, z_i⟩ (logistic: softplus(z_i) − t_i z_i).
+        let ce = log_partition
             .sub(z.mul(targets.clone()).sum_dim(1))
             .reshape([m]);
         (
@@ -311,11 +387,42 @@ impl<B: Backend> LinearCe<B> {
         }
     }
 
-    /// `ρ` as a one-element tensor.
-    fn rho(&self, x: &Tensor<B, 1>) -> Tensor<B, 1> {
+    /// `ρ` as a column that broadcasts against `W`: `[1, 1]`, or `[d, 1]` per feature.
+    fn rho(&self, x: &Tensor<B, 1>) -> Tensor<B, 2> {
         match self.ridge {
-            Ridge::Const(r) => Tensor::<B, 1>::ones([1], &x.device()).mul_scalar(r),
-            Ridge::Exp => x.clone().narrow(0, 0, 1).exp(),
+            Ridge::Const(r) => Tensor::<B, 2>::ones([1, 1], &x.device()).mul_scalar(r),
+            Ridge::Exp => x.clone().narrow(0, 0, 1).exp().reshape([1, 1]),
+            Ridge::ExpPerFeature { scale } => {
+                column(x.clone().narrow(0, 0, self.shape.features).exp()).mul_scalar(scale)
+            }
+        }
+    }
+
+    /// `factor · ∇_x Σ_{j,k} ρ_j(x) A_jk B_jk`, an `x`-length vector (`None` for a constant
+    /// ridge): `∇_x g`'s ridge part is `(W, W, 1)`, `J v`'s is `(W, V, 2)`.
+    fn ridge_x_part(
+        &self,
+        x: &Tensor<B, 1>,
+        a: Tensor<B, 2>,
+        b: Tensor<B, 2>,
+        factor: f64,
+    ) -> Option<Tensor<B, 1>> {
+        match self.ridge {
+            Ridge::Const(_) => None,
+            Ridge::Exp => {
+                let part = x
+                    .clone()
+                    .narrow(0, 0, 1)
+                    .exp()
+                    .mul(a.mul(b).sum())
+                    .mul_scalar(factor);
+                Some(add_to_first(x.zeros_like(), part))
+            }
+            Ridge::ExpPerFeature { .. } => {
+                let d = self.shape.features;
+                let rows = self.rho(x).mul(a.mul(b)).sum_dim(1).reshape([d]);
+                Some(rows.mul_scalar(factor))
+            }
         }
     }
 
@@ -385,10 +492,9 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
         };
         let (gw, gb) = self.data_gradient(&fw, g.mul_scalar(1.0 / m as f64));
         let (w, _) = self.split(y);
-        let rho = self.rho(x);
-        let w_sq = w.clone().powi_scalar(2).sum();
-        let value = data_value.add(rho.clone().mul(w_sq.clone()));
-        let gw = gw.add(w.mul(rho.reshape([1, 1])).mul_scalar(2.0));
+        let rho_w = w.clone().mul(self.rho(x));
+        let value = data_value.add(rho_w.clone().mul(w.clone()).sum());
+        let gw = gw.add(rho_w.mul_scalar(2.0));
         let gy = self.join(gw, gb);
         let gx = if want_x {
             let mut gx = x.zeros_like();
@@ -396,9 +502,8 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
                 let q = ds.mul(ce).mul_scalar(1.0 / m as f64);
                 gx = gx.add(self.scatter(x, q, batch));
             }
-            if self.ridge == Ridge::Exp {
-                let part = x.clone().narrow(0, 0, 1).exp().mul(w_sq);
-                gx = add_to_first(gx, part);
+            if let Some(part) = self.ridge_x_part(x, w.clone(), w, 1.0) {
+                gx = gx.add(part);
             }
             gx
         } else {
@@ -447,8 +552,7 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
         };
         let (hw, hb) = self.data_gradient(&fw, r);
         let (vw, _) = self.split(v);
-        let rho = self.rho(x);
-        let hw = hw.add(vw.clone().mul(rho.reshape([1, 1])).mul_scalar(2.0));
+        let hw = hw.add(vw.clone().mul(self.rho(x)).mul_scalar(2.0));
         let hv = self.join(hw, hb);
         let jv = if want_jvp {
             let mut jv = x.zeros_like();
@@ -463,15 +567,9 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
                 let q = ds.mul(inner).mul_scalar(1.0 / m as f64);
                 jv = jv.add(self.scatter(x, q, batch));
             }
-            if self.ridge == Ridge::Exp {
-                let (w, _) = self.split(y);
-                let part = x
-                    .clone()
-                    .narrow(0, 0, 1)
-                    .exp()
-                    .mul(w.mul(vw).sum())
-                    .mul_scalar(2.0);
-                jv = add_to_first(jv, part);
+            let (w, _) = self.split(y);
+            if let Some(part) = self.ridge_x_part(x, w, vw, 2.0) {
+                jv = jv.add(part);
             }
             jv
         } else {
@@ -490,21 +588,28 @@ mod tests {
 
     type B = NdArray<f64>;
 
-    fn random_set(rng: &mut Rng, n: usize, d: usize, c: usize) -> ClassSet<B> {
+    /// `(X, T)`: normal features, and one-hot targets over `c` classes (softmax) or a `{0, 1}`
+    /// column (logistic, `c = 1`).
+    fn random_set(
+        rng: &mut Rng,
+        n: usize,
+        d: usize,
+        c: usize,
+        output: Output,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
         let device = Default::default();
         let features = matrix::<B>(&rng.normal_vec(n * d), n, d, &device).expect("sizes match");
-        let labels: Vec<usize> = (0..n).map(|_| rng.index(c)).collect();
-        let mut onehot = vec![0.0; n * c];
-        for (i, &l) in labels.iter().enumerate() {
-            onehot[i * c + l] = 1.0;
-        }
-        let labels_f: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
-        ClassSet {
-            features,
-            targets: matrix::<B>(&onehot, n, c, &device).expect("sizes match"),
-            labels: Tensor::from_data(TensorData::new(labels_f, [n]), &device),
-            len: n,
-        }
+        let targets: Vec<f64> = match output {
+            Output::Softmax => (0..n)
+                .flat_map(|_| {
+                    let l = rng.index(c);
+                    (0..c).map(move |k| if k == l { 1.0 } else { 0.0 })
+                })
+                .collect(),
+            Output::Logistic => (0..n).map(|_| rng.index(2) as f64).collect(),
+        };
+        let targets = matrix::<B>(&targets, n, c, &device).expect("sizes match");
+        (features, targets)
     }
 
     #[test]
@@ -538,24 +643,54 @@ mod tests {
     #[test]
     fn blocked_derivatives_equal_unblocked() {
         let mut rng = Rng::seed(5);
-        let (n, n_val, d, c) = (37, 11, 6, 4);
-        let train = random_set(&mut rng, n, d, c);
-        let val = random_set(&mut rng, n_val, d, c);
+        let (n, n_val, d) = (37, 11, 6);
         let device = Default::default();
+        let per_feature = Ridge::ExpPerFeature { scale: 0.3 };
         let cases = [
-            (SampleWeights::Sigmoid, Ridge::Const(1e-2), false, n),
-            (SampleWeights::Sigmoid, Ridge::Const(1e-2), true, n),
-            (SampleWeights::One, Ridge::Exp, true, 1),
+            (
+                Output::Softmax,
+                SampleWeights::Sigmoid,
+                Ridge::Const(1e-2),
+                false,
+                n,
+            ),
+            (
+                Output::Softmax,
+                SampleWeights::Sigmoid,
+                Ridge::Const(1e-2),
+                true,
+                n,
+            ),
+            (Output::Softmax, SampleWeights::One, Ridge::Exp, true, 1),
+            (Output::Softmax, SampleWeights::One, per_feature, false, d),
+            (Output::Logistic, SampleWeights::One, per_feature, true, d),
+            (
+                Output::Logistic,
+                SampleWeights::Sigmoid,
+                Ridge::Const(1e-2),
+                false,
+                n,
+            ),
         ];
-        for (weights, ridge, bias, x_dim) in cases {
-            let shape = LinearShape {
-                features: d,
-                classes: c,
-                bias,
+        for (output, weights, ridge, bias, x_dim) in cases {
+            let c = if output == Output::Logistic { 1 } else { 4 };
+            let train = random_set(&mut rng, n, d, c, output);
+            let val = random_set(&mut rng, n_val, d, c, output);
+            let model = LinearModel {
+                shape: LinearShape {
+                    features: d,
+                    classes: c,
+                    bias,
+                },
+                output,
+                weights,
+                ridge,
             };
-            let one = LinearCe::with_block_elements(&train, &val, shape, weights, ridge, n * d);
+            let shape = model.shape;
+            let sets = ((&train.0, &train.1), (&val.0, &val.1));
+            let one = LinearCe::with_block_elements(sets.0, sets.1, model, n * d).unwrap();
             // 2 rows per block: 19 train blocks, 6 validation blocks.
-            let many = LinearCe::with_block_elements(&train, &val, shape, weights, ridge, 2 * d);
+            let many = LinearCe::with_block_elements(sets.0, sets.1, model, 2 * d).unwrap();
             assert_eq!(many.train.blocks.rows.len(), 19);
             assert_eq!(many.val.blocks.rows.len(), 6);
             let x = vector::<B>(&rng.normal_vec(x_dim), &device);
@@ -565,7 +700,7 @@ mod tests {
                 let err = rel_err(a, b);
                 assert!(
                     err < 1e-13,
-                    "{what} ({weights:?}, {ridge:?}, bias {bias}): {err:e}"
+                    "{what} ({output:?}, {weights:?}, {ridge:?}, bias {bias}): {err:e}"
                 );
             };
             let (g1, g2) = (
@@ -596,5 +731,55 @@ mod tests {
             close(&b1.0, &b2.0, "batch Hv");
             close(&b1.1, &b2.1, "batch Jv");
         }
+    }
+
+    #[test]
+    fn inconsistent_models_are_config_errors() {
+        let mut rng = Rng::seed(2);
+        let (n, d) = (5, 3);
+        let soft = random_set(&mut rng, n, d, 4, Output::Softmax);
+        let logit = random_set(&mut rng, n, d, 1, Output::Logistic);
+        let model = |classes, output, weights, ridge| LinearModel {
+            shape: LinearShape {
+                features: d,
+                classes,
+                bias: false,
+            },
+            output,
+            weights,
+            ridge,
+        };
+        let message = |sets: &(Tensor<B, 2>, Tensor<B, 2>), m: LinearModel| {
+            let pair = (&sets.0, &sets.1);
+            match LinearCe::new(pair, pair, m) {
+                Err(e @ ProblemError::Config { .. }) => e.to_string(),
+                other => panic!("{m:?}: expected a config error, got {other:?}"),
+            }
+        };
+        let sigmoid = SampleWeights::Sigmoid;
+        let text = message(&soft, model(4, Output::Softmax, sigmoid, Ridge::Exp));
+        assert!(text.contains("ridge must be constant"), "{text}");
+        let per_feature = Ridge::ExpPerFeature { scale: 1.0 };
+        let text = message(&soft, model(4, Output::Softmax, sigmoid, per_feature));
+        assert!(text.contains("ridge must be constant"), "{text}");
+        let text = message(
+            &soft,
+            model(4, Output::Logistic, SampleWeights::One, per_feature),
+        );
+        assert!(text.contains("one logit, got 4 classes"), "{text}");
+        let text = message(
+            &logit,
+            model(4, Output::Softmax, SampleWeights::One, per_feature),
+        );
+        assert!(
+            text.contains("targets [5, 1] do not match 3 features and 4 classes"),
+            "{text}"
+        );
+        assert!(LinearCe::new(
+            (&logit.0, &logit.1),
+            (&logit.0, &logit.1),
+            model(1, Output::Logistic, SampleWeights::One, per_feature)
+        )
+        .is_ok());
     }
 }

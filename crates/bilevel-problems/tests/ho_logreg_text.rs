@@ -16,7 +16,8 @@ use bilevel_problems::ho_logreg_text::{logistic_loss_per_sample, HoLogregText, H
 use bilevel_problems::spec::{ApplicationVisitor, BuildContext, ProblemSpec};
 use bilevel_problems::{Application, ProblemError, Result};
 use problem_checks::{
-    dev, directional_gradient_error, host, inner_gd, metric, second_order_errors, t, Level, TB,
+    closed_form_vs_autodiff, dev, directional_gradient_error, host, inner_gd, metric,
+    second_order_errors, t, Level, TB,
 };
 
 /// The fixture corpus of `bilevel-data` (two messages in each of the five groups).
@@ -153,6 +154,35 @@ fn exact_products_match_finite_differences_and_the_closed_form_jvp() {
         .map(|j| 2.0 * x[j].exp() * y[j] * v[j] / d as f64)
         .collect();
     assert!(rel_err_host(&host(&jv), &expected) < 1e-13);
+}
+
+#[test]
+fn closed_form_matches_autodiff_to_round_off() {
+    // The hand-derived logistic / per-feature-ridge derivatives (the default path) against
+    // nested autodiff of the losses: with and without the bias, full batch and a mini-batch
+    // with a repeated row, at a point where some logits are large (|z| up to ~40).
+    for bias in [false, true] {
+        let s = HoLogregTextSpec {
+            bias,
+            ..fixture_spec()
+        };
+        let p = problem(&s, 7);
+        let mut rng = Rng::seed(12);
+        let x = rng.normal_vec(p.x_dim());
+        let y = scaled(rng.normal_vec(p.y_dim()), 20.0);
+        let v = rng.normal_vec(p.y_dim());
+        for (batch, outer) in [
+            (Batch::Full, Batch::Full),
+            (
+                Batch::Indices(vec![4, 0, 4, 2]),
+                Batch::Indices(vec![2, 2, 0]),
+            ),
+        ] {
+            let err = closed_form_vs_autodiff(&p, &x, &y, &v, &batch, &outer);
+            eprintln!("closed form vs autodiff, bias {bias}, {batch:?}: {err:.2e}");
+            assert!(err < 1e-12, "bias {bias}, {batch:?}: {err:e}");
+        }
+    }
 }
 
 #[test]
