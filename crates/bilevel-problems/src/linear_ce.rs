@@ -16,6 +16,13 @@
 //! ([`Ridge::ExpPerFeature`], one upper variable per feature). At most one of the sample weights
 //! and the ridge may depend on `x` ([`LinearCe::new`] checks it).
 //!
+//! **Noisy rows** ([`LinearCe::with_noisy_rows`], poisoning): `n_p` training rows that follow
+//! the `n_c` clean ones carry the upper variable as additive noise, `x = vec(Δ)` (`[n_p, d]`
+//! row-major), `x̃_i = x_i + Δ_{i−n_c}`; the outer loss may be negated
+//! ([`LinearCe::negated_outer`], `f = −(1/m) Σ ℓ_i`). Then, for a batch row `i` on noisy row `k`:
+//! `∂g/∂Δ_k = Σ_{i→k} W g_i` and `J v`'s row `k` is `Σ_{i→k} (V g_i + W r_i)` (`g_i`, `r_i` the
+//! rows of `G` and `R` below, with `U = X̃V (+ v_b)`; repeated rows add).
+//!
 //! With `P = softmax(Z)` (logistic: `P = σ(Z)`) and `G = diag(s)(P − T)/m`:
 //! - `∇_W g = Xᵀ G + 2 diag(ρ) W`, `∇_b g = 1ᵀG`;
 //!   `∂g/∂x_i = σ'(x_i) ℓ_i / m` (sigmoid weights, summed over repeated rows),
@@ -40,7 +47,7 @@ use bilevel_core::{Batch, ClosedForm};
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 
-use crate::common::LinearShape;
+use crate::common::{split_batch, LinearShape};
 use crate::error::{ProblemError, Result};
 
 /// The per-sample loss of the linear model.
@@ -170,6 +177,39 @@ impl<B: Backend> RowBlocks<B> {
     }
 }
 
+impl<B: Backend> RowBlocks<B> {
+    /// No rows (the blocks of a batch without clean rows).
+    fn empty() -> Self {
+        Self {
+            rows: Vec::new(),
+            cols: Vec::new(),
+            ranges: Vec::new(),
+        }
+    }
+
+    /// Rows in all blocks.
+    fn len(&self) -> usize {
+        self.ranges.last().map_or(0, |r| r.end)
+    }
+
+    /// These blocks followed by `x`'s rows, in blocks of at most `block_elements` elements whose
+    /// transposes are views (`x` changes per call: no host transpose).
+    fn followed_by(&self, x: Tensor<B, 2>, block_elements: usize) -> Self {
+        let [m, d] = x.dims();
+        let step = (block_elements / d.max(1)).max(1);
+        let mut out = self.clone();
+        let start = self.len();
+        for k in 0..m.div_ceil(step) {
+            let r = k * step..((k + 1) * step).min(m);
+            let block = x.clone().slice([r.clone(), 0..d]);
+            out.cols.push(block.clone().transpose());
+            out.rows.push(block);
+            out.ranges.push(start + r.start..start + r.end);
+        }
+        out
+    }
+}
+
 /// A labelled data set, `X` in row blocks.
 #[derive(Clone, Debug)]
 struct Data<B: Backend> {
@@ -199,7 +239,25 @@ impl<B: Backend> Data<B> {
     }
 }
 
-/// The hand-derived derivatives of a linear softmax problem (see the module documentation).
+/// Training rows that carry `x` as additive noise ([`LinearCe::with_noisy_rows`]).
+#[derive(Clone, Debug)]
+struct NoisyRows<B: Backend> {
+    /// `X_p`, `[n_p, d]`, before the noise.
+    features: Tensor<B, 2>,
+    /// `T_p`, `[n_p, c]`.
+    targets: Tensor<B, 2>,
+    /// `[T_c; T_p]`, the full batch's targets.
+    all_targets: Tensor<B, 2>,
+}
+
+/// Where a training batch's noisy rows are: batch rows `rows` are noisy rows `index`
+/// (`None` for the full batch, where they are all `n_p` in order).
+struct NoisyPart {
+    rows: Range<usize>,
+    index: Option<Vec<usize>>,
+}
+
+/// The hand-derived derivatives of a linear classifier problem (see the module documentation).
 #[derive(Clone, Debug)]
 pub struct LinearCe<B: Backend> {
     train: Data<B>,
@@ -208,6 +266,9 @@ pub struct LinearCe<B: Backend> {
     output: Output,
     weights: SampleWeights,
     ridge: Ridge,
+    noisy: Option<NoisyRows<B>>,
+    outer_sign: f64,
+    block_elements: usize,
 }
 
 /// The softmax pieces of one batch at `y`.
@@ -277,7 +338,50 @@ impl<B: Backend> LinearCe<B> {
             output,
             weights,
             ridge,
+            noisy: None,
+            outer_sign: 1.0,
+            block_elements,
         })
+    }
+
+    /// The model with `(X_p, T_p)` appended to the training rows, each carrying its row of
+    /// `Δ`, `x = vec(Δ)` (`[n_p, d]` row-major): `x̃_{n_c+k} = X_p[k] + Δ_k` (poisoning).
+    /// Inner batch indices `0..n_c` are the clean rows, `n_c..n_c + n_p` the noisy ones.
+    ///
+    /// Fails with [`ProblemError::Config`] unless the sample weights are one and the ridge
+    /// constant (`x` has one meaning), or when the shapes do not match.
+    pub fn with_noisy_rows(
+        mut self,
+        (features, targets): (&Tensor<B, 2>, &Tensor<B, 2>),
+    ) -> Result<Self> {
+        let invalid = |reason: String| Err(ProblemError::config("linear model", reason));
+        if self.weights != SampleWeights::One || !matches!(self.ridge, Ridge::Const(_)) {
+            return invalid(format!(
+                "noisy rows take x as their noise, so the sample weights must be one and the \
+                 ridge constant, got {:?} and {:?}",
+                self.weights, self.ridge
+            ));
+        }
+        let ([n, d], [nt, c]) = (features.dims(), targets.dims());
+        if n == 0 || d != self.shape.features || nt != n || c != self.shape.classes {
+            return invalid(format!(
+                "noisy rows: features [{n}, {d}] and targets [{nt}, {c}] do not match {} \
+                 features and {} classes (at least one row)",
+                self.shape.features, self.shape.classes
+            ));
+        }
+        self.noisy = Some(NoisyRows {
+            features: features.clone(),
+            targets: targets.clone(),
+            all_targets: Tensor::cat(vec![self.train.targets.clone(), targets.clone()], 0),
+        });
+        Ok(self)
+    }
+
+    /// The model with `f = −(1/m) Σ ℓ_i` (an attacker maximising the validation loss).
+    pub fn negated_outer(mut self) -> Self {
+        self.outer_sign = -self.outer_sign;
+        self
     }
 
     fn dc(&self) -> usize {
@@ -330,14 +434,94 @@ impl<B: Backend> LinearCe<B> {
         }
     }
 
+    /// A training batch: `(X̃_S, T_S)` and, when it has noisy rows, where they are. With noisy
+    /// rows a mini-batch's clean rows come first, then its noisy rows (all sums over rows).
+    fn train_batch(
+        &self,
+        x: &Tensor<B, 1>,
+        batch: &Batch,
+    ) -> (RowBlocks<B>, Tensor<B, 2>, Option<NoisyPart>) {
+        let Some(noisy) = &self.noisy else {
+            let (blocks, targets) = self.train.batch(batch);
+            return (blocks, targets, None);
+        };
+        let [n_p, d] = noisy.features.dims();
+        let n_c = self.train.blocks.len();
+        let noise = x.clone().reshape([n_p, d]);
+        match batch {
+            Batch::Full => {
+                let clean = if n_c == 0 {
+                    RowBlocks::empty()
+                } else {
+                    self.train.blocks.clone()
+                };
+                let rows = noisy.features.clone().add(noise);
+                let part = NoisyPart {
+                    rows: n_c..n_c + n_p,
+                    index: None,
+                };
+                let blocks = clean.followed_by(rows, self.block_elements);
+                (blocks, noisy.all_targets.clone(), Some(part))
+            }
+            Batch::Indices(_) => {
+                let (ci, pi) = split_batch(batch, n_c + n_p, n_c);
+                let (mut features, mut targets) = (Vec::new(), Vec::new());
+                if !ci.is_empty() {
+                    let clean = Batch::Indices(ci.clone());
+                    features.push(clean.rows(self.train.features.clone()));
+                    targets.push(clean.rows(self.train.targets.clone()));
+                }
+                if !pi.is_empty() {
+                    let rows = Batch::Indices(pi.clone());
+                    features.push(rows.rows(noisy.features.clone()).add(rows.rows(noise)));
+                    targets.push(rows.rows(noisy.targets.clone()));
+                }
+                // No noisy rows in the batch: nothing depends on x.
+                let part = (!pi.is_empty()).then(|| NoisyPart {
+                    rows: ci.len()..ci.len() + pi.len(),
+                    index: Some(pi),
+                });
+                let blocks = RowBlocks::single(Tensor::cat(features, 0));
+                (blocks, Tensor::cat(targets, 0), part)
+            }
+        }
+    }
+
+    /// `Σ_{i→k} (A_i Bᵀ)` over the batch's noisy rows `i` on noisy row `k`, as `vec(·)` of
+    /// `[n_p, d]`: `A` is `[m, k]` over the batch, `B` is `[d, k]`.
+    fn noisy_part(&self, part: &NoisyPart, a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 1> {
+        let noisy = self
+            .noisy
+            .as_ref()
+            .expect("a noisy part comes with noisy rows");
+        let [n_p, d] = noisy.features.dims();
+        let [_, k] = a.dims();
+        let rows = a.slice([part.rows.clone(), 0..k]).matmul(b.transpose());
+        let rows = match &part.index {
+            None => rows,
+            Some(index) => {
+                let values: Vec<i64> = index.iter().map(|&i| i as i64).collect();
+                let index = Tensor::<B, 1, Int>::from_data(
+                    TensorData::new(values, [index.len()]),
+                    &rows.device(),
+                );
+                Tensor::<B, 2>::zeros([n_p, d], &rows.device()).select_assign(
+                    0,
+                    index,
+                    rows,
+                    IndexingUpdateOp::Add,
+                )
+            }
+        };
+        rows.reshape([n_p * d])
+    }
+
     fn forward(
         &self,
-        data: &Data<B>,
+        (x, targets): (RowBlocks<B>, Tensor<B, 2>),
         y: &Tensor<B, 1>,
         extra: Option<&Tensor<B, 1>>,
-        batch: &Batch,
     ) -> (Forward<B>, Tensor<B, 1>, Option<Tensor<B, 2>>) {
-        let (x, targets) = data.batch(batch);
         let (z, u) = self.logits(&x, y, extra);
         let [m, _] = z.dims();
         let (probs, log_partition) = match self.output {
@@ -479,7 +663,8 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
         batch: &Batch,
         want_x: bool,
     ) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>) {
-        let (fw, ce, _) = self.forward(&self.train, y, None, batch);
+        let (blocks, targets, noisy) = self.train_batch(x, batch);
+        let (fw, ce, _) = self.forward((blocks, targets), y, None);
         let m = fw.m;
         let weights = self.sample_weights(x, batch);
         let residual = fw.probs.clone().sub(fw.targets.clone());
@@ -490,7 +675,8 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
             ),
             None => (residual, mean(ce.clone(), m)),
         };
-        let (gw, gb) = self.data_gradient(&fw, g.mul_scalar(1.0 / m as f64));
+        let g = g.mul_scalar(1.0 / m as f64);
+        let (gw, gb) = self.data_gradient(&fw, g.clone());
         let (w, _) = self.split(y);
         let rho_w = w.clone().mul(self.rho(x));
         let value = data_value.add(rho_w.clone().mul(w.clone()).sum());
@@ -501,6 +687,9 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
             if let Some((_, ds)) = weights {
                 let q = ds.mul(ce).mul_scalar(1.0 / m as f64);
                 gx = gx.add(self.scatter(x, q, batch));
+            }
+            if let Some(part) = &noisy {
+                gx = gx.add(self.noisy_part(part, g, w.clone()));
             }
             if let Some(part) = self.ridge_x_part(x, w.clone(), w, 1.0) {
                 gx = gx.add(part);
@@ -518,15 +707,16 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
         y: &Tensor<B, 1>,
         batch: &Batch,
     ) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>) {
-        let (fw, ce, _) = self.forward(&self.val, y, None, batch);
+        let (fw, ce, _) = self.forward(self.val.batch(batch), y, None);
         let m = fw.m;
         let g = fw
             .probs
             .clone()
             .sub(fw.targets.clone())
-            .mul_scalar(1.0 / m as f64);
+            .mul_scalar(self.outer_sign / m as f64);
         let (gw, gb) = self.data_gradient(&fw, g);
-        (mean(ce, m), x.zeros_like(), self.join(gw, gb))
+        let value = mean(ce, m).mul_scalar(self.outer_sign);
+        (value, x.zeros_like(), self.join(gw, gb))
     }
 
     fn inner_products(
@@ -537,7 +727,8 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
         batch: &Batch,
         want_jvp: bool,
     ) -> (Tensor<B, 1>, Tensor<B, 1>) {
-        let (fw, _, u) = self.forward(&self.train, y, Some(v), batch);
+        let (blocks, targets, noisy) = self.train_batch(x, batch);
+        let (fw, _, u) = self.forward((blocks, targets), y, Some(v));
         let u = u.expect("logits with an extra block return it");
         let m = fw.m;
         let weights = self.sample_weights(x, batch);
@@ -550,7 +741,7 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
             Some((s, _)) => r.mul(column(s.clone())),
             None => r,
         };
-        let (hw, hb) = self.data_gradient(&fw, r);
+        let (hw, hb) = self.data_gradient(&fw, r.clone());
         let (vw, _) = self.split(v);
         let hw = hw.add(vw.clone().mul(self.rho(x)).mul_scalar(2.0));
         let hv = self.join(hw, hb);
@@ -568,6 +759,17 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
                 jv = jv.add(self.scatter(x, q, batch));
             }
             let (w, _) = self.split(y);
+            if let Some(part) = &noisy {
+                // Σ (V g_i + W r_i) = [G R] [V W]ᵀ on the noisy rows.
+                let g = fw
+                    .probs
+                    .clone()
+                    .sub(fw.targets.clone())
+                    .mul_scalar(1.0 / m as f64);
+                let a = Tensor::cat(vec![g, r], 1);
+                let b = Tensor::cat(vec![vw.clone(), w.clone()], 1);
+                jv = jv.add(self.noisy_part(part, a, b));
+            }
             if let Some(part) = self.ridge_x_part(x, w, vw, 2.0) {
                 jv = jv.add(part);
             }
@@ -781,5 +983,89 @@ mod tests {
             model(1, Output::Logistic, SampleWeights::One, per_feature)
         )
         .is_ok());
+    }
+
+    #[test]
+    fn noisy_rows_in_blocks_equal_one_block() {
+        let mut rng = Rng::seed(8);
+        let (n_c, n_p, n_val, d, c) = (9, 7, 5, 3, 4);
+        let device = Default::default();
+        let clean = random_set(&mut rng, n_c, d, c, Output::Softmax);
+        let noisy = random_set(&mut rng, n_p, d, c, Output::Softmax);
+        let val = random_set(&mut rng, n_val, d, c, Output::Softmax);
+        let model = LinearModel {
+            shape: LinearShape {
+                features: d,
+                classes: c,
+                bias: true,
+            },
+            output: Output::Softmax,
+            weights: SampleWeights::One,
+            ridge: Ridge::Const(0.1),
+        };
+        let build = |block_elements| {
+            LinearCe::with_block_elements(
+                (&clean.0, &clean.1),
+                (&val.0, &val.1),
+                model,
+                block_elements,
+            )
+            .unwrap()
+            .with_noisy_rows((&noisy.0, &noisy.1))
+            .unwrap()
+            .negated_outer()
+        };
+        let (one, many) = (build(100 * d), build(2 * d));
+        let x = vector::<B>(&rng.normal_vec(n_p * d), &device);
+        let y = vector::<B>(&rng.normal_vec(model.shape.len()), &device);
+        let v = vector::<B>(&rng.normal_vec(model.shape.len()), &device);
+        // 9 clean rows in 5 blocks, then 7 noisy rows in 4 view blocks.
+        let (blocks, _, part) = many.train_batch(&x, &Batch::Full);
+        assert_eq!(blocks.rows.len(), 9);
+        assert_eq!(blocks.ranges[5], 9..11);
+        assert_eq!(part.map(|p| p.rows), Some(9..16));
+        let (blocks, _, _) = one.train_batch(&x, &Batch::Full);
+        assert_eq!(blocks.rows.len(), 2);
+        let close = |a: &Tensor<B, 1>, b: &Tensor<B, 1>, what: &str| {
+            let err = rel_err(a, b);
+            assert!(err < 1e-13, "{what}: {err:e}");
+        };
+        let (g1, g2) = (
+            one.inner_gradient(&x, &y, &Batch::Full, true),
+            many.inner_gradient(&x, &y, &Batch::Full, true),
+        );
+        close(&g1.0, &g2.0, "g");
+        close(&g1.1, &g2.1, "grad_x g");
+        close(&g1.2, &g2.2, "grad_y g");
+        let (p1, p2) = (
+            one.inner_products(&x, &y, &v, &Batch::Full, true),
+            many.inner_products(&x, &y, &v, &Batch::Full, true),
+        );
+        close(&p1.0, &p2.0, "Hv");
+        close(&p1.1, &p2.1, "Jv");
+        // The negated outer loss: f and ∇_y f are those of the plain model, negated.
+        let plain = LinearCe::new((&clean.0, &clean.1), (&val.0, &val.1), model).unwrap();
+        let (f1, f2) = (
+            one.outer_gradient(&x, &y, &Batch::Full),
+            plain.outer_gradient(&x, &y, &Batch::Full),
+        );
+        close(&f1.0, &f2.0.neg(), "f");
+        close(&f1.2, &f2.2.neg(), "grad_y f");
+        // x is the noise: other uses of x are refused.
+        let weighted = LinearModel {
+            weights: SampleWeights::Sigmoid,
+            ..model
+        };
+        let err = LinearCe::new((&clean.0, &clean.1), (&val.0, &val.1), weighted)
+            .unwrap()
+            .with_noisy_rows((&noisy.0, &noisy.1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sample weights must be one"), "{err}");
+        let err = plain
+            .with_noisy_rows((&noisy.0, &val.1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("targets [5, 4] do not match"), "{err}");
     }
 }

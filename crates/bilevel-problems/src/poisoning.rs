@@ -14,13 +14,17 @@
 //! strongly convex (ridge), so `Ψ = W − γ∇_W g` is a contraction. [`BilevelProblem::upper_constraint`]
 //! is the L∞ ball, which projected methods (BSGM) project onto.
 //!
+//! The oracle's default path computes these derivatives by hand ([`crate::linear_ce`] with
+//! noisy rows and a negated outer loss); nested autodiff of the losses below stays the control
+//! (`run.autodiff_only`) and the test oracle.
+//!
 //! Inner samples are ordered clean first, then poisoned: indices `0..n − |I_p|` are clean,
 //! `n − |I_p|..n` poisoned (sample `n − |I_p| + j` carries `δ_j`).
 
 use std::path::PathBuf;
 
 use bilevel_core::tensor::{check_len, vector};
-use bilevel_core::{Batch, BilevelProblem, Constraint, Lift};
+use bilevel_core::{Batch, BilevelProblem, ClosedForm, Constraint, Lift};
 use bilevel_data::Mnist;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -32,6 +36,7 @@ use crate::common::{
     MNIST_FEATURES,
 };
 use crate::error::{ProblemError, Result};
+use crate::linear_ce::{LinearCe, LinearModel, Output, Ridge, SampleWeights};
 
 /// The `[problem]` table of `kind = "poisoning"`. Every field is optional; defaults are the
 /// authors' MNIST settings (45 000 training images of which 20% = 9 000 poisoned, 15 000
@@ -118,6 +123,7 @@ pub struct Poisoning<B: Backend> {
     val: ClassSet<B>,
     test: ClassSet<B>,
     shape: LinearShape,
+    closed: LinearCe<B>,
     spec: PoisoningSpec,
     seed: u64,
     device: B::Device,
@@ -146,16 +152,32 @@ impl<B: Backend> Poisoning<B> {
         let clean_idx: Vec<usize> = (spec.poisoned..spec.train).collect();
         let poison = parts.train.subset(&poison_idx)?;
         let clean = parts.train.subset(&clean_idx)?;
+        let clean = ClassSet::new(&clean, &clean.labels, MNIST_CLASSES, device);
+        let poison = ClassSet::new(&poison, &poison.labels, MNIST_CLASSES, device);
+        let val = ClassSet::new(&parts.val, &parts.val.labels, MNIST_CLASSES, device);
+        let shape = LinearShape {
+            features: MNIST_FEATURES,
+            classes: MNIST_CLASSES,
+            bias: spec.bias,
+        };
+        // The same losses by hand: ridge r·mean(W²) = (r/(dc))‖W‖², noise on the poisoned
+        // rows, f = −(validation cross-entropy).
+        let model = LinearModel {
+            shape,
+            output: Output::Softmax,
+            weights: SampleWeights::One,
+            ridge: Ridge::Const(spec.reg / (MNIST_FEATURES * MNIST_CLASSES) as f64),
+        };
+        let closed = LinearCe::new(clean.pair(), val.pair(), model)?
+            .with_noisy_rows(poison.pair())?
+            .negated_outer();
         Ok(Self {
-            clean: ClassSet::new(&clean, &clean.labels, MNIST_CLASSES, device),
-            poison: ClassSet::new(&poison, &poison.labels, MNIST_CLASSES, device),
-            val: ClassSet::new(&parts.val, &parts.val.labels, MNIST_CLASSES, device),
+            clean,
+            poison,
+            val,
             test: ClassSet::new(&parts.test, &parts.test.labels, MNIST_CLASSES, device),
-            shape: LinearShape {
-                features: MNIST_FEATURES,
-                classes: MNIST_CLASSES,
-                bias: spec.bias,
-            },
+            shape,
+            closed,
             spec: spec.clone(),
             seed,
             device: device.clone(),
@@ -276,6 +298,12 @@ impl<B: Backend> BilevelProblem<B> for Poisoning<B> {
             targets,
         ))
         .neg()
+    }
+
+    /// The hand-derived derivatives of [`crate::linear_ce`] with noisy rows (the default
+    /// oracle path).
+    fn closed_form(&self) -> Option<&dyn ClosedForm<B>> {
+        Some(&self.closed)
     }
 
     fn upper_constraint(&self) -> Constraint {

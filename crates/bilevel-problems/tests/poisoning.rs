@@ -14,7 +14,8 @@ use bilevel_data::Mnist;
 use bilevel_problems::poisoning::{Poisoning, PoisoningSpec};
 use bilevel_problems::{Application, ProblemError};
 use problem_checks::{
-    dev, directional_gradient_error, host, inner_gd, metric, second_order_errors, t, Level, TB,
+    closed_form_vs_autodiff, dev, directional_gradient_error, host, inner_gd, metric,
+    second_order_errors, t, Level, TB,
 };
 
 fn mnist() -> &'static Mnist {
@@ -85,6 +86,44 @@ fn gradients_match_central_differences() {
             .x,
     );
     assert!(g.iter().all(|v| *v == 0.0));
+}
+
+#[test]
+fn closed_form_matches_autodiff_to_round_off() {
+    // The hand-derived derivatives (noisy rows, negated outer loss; the default path) against
+    // nested autodiff of the losses, with and without the bias, on the full batch and on
+    // mini-batches of mixed, only-poisoned (with a repeat) and only-clean rows; and with every
+    // training image poisoned.
+    for (train, poisoned, bias) in [(30, 10, false), (30, 10, true), (12, 12, false)] {
+        let s = PoisoningSpec {
+            bias,
+            ..spec(train, poisoned, 20, 20)
+        };
+        let p = problem(&s, 3);
+        let x = small(4, p.x_dim(), 0.1);
+        let y = small(5, p.y_dim(), 0.05);
+        let v = small(6, p.y_dim(), 1.0);
+        let batches = [
+            (Batch::Full, Batch::Full),
+            (
+                Batch::Indices(vec![0, 25, 25, 19, 29, 3]),
+                Batch::Indices(vec![4, 4, 17]),
+            ),
+            (Batch::Indices(vec![21, 20, 21]), Batch::Indices(vec![0])),
+            (Batch::Indices(vec![7, 2]), Batch::Full),
+        ];
+        let n = if train == poisoned { 1 } else { batches.len() };
+        for (batch, outer) in batches.into_iter().take(n) {
+            let err = closed_form_vs_autodiff(&p, &x, &y, &v, &batch, &outer);
+            eprintln!(
+                "closed form vs autodiff, {train}/{poisoned}, bias {bias}, {batch:?}: {err:.2e}"
+            );
+            assert!(
+                err < 1e-12,
+                "{train}/{poisoned}, bias {bias}, {batch:?}: {err:e}"
+            );
+        }
+    }
 }
 
 #[test]
