@@ -247,6 +247,22 @@ where
     (vs_exact, vs_cpu)
 }
 
+/// Runs `estimator` on the least-squares data at `(x, 0)` with state seed `seed` on wgpu and on
+/// ndarray-f64 (the same mini-batches: they come from the host generator); returns
+/// `(wgpu estimate, ndarray estimate)`.
+fn ls_estimates<E>(estimator: &E, x: &[f64], seed: u64) -> (Vec<f64>, Vec<f64>)
+where
+    E: HypergradientEstimator<Gpu> + HypergradientEstimator<Cpu> + Clone,
+{
+    let (data, y0) = (ls_data(), vec![0.0; LS_Y]);
+    let p_gpu = data.problem_on::<Gpu>(&gpu());
+    let p_cpu = data.problem_on::<Cpu>(&cpu());
+    (
+        estimate_at(&mut estimator.clone(), &p_gpu, x, &y0, seed),
+        estimate_at(&mut estimator.clone(), &p_cpu, x, &y0, seed),
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Second-order products
 // ---------------------------------------------------------------------------------------------
@@ -419,7 +435,6 @@ fn stocbio_matches_the_closed_form_and_ndarray_on_mini_batches() {
     assert!(vs_cpu <= 1e-4, "stocbio vs ndarray: {vs_cpu:e}");
 
     let clock = Instant::now();
-    let data = ls_data();
     let mini = StocBio::new(StocBioConfig {
         inner_steps: 8,
         inner_step: 0.3,
@@ -430,21 +445,7 @@ fn stocbio_matches_the_closed_form_and_ndarray_on_mini_batches() {
         neumann_terms: 8,
         neumann_step: 0.3,
     });
-    let (x, y0) = (normal(9, LS_X), vec![0.0; LS_Y]);
-    let g_gpu = estimate_at(
-        &mut mini.clone(),
-        &data.problem_on::<Gpu>(&gpu()),
-        &x,
-        &y0,
-        3,
-    );
-    let g_cpu = estimate_at(
-        &mut mini.clone(),
-        &data.problem_on::<Cpu>(&cpu()),
-        &x,
-        &y0,
-        3,
-    );
+    let (g_gpu, g_cpu) = ls_estimates(&mini, &normal(9, LS_X), 3);
     let name = "stocbio (mini-batch)";
     let vs_cpu = report(name, "ndarray-f64", &g_gpu, &g_cpu);
     println!("{name}: {:.2}s", clock.elapsed().as_secs_f64());
@@ -640,7 +641,6 @@ fn sid_matches_the_closed_form_and_ndarray_on_mini_batches() {
     assert!(vs_cpu <= 1e-4, "sid vs ndarray: {vs_cpu:e}");
 
     let clock = Instant::now();
-    let data = ls_data();
     let mini = Sid::new(SidConfig {
         lower_level: LowerLevel::GradientStep { step: 0.3 },
         inner_steps: 8,
@@ -652,21 +652,7 @@ fn sid_matches_the_closed_form_and_ndarray_on_mini_batches() {
         warm_start_inner: false,
         warm_start_linear: false,
     });
-    let (x, y0) = (normal(12, LS_X), vec![0.0; LS_Y]);
-    let g_gpu = estimate_at(
-        &mut mini.clone(),
-        &data.problem_on::<Gpu>(&gpu()),
-        &x,
-        &y0,
-        4,
-    );
-    let g_cpu = estimate_at(
-        &mut mini.clone(),
-        &data.problem_on::<Cpu>(&cpu()),
-        &x,
-        &y0,
-        4,
-    );
+    let (g_gpu, g_cpu) = ls_estimates(&mini, &normal(12, LS_X), 4);
     let name = "sid (mini-batch)";
     let vs_cpu = report(name, "ndarray-f64", &g_gpu, &g_cpu);
     println!("{name}: {:.2}s", clock.elapsed().as_secs_f64());

@@ -1,7 +1,8 @@
-//! The hand-derived derivatives of the linear softmax problems on the GPU backend
-//! (`Autodiff<Wgpu<f32>>`, issue #8): the default oracle path of hyper-cleaning and ho-l2-mnist
-//! against autodiff / nested autodiff on the same device, and against the same hand-derived
-//! path on ndarray f64.
+//! The hand-derived derivatives of the linear problems on the GPU backend
+//! (`Autodiff<Wgpu<f32>>`, issue #8): the default oracle path of hyper-cleaning, ho-l2-mnist,
+//! ho-logreg-text (logistic output, per-feature ridge) and poisoning (noisy rows, negated outer
+//! loss) against autodiff / nested autodiff on the same device, and against the same
+//! hand-derived path on ndarray f64.
 //!
 //! Runs only with `--features wgpu` and needs a Vulkan/Metal/DX12 adapter (CI installs Mesa's
 //! lavapipe); a missing adapter fails the test with [`probe_adapter`]'s message.
@@ -14,8 +15,12 @@ use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::{rel_err_host, to_vec, vector};
 use bilevel_core::{Batch, BilevelProblem, Oracle, SecondOrder};
 use bilevel_data::Mnist;
+use std::path::Path;
+
 use bilevel_problems::ho_l2::{HoL2Mnist, HoL2MnistSpec};
+use bilevel_problems::ho_logreg_text::HoLogregTextSpec;
 use bilevel_problems::hyper_cleaning::{HyperCleaning, HyperCleaningSpec};
+use bilevel_problems::poisoning::{Poisoning, PoisoningSpec};
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
@@ -74,6 +79,27 @@ fn point(x_dim: usize, y_dim: usize, seed: u64) -> [Vec<f64>; 3] {
     [x, y, rng.normal_vec(y_dim)]
 }
 
+/// Closed form vs autodiff on the GPU and vs the closed form on ndarray f64, for each batch.
+fn compare<P: BilevelProblem<Gpu>, Q: BilevelProblem<Cpu>>(
+    name: &str,
+    gpu: &P,
+    cpu: &Q,
+    at: [&[f64]; 3],
+    batches: &[Batch],
+) {
+    for batch in batches {
+        let closed = outputs(gpu, SecondOrder::Exact, at, batch);
+        let auto = outputs(gpu, SecondOrder::Autodiff, at, batch);
+        let reference = outputs(cpu, SecondOrder::Exact, at, batch);
+        let (e_auto, e_ref) = (worst(&closed, &auto), worst(&closed, &reference));
+        println!("{name} {batch:?}: closed vs autodiff {e_auto:.2e}, vs ndarray f64 {e_ref:.2e}");
+        assert!(
+            e_auto < 1e-5 && e_ref < 1e-5,
+            "{name} {batch:?}: {e_auto:e}, {e_ref:e}"
+        );
+    }
+}
+
 #[test]
 fn hyper_cleaning_closed_form_matches_autodiff_on_wgpu() {
     adapter();
@@ -86,20 +112,9 @@ fn hyper_cleaning_closed_form_matches_autodiff_on_wgpu() {
     let gpu = HyperCleaning::<Gpu>::from_mnist(&spec, mnist(), 3, &Default::default()).unwrap();
     let cpu = HyperCleaning::<Cpu>::from_mnist(&spec, mnist(), 3, &Default::default()).unwrap();
     let [x, y, v] = point(64, gpu.y_dim(), 9);
-    for batch in [Batch::Full, Batch::Indices(vec![5, 5, 31, 0, 17])] {
-        let at = [x.as_slice(), y.as_slice(), v.as_slice()];
-        let closed = outputs(&gpu, SecondOrder::Exact, at, &batch);
-        let auto = outputs(&gpu, SecondOrder::Autodiff, at, &batch);
-        let reference = outputs(&cpu, SecondOrder::Exact, at, &batch);
-        let (e_auto, e_ref) = (worst(&closed, &auto), worst(&closed, &reference));
-        println!(
-            "hyper-cleaning {batch:?}: closed vs autodiff {e_auto:.2e}, vs ndarray f64 {e_ref:.2e}"
-        );
-        assert!(
-            e_auto < 1e-5 && e_ref < 1e-5,
-            "{batch:?}: {e_auto:e}, {e_ref:e}"
-        );
-    }
+    let at = [x.as_slice(), y.as_slice(), v.as_slice()];
+    let batches = [Batch::Full, Batch::Indices(vec![5, 5, 31, 0, 17])];
+    compare("hyper-cleaning", &gpu, &cpu, at, &batches);
 }
 
 #[test]
@@ -116,10 +131,49 @@ fn ho_l2_closed_form_matches_autodiff_on_wgpu() {
     let [_, y, v] = point(1, gpu.y_dim(), 10);
     let x = [-0.7];
     let at = [x.as_slice(), y.as_slice(), v.as_slice()];
-    let closed = outputs(&gpu, SecondOrder::Exact, at, &Batch::Full);
-    let auto = outputs(&gpu, SecondOrder::Autodiff, at, &Batch::Full);
-    let reference = outputs(&cpu, SecondOrder::Exact, at, &Batch::Full);
-    let (e_auto, e_ref) = (worst(&closed, &auto), worst(&closed, &reference));
-    println!("ho-l2: closed vs autodiff {e_auto:.2e}, vs ndarray f64 {e_ref:.2e}");
-    assert!(e_auto < 1e-5 && e_ref < 1e-5, "{e_auto:e}, {e_ref:e}");
+    compare("ho-l2", &gpu, &cpu, at, &[Batch::Full]);
+}
+
+#[test]
+fn ho_logreg_text_closed_form_matches_autodiff_on_wgpu() {
+    adapter();
+    let spec = HoLogregTextSpec {
+        train: 5,
+        val: 3,
+        test: 2,
+        min_df: 1,
+        bias: true,
+        corpus_dir: Some(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../bilevel-data/tests/fixtures/spam/ok"),
+        ),
+        ..Default::default()
+    };
+    let gpu = spec.build::<Gpu>(5, None, &Default::default()).unwrap();
+    let cpu = spec.build::<Cpu>(5, None, &Default::default()).unwrap();
+    let [x, y, v] = point(gpu.x_dim(), gpu.y_dim(), 11);
+    // Logits of order 1 and more: y scaled up from `point`'s 0.05.
+    let y: Vec<f64> = y.iter().map(|a| 40.0 * a).collect();
+    let at = [x.as_slice(), y.as_slice(), v.as_slice()];
+    let batches = [Batch::Full, Batch::Indices(vec![2, 0, 2])];
+    compare("ho-logreg-text", &gpu, &cpu, at, &batches);
+}
+
+#[test]
+fn poisoning_closed_form_matches_autodiff_on_wgpu() {
+    adapter();
+    let spec = PoisoningSpec {
+        train: 40,
+        poisoned: 12,
+        val: 40,
+        test: 10,
+        ..Default::default()
+    };
+    let gpu = Poisoning::<Gpu>::from_mnist(&spec, mnist(), 6, &Default::default()).unwrap();
+    let cpu = Poisoning::<Cpu>::from_mnist(&spec, mnist(), 6, &Default::default()).unwrap();
+    let [x, y, v] = point(gpu.x_dim(), gpu.y_dim(), 12);
+    let x: Vec<f64> = x.iter().map(|a| 0.1 * a).collect();
+    let at = [x.as_slice(), y.as_slice(), v.as_slice()];
+    // Rows ≥ 28 are poisoned: the full batch, and clean and poisoned rows with repeats.
+    let batches = [Batch::Full, Batch::Indices(vec![5, 5, 39, 0, 30, 30])];
+    compare("poisoning", &gpu, &cpu, at, &batches);
 }
