@@ -136,14 +136,15 @@ pub trait BilevelProblem<B: Backend> {
 /// All tensors are untracked tensors on `B`; lengths and batches have been checked by the
 /// oracle before a call. The values are those of the losses on the same batch.
 pub trait ClosedForm<B: Backend> {
-    /// `(g, ∇_x g, ∇_y g)` on `batch`; `∇_x g` may be returned as zeros when `!want_x`.
+    /// `(g, ∇_x g, ∇_y g)` on `batch`; `∇_x g` is `Some` exactly when `want_x` (skipping it
+    /// saves an `x`-length tensor per call, which matters when `x` is large, e.g. poisoning).
     fn inner_gradient(
         &self,
         x: &Tensor<B, 1>,
         y: &Tensor<B, 1>,
         batch: &Batch,
         want_x: bool,
-    ) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>);
+    ) -> (Tensor<B, 1>, Option<Tensor<B, 1>>, Tensor<B, 1>);
 
     /// `(f, ∇_x f, ∇_y f)` on `batch`.
     fn outer_gradient(
@@ -153,7 +154,7 @@ pub trait ClosedForm<B: Backend> {
         batch: &Batch,
     ) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>);
 
-    /// `(∇²_yy g · v, ∇_x∇_y g · v)` on `batch`; the second may be zeros when `!want_jvp`.
+    /// `(∇²_yy g · v, ∇_x∇_y g · v)` on `batch`; the second is `Some` exactly when `want_jvp`.
     fn inner_products(
         &self,
         x: &Tensor<B, 1>,
@@ -161,5 +162,5 @@ pub trait ClosedForm<B: Backend> {
         v: &Tensor<B, 1>,
         batch: &Batch,
         want_jvp: bool,
-    ) -> (Tensor<B, 1>, Tensor<B, 1>);
+    ) -> (Tensor<B, 1>, Option<Tensor<B, 1>>);
 }

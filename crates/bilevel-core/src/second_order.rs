@@ -270,6 +270,7 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         self.counts.grad_g += 1;
         if let Some(cf) = self.closed_form() {
             let (value, gx, gy) = cf.inner_gradient(x, y, batch, true);
+            let gx = gx.ok_or_else(|| missing("closed-form ∇_x g", self.problem.x_dim()))?;
             return self.checked_gradient("closed-form ∇g", value, gx, gy);
         }
         let (xr, yr) = leaves(x, y, true);
@@ -320,7 +321,8 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
     ) -> Result<Tensor<B, 1>> {
         self.check_product(x, y, v, batch)?;
         self.counts.jvp += 1;
-        Ok(self.products(x, y, v, batch, true)?.1)
+        let (_, jv) = self.products(x, y, v, batch, true)?;
+        jv.ok_or_else(|| missing("J v", self.problem.x_dim()))
     }
 
     /// `(H v, J v)` from a single double backward (counted as one of each).
@@ -334,7 +336,8 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         self.check_product(x, y, v, batch)?;
         self.counts.hvp += 1;
         self.counts.jvp += 1;
-        self.products(x, y, v, batch, true)
+        let (hv, jv) = self.products(x, y, v, batch, true)?;
+        Ok((hv, jv.ok_or_else(|| missing("J v", self.problem.x_dim()))?))
     }
 
     /// `Ψ(y, x; batch)` of a problem posed as a contraction (error if it is not).
@@ -405,11 +408,13 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         v: &Tensor<B, 1>,
         batch: &Batch,
         want_jvp: bool,
-    ) -> Result<(Tensor<B, 1>, Tensor<B, 1>)> {
+    ) -> Result<(Tensor<B, 1>, Option<Tensor<B, 1>>)> {
         if let Some(cf) = self.closed_form() {
             let (hv, jv) = cf.inner_products(x, y, v, batch, want_jvp);
             check_len("closed-form H v", &hv, self.problem.y_dim())?;
-            check_len("closed-form J v", &jv, self.problem.x_dim())?;
+            if let Some(jv) = &jv {
+                check_len("closed-form J v", jv, self.problem.x_dim())?;
+            }
             return Ok((hv, jv));
         }
         match self.mode {
@@ -423,6 +428,15 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
                 Ok(fd_products(self.problem, x, y, v, batch, eps, want_jvp))
             }
         }
+    }
+}
+
+/// A product that was asked for and not returned (a closed form that breaks its contract).
+fn missing(what: &str, len: usize) -> BilevelError {
+    BilevelError::ShapeMismatch {
+        what: what.to_string(),
+        expected: vec![len],
+        got: Vec::new(),
     }
 }
 
@@ -468,7 +482,7 @@ fn gradient_of<B: AutodiffBackend>(
     }
 }
 
-/// `(H v, J v)` by one double backward through `Autodiff<B>` (`J v` is zeros unless asked).
+/// `(H v, J v)` by one double backward through `Autodiff<B>` (`J v` only when asked).
 fn exact_products<B: AutodiffBackend, P: BilevelProblem<B>>(
     problem: &P,
     x: &Tensor<B, 1>,
@@ -476,14 +490,17 @@ fn exact_products<B: AutodiffBackend, P: BilevelProblem<B>>(
     v: &Tensor<B, 1>,
     batch: &Batch,
     want_jvp: bool,
-) -> (Tensor<B, 1>, Tensor<B, 1>) {
+) -> (Tensor<B, 1>, Option<Tensor<B, 1>>) {
     // Level-1 leaves: tracked on B, so that the backward of level 2 is recorded on B.
     let (x1, y1) = leaves(x, y, want_jvp);
     // Level 2: only y needs a gradient there; x enters as a (level-1-tracked) constant.
     let x2 = Tensor::<Autodiff<B>, 1>::from_inner(x1.clone());
     let y2 = Tensor::<Autodiff<B>, 1>::from_inner(y1.clone()).require_grad();
     let g = problem.inner_loss::<Autodiff<B>>(x2, y2.clone(), batch);
-    let zeros = || (y.zeros_like().detach(), x.zeros_like().detach());
+    let zeros = || {
+        let jv = want_jvp.then(|| x.zeros_like().detach());
+        (y.zeros_like().detach(), jv)
+    };
     // (`is_require_grad` is true for leaves only, so a loss that ignores y shows up below as a
     // missing gradient, not here.)
     let grads2 = g.backward();
@@ -498,13 +515,11 @@ fn exact_products<B: AutodiffBackend, P: BilevelProblem<B>>(
         .grad(&grads1)
         .map(Tensor::from_inner)
         .unwrap_or_else(|| y.zeros_like().detach());
-    let jv = if want_jvp {
+    let jv = want_jvp.then(|| {
         x1.grad(&grads1)
             .map(Tensor::from_inner)
             .unwrap_or_else(|| x.zeros_like().detach())
-    } else {
-        x.zeros_like().detach()
-    };
+    });
     (hv, jv)
 }
 
@@ -517,10 +532,11 @@ fn fd_products<B: AutodiffBackend, P: BilevelProblem<B>>(
     batch: &Batch,
     eps: f64,
     want_jvp: bool,
-) -> (Tensor<B, 1>, Tensor<B, 1>) {
+) -> (Tensor<B, 1>, Option<Tensor<B, 1>>) {
     let scale = norm(v);
     if scale == 0.0 {
-        return (y.zeros_like().detach(), x.zeros_like().detach());
+        let jv = want_jvp.then(|| x.zeros_like().detach());
+        return (y.zeros_like().detach(), jv);
     }
     let step = v.clone().detach().mul_scalar(eps / scale);
     let grad_at = |y_shift: Tensor<B, 1>| {
@@ -532,10 +548,6 @@ fn fd_products<B: AutodiffBackend, P: BilevelProblem<B>>(
     let minus = grad_at(y.clone().sub(step));
     let factor = scale / (2.0 * eps);
     let hv = plus.y.sub(minus.y).mul_scalar(factor);
-    let jv = if want_jvp {
-        plus.x.sub(minus.x).mul_scalar(factor)
-    } else {
-        x.zeros_like().detach()
-    };
+    let jv = want_jvp.then(|| plus.x.sub(minus.x).mul_scalar(factor));
     (hv, jv)
 }

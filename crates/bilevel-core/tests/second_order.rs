@@ -8,7 +8,8 @@ use bilevel_core::problems::{
 };
 use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::rel_err_host;
-use bilevel_core::{Batch, BilevelError, Oracle, SecondOrder};
+use bilevel_core::{Batch, BilevelError, BilevelProblem, ClosedForm, Lift, Oracle, SecondOrder};
+use burn::tensor::Tensor;
 use common::{dev, host, t, TestBackend};
 use proptest::prelude::*;
 
@@ -272,4 +273,136 @@ fn contraction_map_vjp_matches_closed_form() {
         matches!(err, BilevelError::InvalidParameter { .. }),
         "{err}"
     );
+}
+
+/// A problem that delegates to a quadratic and supplies "hand-derived" derivatives (autodiff of
+/// the quadratic), recording which parts the oracle asks for; `omit` drops the `x` parts even
+/// when asked, as a broken closed form would.
+struct Handmade {
+    inner: QuadraticBilevel<TestBackend>,
+    omit: bool,
+    asked: std::cell::RefCell<Vec<(&'static str, bool)>>,
+}
+
+impl BilevelProblem<TestBackend> for Handmade {
+    fn x_dim(&self) -> usize {
+        self.inner.x_dim()
+    }
+    fn y_dim(&self) -> usize {
+        self.inner.y_dim()
+    }
+    fn device(&self) -> burn::tensor::Device<TestBackend> {
+        dev()
+    }
+    fn inner_loss<C: Lift<TestBackend>>(
+        &self,
+        x: Tensor<C, 1>,
+        y: Tensor<C, 1>,
+        b: &Batch,
+    ) -> Tensor<C, 1> {
+        self.inner.inner_loss(x, y, b)
+    }
+    fn outer_loss<C: Lift<TestBackend>>(
+        &self,
+        x: Tensor<C, 1>,
+        y: Tensor<C, 1>,
+        b: &Batch,
+    ) -> Tensor<C, 1> {
+        self.inner.outer_loss(x, y, b)
+    }
+    fn closed_form(&self) -> Option<&dyn ClosedForm<TestBackend>> {
+        Some(self)
+    }
+}
+
+type T1 = Tensor<TestBackend, 1>;
+
+impl ClosedForm<TestBackend> for Handmade {
+    fn inner_gradient(&self, x: &T1, y: &T1, batch: &Batch, want_x: bool) -> (T1, Option<T1>, T1) {
+        self.asked.borrow_mut().push(("∇g", want_x));
+        let g = Oracle::with_mode(&self.inner, SecondOrder::Autodiff)
+            .grad_g(x, y, batch)
+            .unwrap();
+        (g.value, (want_x && !self.omit).then_some(g.x), g.y)
+    }
+    fn outer_gradient(&self, x: &T1, y: &T1, batch: &Batch) -> (T1, T1, T1) {
+        let f = Oracle::with_mode(&self.inner, SecondOrder::Autodiff)
+            .grad_f(x, y, batch)
+            .unwrap();
+        (f.value, f.x, f.y)
+    }
+    fn inner_products(
+        &self,
+        x: &T1,
+        y: &T1,
+        v: &T1,
+        batch: &Batch,
+        want_jvp: bool,
+    ) -> (T1, Option<T1>) {
+        self.asked.borrow_mut().push(("products", want_jvp));
+        let (hv, jv) = Oracle::with_mode(&self.inner, SecondOrder::Autodiff)
+            .hvp_jvp(x, y, v, batch)
+            .unwrap();
+        (hv, (want_jvp && !self.omit).then_some(jv))
+    }
+}
+
+#[test]
+fn closed_forms_are_asked_only_for_the_parts_needed_and_missing_parts_are_errors() {
+    let handmade = |omit| Handmade {
+        inner: instance(5, 3, 4, 10.0),
+        omit,
+        asked: Default::default(),
+    };
+    let (x, y, v) = (
+        t(&[0.3, -1.0, 2.0]),
+        t(&[1.0, 0.5, -0.5, 2.0]),
+        t(&[1.0, -2.0, 0.0, 0.5]),
+    );
+    let full = Batch::Full;
+    let good = handmade(false);
+    let mut oracle = Oracle::new(&good);
+    let mut reference = Oracle::with_mode(&good.inner, SecondOrder::Autodiff);
+    let close = |a: &T1, b: &T1| assert!(rel_err_host(&host(a), &host(b)) < 1e-15);
+    close(
+        &oracle.hvp(&x, &y, &v, &full).unwrap(),
+        &reference.hvp(&x, &y, &v, &full).unwrap(),
+    );
+    close(
+        &oracle.jvp(&x, &y, &v, &full).unwrap(),
+        &reference.jvp(&x, &y, &v, &full).unwrap(),
+    );
+    close(
+        &oracle.grad_g_y(&x, &y, &full).unwrap(),
+        &reference.grad_g(&x, &y, &full).unwrap().y,
+    );
+    close(
+        &oracle.grad_g(&x, &y, &full).unwrap().x,
+        &reference.grad_g(&x, &y, &full).unwrap().x,
+    );
+    // An HVP or ∇_y g alone does not ask for the x-length part.
+    assert_eq!(
+        *good.asked.borrow(),
+        [
+            ("products", false),
+            ("products", true),
+            ("∇g", false),
+            ("∇g", true)
+        ]
+    );
+    // A closed form that leaves out a part it was asked for is an error, not a panic.
+    let bad = handmade(true);
+    let mut oracle = Oracle::new(&bad);
+    assert!(oracle.hvp(&x, &y, &v, &full).is_ok());
+    assert!(oracle.grad_g_y(&x, &y, &full).is_ok());
+    for err in [
+        oracle.jvp(&x, &y, &v, &full).unwrap_err(),
+        oracle.hvp_jvp(&x, &y, &v, &full).unwrap_err(),
+        oracle.grad_g(&x, &y, &full).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, BilevelError::ShapeMismatch { expected, got, .. } if *expected == [3] && got.is_empty()),
+            "{err}"
+        );
+    }
 }

@@ -447,7 +447,6 @@ impl<B: Backend> LinearCe<B> {
         };
         let [n_p, d] = noisy.features.dims();
         let n_c = self.train.blocks.len();
-        let noise = x.clone().reshape([n_p, d]);
         match batch {
             Batch::Full => {
                 let clean = if n_c == 0 {
@@ -455,7 +454,7 @@ impl<B: Backend> LinearCe<B> {
                 } else {
                     self.train.blocks.clone()
                 };
-                let rows = noisy.features.clone().add(noise);
+                let rows = noisy.features.clone().add(x.clone().reshape([n_p, d]));
                 let part = NoisyPart {
                     rows: n_c..n_c + n_p,
                     index: None,
@@ -473,7 +472,13 @@ impl<B: Backend> LinearCe<B> {
                 }
                 if !pi.is_empty() {
                     let rows = Batch::Indices(pi.clone());
-                    features.push(rows.rows(noisy.features.clone()).add(rows.rows(noise)));
+                    // The batch's rows of Δ, gathered from the flat x: reshaping all of x
+                    // would copy it on ndarray (56 MB at poisoning's paper sizes) per call.
+                    let noise = x
+                        .clone()
+                        .select(0, flat_row_index::<B>(&pi, d, &x.device()))
+                        .reshape([pi.len(), d]);
+                    features.push(rows.rows(noisy.features.clone()).add(noise));
                     targets.push(rows.rows(noisy.targets.clone()));
                 }
                 // No noisy rows in the batch: nothing depends on x.
@@ -497,23 +502,21 @@ impl<B: Backend> LinearCe<B> {
         let [n_p, d] = noisy.features.dims();
         let [_, k] = a.dims();
         let rows = a.slice([part.rows.clone(), 0..k]).matmul(b.transpose());
-        let rows = match &part.index {
+        let [m_p, _] = rows.dims();
+        let rows = rows.reshape([m_p * d]);
+        match &part.index {
             None => rows,
+            // Added into a flat zero vector entry by entry (repeated rows add up).
             Some(index) => {
-                let values: Vec<i64> = index.iter().map(|&i| i as i64).collect();
-                let index = Tensor::<B, 1, Int>::from_data(
-                    TensorData::new(values, [index.len()]),
-                    &rows.device(),
-                );
-                Tensor::<B, 2>::zeros([n_p, d], &rows.device()).select_assign(
+                let device = rows.device();
+                Tensor::<B, 1>::zeros([n_p * d], &device).select_assign(
                     0,
-                    index,
+                    flat_row_index::<B>(index, d, &device),
                     rows,
                     IndexingUpdateOp::Add,
                 )
             }
-        };
-        rows.reshape([n_p * d])
+        }
     }
 
     fn forward(
@@ -615,10 +618,7 @@ impl<B: Backend> LinearCe<B> {
         match batch {
             Batch::Full => q,
             Batch::Indices(idx) => {
-                let device = x.device();
-                let values: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
-                let index =
-                    Tensor::<B, 1, Int>::from_data(TensorData::new(values, [idx.len()]), &device);
+                let index = flat_row_index::<B>(idx, 1, &x.device());
                 x.zeros_like()
                     .select_assign(0, index, q, IndexingUpdateOp::Add)
             }
@@ -635,6 +635,25 @@ impl<B: Backend> LinearCe<B> {
         let gb = self.shape.bias.then(|| g.sum_dim(0));
         (gw, gb)
     }
+}
+
+/// The flat indices `k·d .. (k+1)·d` of rows `k ∈ rows` of a row-major `[·, d]` matrix.
+fn flat_row_index<B: Backend>(rows: &[usize], d: usize, device: &B::Device) -> Tensor<B, 1, Int> {
+    let values: Vec<i64> = rows
+        .iter()
+        .flat_map(|&k| (k * d..(k + 1) * d).map(|i| i as i64))
+        .collect();
+    let len = values.len();
+    Tensor::from_data(TensorData::new(values, [len]), device)
+}
+
+/// `acc + part`, where `None` is zero (saves a zero vector of `x`'s length when only one part
+/// is present).
+fn accumulate<B: Backend>(acc: Option<Tensor<B, 1>>, part: Tensor<B, 1>) -> Option<Tensor<B, 1>> {
+    Some(match acc {
+        Some(acc) => acc.add(part),
+        None => part,
+    })
 }
 
 /// `(1/m) Σ values` as a one-element tensor.
@@ -662,7 +681,7 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
         y: &Tensor<B, 1>,
         batch: &Batch,
         want_x: bool,
-    ) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>) {
+    ) -> (Tensor<B, 1>, Option<Tensor<B, 1>>, Tensor<B, 1>) {
         let (blocks, targets, noisy) = self.train_batch(x, batch);
         let (fw, ce, _) = self.forward((blocks, targets), y, None);
         let m = fw.m;
@@ -682,22 +701,20 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
         let value = data_value.add(rho_w.clone().mul(w.clone()).sum());
         let gw = gw.add(rho_w.mul_scalar(2.0));
         let gy = self.join(gw, gb);
-        let gx = if want_x {
-            let mut gx = x.zeros_like();
+        let gx = want_x.then(|| {
+            let mut gx = None;
             if let Some((_, ds)) = weights {
                 let q = ds.mul(ce).mul_scalar(1.0 / m as f64);
-                gx = gx.add(self.scatter(x, q, batch));
+                gx = accumulate(gx, self.scatter(x, q, batch));
             }
             if let Some(part) = &noisy {
-                gx = gx.add(self.noisy_part(part, g, w.clone()));
+                gx = accumulate(gx, self.noisy_part(part, g, w.clone()));
             }
             if let Some(part) = self.ridge_x_part(x, w.clone(), w, 1.0) {
-                gx = gx.add(part);
+                gx = accumulate(gx, part);
             }
-            gx
-        } else {
-            x.zeros_like()
-        };
+            gx.unwrap_or_else(|| x.zeros_like())
+        });
         (value, gx, gy)
     }
 
@@ -726,7 +743,7 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
         v: &Tensor<B, 1>,
         batch: &Batch,
         want_jvp: bool,
-    ) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    ) -> (Tensor<B, 1>, Option<Tensor<B, 1>>) {
         let (blocks, targets, noisy) = self.train_batch(x, batch);
         let (fw, _, u) = self.forward((blocks, targets), y, Some(v));
         let u = u.expect("logits with an extra block return it");
@@ -745,8 +762,8 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
         let (vw, _) = self.split(v);
         let hw = hw.add(vw.clone().mul(self.rho(x)).mul_scalar(2.0));
         let hv = self.join(hw, hb);
-        let jv = if want_jvp {
-            let mut jv = x.zeros_like();
+        let jv = want_jvp.then(|| {
+            let mut jv = None;
             if let Some((_, ds)) = weights {
                 let inner = fw
                     .probs
@@ -756,7 +773,7 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
                     .sum_dim(1)
                     .reshape([m]);
                 let q = ds.mul(inner).mul_scalar(1.0 / m as f64);
-                jv = jv.add(self.scatter(x, q, batch));
+                jv = accumulate(jv, self.scatter(x, q, batch));
             }
             let (w, _) = self.split(y);
             if let Some(part) = &noisy {
@@ -768,15 +785,13 @@ impl<B: Backend> ClosedForm<B> for LinearCe<B> {
                     .mul_scalar(1.0 / m as f64);
                 let a = Tensor::cat(vec![g, r], 1);
                 let b = Tensor::cat(vec![vw.clone(), w.clone()], 1);
-                jv = jv.add(self.noisy_part(part, a, b));
+                jv = accumulate(jv, self.noisy_part(part, a, b));
             }
             if let Some(part) = self.ridge_x_part(x, w, vw, 2.0) {
-                jv = jv.add(part);
+                jv = accumulate(jv, part);
             }
-            jv
-        } else {
-            x.zeros_like()
-        };
+            jv.unwrap_or_else(|| x.zeros_like())
+        });
         (hv, jv)
     }
 }
@@ -910,7 +925,7 @@ mod tests {
                 many.inner_gradient(&x, &y, &Batch::Full, true),
             );
             close(&g1.0, &g2.0, "g");
-            close(&g1.1, &g2.1, "grad_x g");
+            close(&g1.1.unwrap(), &g2.1.unwrap(), "grad_x g");
             close(&g1.2, &g2.2, "grad_y g");
             let (f1, f2) = (
                 one.outer_gradient(&x, &y, &Batch::Full),
@@ -923,7 +938,7 @@ mod tests {
                 many.inner_products(&x, &y, &v, &Batch::Full, true),
             );
             close(&p1.0, &p2.0, "Hv");
-            close(&p1.1, &p2.1, "Jv");
+            close(&p1.1.unwrap(), &p2.1.unwrap(), "Jv");
             // Mini-batches take one block of their rows whatever the budget.
             let batch = Batch::Indices(vec![3, 3, 30, 0, 12]);
             let (b1, b2) = (
@@ -931,7 +946,7 @@ mod tests {
                 many.inner_products(&x, &y, &v, &batch, true),
             );
             close(&b1.0, &b2.0, "batch Hv");
-            close(&b1.1, &b2.1, "batch Jv");
+            close(&b1.1.unwrap(), &b2.1.unwrap(), "batch Jv");
         }
     }
 
@@ -1035,14 +1050,14 @@ mod tests {
             many.inner_gradient(&x, &y, &Batch::Full, true),
         );
         close(&g1.0, &g2.0, "g");
-        close(&g1.1, &g2.1, "grad_x g");
+        close(&g1.1.unwrap(), &g2.1.unwrap(), "grad_x g");
         close(&g1.2, &g2.2, "grad_y g");
         let (p1, p2) = (
             one.inner_products(&x, &y, &v, &Batch::Full, true),
             many.inner_products(&x, &y, &v, &Batch::Full, true),
         );
         close(&p1.0, &p2.0, "Hv");
-        close(&p1.1, &p2.1, "Jv");
+        close(&p1.1.unwrap(), &p2.1.unwrap(), "Jv");
         // The negated outer loss: f and ∇_y f are those of the plain model, negated.
         let plain = LinearCe::new((&clean.0, &clean.1), (&val.0, &val.1), model).unwrap();
         let (f1, f2) = (
