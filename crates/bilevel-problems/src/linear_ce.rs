@@ -120,11 +120,11 @@ impl<B: Backend> RowBlocks<B> {
     /// through the host (so they are standard layout on every backend).
     pub fn new(x: &Tensor<B, 2>, block_elements: usize) -> Self {
         let [m, d] = x.dims();
-        let step = (block_elements / d.max(1)).max(1);
+        let mut ranges = row_ranges(m, d, block_elements);
         // At least one (possibly empty) block.
-        let ranges: Vec<_> = (0..m.div_ceil(step).max(1))
-            .map(|k| k * step..((k + 1) * step).min(m))
-            .collect();
+        if ranges.is_empty() {
+            ranges.push(0..0);
+        }
         let rows: Vec<_> = match ranges.len() {
             0 | 1 => vec![x.clone()],
             _ => ranges
@@ -175,9 +175,7 @@ impl<B: Backend> RowBlocks<B> {
             }
         }
     }
-}
 
-impl<B: Backend> RowBlocks<B> {
     /// No rows (the blocks of a batch without clean rows).
     fn empty() -> Self {
         Self {
@@ -194,20 +192,26 @@ impl<B: Backend> RowBlocks<B> {
 
     /// These blocks followed by `x`'s rows, in blocks of at most `block_elements` elements whose
     /// transposes are views (`x` changes per call: no host transpose).
-    fn followed_by(&self, x: Tensor<B, 2>, block_elements: usize) -> Self {
+    fn followed_by(mut self, x: Tensor<B, 2>, block_elements: usize) -> Self {
         let [m, d] = x.dims();
-        let step = (block_elements / d.max(1)).max(1);
-        let mut out = self.clone();
         let start = self.len();
-        for k in 0..m.div_ceil(step) {
-            let r = k * step..((k + 1) * step).min(m);
+        for r in row_ranges(m, d, block_elements) {
             let block = x.clone().slice([r.clone(), 0..d]);
-            out.cols.push(block.clone().transpose());
-            out.rows.push(block);
-            out.ranges.push(start + r.start..start + r.end);
+            self.cols.push(block.clone().transpose());
+            self.rows.push(block);
+            self.ranges.push(start + r.start..start + r.end);
         }
-        out
+        self
     }
+}
+
+/// The row ranges of `m` rows of `d` elements in blocks of at most `block_elements` elements
+/// (at least one row each; none for `m = 0`).
+fn row_ranges(m: usize, d: usize, block_elements: usize) -> Vec<Range<usize>> {
+    let step = (block_elements / d.max(1)).max(1);
+    (0..m.div_ceil(step))
+        .map(|k| k * step..((k + 1) * step).min(m))
+        .collect()
 }
 
 /// A labelled data set, `X` in row blocks.
@@ -308,7 +312,6 @@ impl<B: Backend> LinearCe<B> {
             weights,
             ridge,
         } = model;
-        let invalid = |reason: String| Err(ProblemError::config("linear model", reason));
         if weights == SampleWeights::Sigmoid && !matches!(ridge, Ridge::Const(_)) {
             return invalid(format!(
                 "sigmoid sample weights take one upper variable per sample, so the ridge must \
@@ -321,16 +324,8 @@ impl<B: Backend> LinearCe<B> {
                 shape.classes
             ));
         }
-        for (name, (features, targets)) in [("train", train), ("val", val)] {
-            let ([n, d], [nt, c]) = (features.dims(), targets.dims());
-            if d != shape.features || nt != n || c != shape.classes {
-                return invalid(format!(
-                    "{name}: features [{n}, {d}] and targets [{nt}, {c}] do not match \
-                     {} features and {} classes",
-                    shape.features, shape.classes
-                ));
-            }
-        }
+        check_set("train", train, shape, 0)?;
+        check_set("val", val, shape, 0)?;
         Ok(Self {
             train: Data::new(train, block_elements),
             val: Data::new(val, block_elements),
@@ -354,7 +349,6 @@ impl<B: Backend> LinearCe<B> {
         mut self,
         (features, targets): (&Tensor<B, 2>, &Tensor<B, 2>),
     ) -> Result<Self> {
-        let invalid = |reason: String| Err(ProblemError::config("linear model", reason));
         if self.weights != SampleWeights::One || !matches!(self.ridge, Ridge::Const(_)) {
             return invalid(format!(
                 "noisy rows take x as their noise, so the sample weights must be one and the \
@@ -362,14 +356,7 @@ impl<B: Backend> LinearCe<B> {
                 self.weights, self.ridge
             ));
         }
-        let ([n, d], [nt, c]) = (features.dims(), targets.dims());
-        if n == 0 || d != self.shape.features || nt != n || c != self.shape.classes {
-            return invalid(format!(
-                "noisy rows: features [{n}, {d}] and targets [{nt}, {c}] do not match {} \
-                 features and {} classes (at least one row)",
-                self.shape.features, self.shape.classes
-            ));
-        }
+        check_set("noisy rows", (features, targets), self.shape, 1)?;
         self.noisy = Some(NoisyRows {
             features: features.clone(),
             targets: targets.clone(),
@@ -635,6 +622,33 @@ impl<B: Backend> LinearCe<B> {
         let gb = self.shape.bias.then(|| g.sum_dim(0));
         (gw, gb)
     }
+}
+
+/// A [`ProblemError::Config`] of [`LinearCe`]'s constructors.
+fn invalid<T>(reason: String) -> Result<T> {
+    Err(ProblemError::config("linear model", reason))
+}
+
+/// Checks that `(X, T)` are `[n, d]` and `[n, c]` for the model's `d` and `c`, with `n ≥ min_rows`.
+fn check_set<B: Backend>(
+    name: &str,
+    (features, targets): (&Tensor<B, 2>, &Tensor<B, 2>),
+    shape: LinearShape,
+    min_rows: usize,
+) -> Result<()> {
+    let ([n, d], [nt, c]) = (features.dims(), targets.dims());
+    if n < min_rows || d != shape.features || nt != n || c != shape.classes {
+        let rows = match min_rows {
+            0 => String::new(),
+            k => format!(" (at least {k} row{})", if k == 1 { "" } else { "s" }),
+        };
+        return invalid(format!(
+            "{name}: features [{n}, {d}] and targets [{nt}, {c}] do not match {} features and \
+             {} classes{rows}",
+            shape.features, shape.classes
+        ));
+    }
+    Ok(())
 }
 
 /// The flat indices `k·d .. (k+1)·d` of rows `k ∈ rows` of a row-major `[·, d]` matrix.
