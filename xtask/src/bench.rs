@@ -1,23 +1,28 @@
 //! `cargo xtask bench`: per-hypergradient time and peak memory of the estimators, the problem's
 //! closed-form derivatives vs autodiff, exact vs finite-difference vs closed-form
 //! Hessian-vector products, ITD memory vs `T`, and a meta-learning CNN4 task batch (issue #8),
-//! on the CPU (burn-ndarray) and, in builds with the `wgpu` feature, on burn's wgpu backend.
+//! on the CPU (burn-flex, burn-ndarray) and, in builds with the `wgpu` feature, on burn's wgpu
+//! backend.
 //! The problem sizes, estimator settings, flop counts and the HVP point are `bilevel_bench`'s,
 //! shared with the criterion harness (`cargo bench -p bilevel-bench`).
 //!
-//! `bench [--quick] [--filter NAME] [--repeats R] [--backend ndarray|wgpu|all]` prints a
+//! `bench [--quick] [--filter NAME] [--repeats R] [--backend flex|ndarray|wgpu|cpu|all]` prints a
 //! markdown table and writes `results/bench/<UTC timestamp>.json`. Run it optimised:
 //! `cargo xtask-release bench` (alias of `cargo run --release -p xtask -- bench`); `cargo xtask
 //! bench` uses the dev profile. The wgpu backend needs `cargo run --release -p xtask --features
 //! wgpu -- bench --backend wgpu|all`; without the feature those flags fail with that command.
 //!
-//! Backends (`--backend`, default `ndarray`): `ndarray` runs every case below on NdArray,
-//! single-threaded as the workspace configures burn; `wgpu` runs the f32 cases (1, 2, 3 in f32,
-//! 4, 5) on `bilevel_core::gpu::Wgpu` / `WgpuAutodiff` (WGSL has no f64, so no f64 cases) after
-//! probing the adapter, whose description goes into the report's `backend`; `all` runs both and
-//! adds a table of ndarray/wgpu median-time ratios per case. Every row has a `backend` field
-//! (and table column). Peak memory is not measured on wgpu (`peak_mib` is empty): [`memory`]
-//! reads the process's resident set, and GPU memory is not part of it.
+//! Backends (`--backend`, default `flex`; a comma-separated list, `cpu` = `flex,ndarray`, `all`
+//! = all three): `flex` and `ndarray` run every case below (ndarray single-threaded as the
+//! workspace configures burn, flex with its SIMD kernels and rayon pool); `wgpu` runs the f32
+//! cases (1, 2, 3 in f32, 4, 5) on `bilevel_core::gpu::Wgpu` / `WgpuAutodiff` (WGSL has no f64,
+//! so no f64 cases) after probing the adapter, whose description goes into the report's
+//! `backend`. With more than one backend the report adds median-time ratios per case
+//! (ndarray/flex, ndarray/wgpu, flex/wgpu: > 1 means the second is faster). Every row has a
+//! `backend` field (and table column). Peak memory is not measured on wgpu (`peak_mib` is
+//! empty): [`memory`] reads the process's resident set, and GPU memory is not part of it.
+//! Each (backend, precision) runs in its own worker process, which fixes its precision through
+//! `bilevel_core::backend::dispatch` (the workspace's one backend choice).
 //!
 //! Oracle modes: every case that runs through an [`Oracle`] names its [`SecondOrder`] mode, and
 //! each row records in `derivatives` what the oracle actually used (`closed-form`, `autodiff`,
@@ -74,13 +79,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use bilevel_bench::{sync, Derivatives, Estimator, HvpPoint, DC, INNER_STEPS, SEED};
+use bilevel_core::backend::{dispatch, BackendKind, BackendTask, Precision};
 use bilevel_core::tensor::rel_err;
 use bilevel_core::{Batch, BilevelProblem, Oracle, OracleCounts, SecondOrder};
 use bilevel_data::Mnist;
 use bilevel_problems::common::{load_mnist, matrix_f32, split_mnist, MNIST_CLASSES};
 use bilevel_problems::hyper_cleaning::{HyperCleaning, HyperCleaningSpec};
 use bilevel_problems::linear_ce::{RowBlocks, BLOCK_ELEMENTS};
-use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
 use serde::{Deserialize, Serialize};
@@ -88,59 +93,26 @@ use serde::{Deserialize, Serialize};
 use closed_form::{contiguous_transpose, Layout, LinearCeHessian};
 
 const USAGE: &str = "usage: cargo xtask-release bench [--quick] [--filter NAME] [--repeats R]
-                                [--backend ndarray|wgpu|all]
+                                [--backend flex|ndarray|wgpu|cpu|all]
   (= cargo run --release -p xtask -- bench ...; plain `cargo xtask bench` is an unoptimised build)
   --quick       n = 2000 training images instead of 20000, 2 repeats, a smaller meta-learning
                 case (2 tasks, 8 filters, T = 5 instead of 4, 32, 10)
   --filter NAME run only cases whose name contains NAME, or one of comma-separated NAMEs
                 (e.g. hvp, hypergrad/aid, autodiff, itd, meta, matmul; hypergrad,hvp)
   --repeats R   timed runs per case after one warm-up (default 5, quick 2)
-  --backend B   ndarray (CPU, default), wgpu (GPU, f32 cases only) or all (both, with
-                ndarray/wgpu ratios); wgpu and all need an xtask built with the `wgpu` feature:
-                cargo run --release -p xtask --features wgpu -- bench --backend wgpu";
+  --backend B   flex (CPU, default), ndarray (CPU), wgpu (GPU, f32 cases only), a comma-
+                separated list of them, cpu (= flex,ndarray) or all; with two or more, tables of
+                median-time ratios per case; wgpu and all need an xtask built with the `wgpu`
+                feature: cargo run --release -p xtask --features wgpu -- bench --backend all";
 
 /// Largest relative difference allowed, in f64, between a closed-form HVP (the bench's and the
 /// oracle's with [`SecondOrder::Exact`]) and the nested-autodiff one.
 const CLOSED_FORM_TOL: f64 = 1e-10;
 
-type F32 = Autodiff<NdArray<f32>>;
-type F64 = Autodiff<NdArray<f64>>;
-
-/// `--backend`: which backends the parent runs workers on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BackendChoice {
-    Ndarray,
-    Wgpu,
-    All,
-}
-
-impl BackendChoice {
-    fn parse(name: &str) -> Result<Self> {
-        match name {
-            "ndarray" => Ok(BackendChoice::Ndarray),
-            "wgpu" => Ok(BackendChoice::Wgpu),
-            "all" | "both" => Ok(BackendChoice::All),
-            other => bail!("unknown backend `{other}` (expected ndarray, wgpu or all)"),
-        }
-    }
-
-    /// The worker processes, in run order (`--worker` values).
-    fn workers(self) -> &'static [&'static str] {
-        match self {
-            BackendChoice::Ndarray => &["f32", "f64"],
-            BackendChoice::Wgpu => &["wgpu-f32"],
-            BackendChoice::All => &["f32", "f64", "wgpu-f32"],
-        }
-    }
-
-    fn uses_wgpu(self) -> bool {
-        self != BackendChoice::Ndarray
-    }
-}
-
 /// The backend a worker's rows ran on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Runtime {
+    Flex,
     Ndarray,
     // Constructed only in builds with the `wgpu` feature.
     #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
@@ -148,17 +120,104 @@ enum Runtime {
 }
 
 impl Runtime {
+    const ALL: [Runtime; 3] = [Runtime::Flex, Runtime::Ndarray, Runtime::Wgpu];
+
+    fn kind(self) -> BackendKind {
+        match self {
+            Runtime::Flex => BackendKind::Flex,
+            Runtime::Ndarray => BackendKind::Ndarray,
+            Runtime::Wgpu => BackendKind::Wgpu,
+        }
+    }
+
+    fn of(kind: BackendKind) -> Self {
+        match kind {
+            BackendKind::Flex => Runtime::Flex,
+            BackendKind::Ndarray => Runtime::Ndarray,
+            BackendKind::Wgpu => Runtime::Wgpu,
+        }
+    }
+
     /// The `backend` of its rows.
     fn label(self) -> &'static str {
-        match self {
-            Runtime::Ndarray => "ndarray",
-            Runtime::Wgpu => "wgpu",
-        }
+        self.kind().name()
     }
 
     /// Whether [`memory`] can measure it (the resident set holds the tensors on the CPU only).
     fn measures_memory(self) -> bool {
-        self == Runtime::Ndarray
+        self != Runtime::Wgpu
+    }
+
+    /// The precisions it runs (`--worker <backend>-<precision>`): wgpu has no f64.
+    fn precisions(self) -> &'static [Precision] {
+        match self {
+            Runtime::Wgpu => &[Precision::F32],
+            _ => &[Precision::F32, Precision::F64],
+        }
+    }
+
+    /// The report's `backend` text for a CPU backend.
+    fn description(self) -> String {
+        match self {
+            Runtime::Flex => format!("burn 0.21 Flex + Autodiff ({})", bilevel_core::flex_build()),
+            _ => ndarray_description(),
+        }
+    }
+}
+
+/// `--backend`: the backends the parent runs workers on, in order.
+fn parse_backends(text: &str) -> Result<Vec<Runtime>> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let add: Vec<Runtime> = match part {
+            "all" => Runtime::ALL.to_vec(),
+            "cpu" => vec![Runtime::Flex, Runtime::Ndarray],
+            name => vec![Runtime::of(name.parse::<BackendKind>().map_err(|e| {
+                anyhow::anyhow!("{e} (or cpu, all, or a comma-separated list)")
+            })?)],
+        };
+        for r in add {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One worker process: a backend and a precision (`--worker flex-f32`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Worker {
+    runtime: Runtime,
+    precision: Precision,
+}
+
+impl Worker {
+    fn name(self) -> String {
+        bilevel_core::backend::label(self.runtime.kind(), self.precision)
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        let (backend, precision) = text
+            .split_once('-')
+            .with_context(|| format!("a worker is <backend>-<precision>, got `{text}`"))?;
+        Ok(Self {
+            runtime: Runtime::of(backend.parse::<BackendKind>().map_err(anyhow::Error::msg)?),
+            precision: precision.parse::<Precision>().map_err(anyhow::Error::msg)?,
+        })
+    }
+
+    /// The workers of `backends`, in run order.
+    fn all(backends: &[Runtime]) -> Vec<Worker> {
+        backends
+            .iter()
+            .flat_map(|&runtime| {
+                runtime
+                    .precisions()
+                    .iter()
+                    .map(move |&precision| Worker { runtime, precision })
+            })
+            .collect()
     }
 }
 
@@ -183,10 +242,10 @@ struct Options {
     repeats: usize,
     /// Internal: measure one case's peak memory in this (child) process.
     memory_child: Option<String>,
-    /// Internal: run the cases of one precision (`f32`, `f64`, `wgpu-f32`) in this (worker)
-    /// process.
-    worker: Option<String>,
-    backend: BackendChoice,
+    /// Internal: run the cases of one backend and precision (`flex-f32`, `ndarray-f64`,
+    /// `wgpu-f32`, …) in this (worker) process.
+    worker: Option<Worker>,
+    backends: Vec<Runtime>,
     /// Training images (set for children by the parent; default from `quick`).
     train: usize,
     val: usize,
@@ -197,7 +256,7 @@ impl Options {
         let mut quick = false;
         let (mut filter, mut repeats, mut memory_child, mut worker) = (None, None, None, None);
         let (mut train, mut val) = (None, None);
-        let mut backend = BackendChoice::Ndarray;
+        let mut backends = vec![Runtime::Flex];
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut value = || {
@@ -216,8 +275,8 @@ impl Options {
                     repeats = Some(r);
                 }
                 "--memory-child" => memory_child = Some(value()?),
-                "--worker" => worker = Some(value()?),
-                "--backend" => backend = BackendChoice::parse(&value()?)?,
+                "--worker" => worker = Some(Worker::parse(&value()?)?),
+                "--backend" => backends = parse_backends(&value()?)?,
                 "--train" => train = Some(value()?.parse().context("--train")?),
                 "--val" => val = Some(value()?.parse().context("--val")?),
                 "-h" | "--help" => bail!("{USAGE}"),
@@ -230,7 +289,7 @@ impl Options {
             repeats: repeats.unwrap_or(if quick { 2 } else { 5 }),
             memory_child,
             worker,
-            backend,
+            backends,
             train: train.unwrap_or(if quick { 2_000 } else { 20_000 }),
             val: val.unwrap_or(if quick { 500 } else { 5_000 }),
         })
@@ -258,7 +317,16 @@ impl Options {
         if self.quick {
             args.push("--quick".into());
         }
+        if let Some(worker) = self.worker {
+            args.extend(["--worker".into(), worker.name()]);
+        }
         args
+    }
+
+    /// The backend and precision of this worker or memory child.
+    fn worker(&self) -> Result<Worker> {
+        self.worker
+            .context("internal: a bench worker or memory child was started without --worker")
     }
 }
 
@@ -648,7 +716,7 @@ struct Report {
     classes: usize,
     rows: Vec<Row>,
     hvp_agreement: Vec<HvpAgreement>,
-    /// ndarray/wgpu median-time ratios of the cases both ran (`--backend all`).
+    /// Median-time ratios between backends of the cases both ran (see [`RATIO_PAIRS`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ratios: Vec<Ratio>,
     /// Autodiff / exact (closed-form) median-time ratios, per backend (see [`mode_ratios`]).
@@ -657,34 +725,49 @@ struct Report {
     notes: Vec<String>,
 }
 
-/// The same case on both backends.
+/// The same case on two backends.
 #[derive(Clone, Debug, Serialize)]
 struct Ratio {
     name: String,
     precision: String,
-    ndarray_median_ms: f64,
-    wgpu_median_ms: f64,
-    /// `ndarray_median_ms / wgpu_median_ms` (> 1: wgpu is faster).
-    ndarray_over_wgpu: f64,
+    /// The backend divided by (`ndarray`, or `flex` against wgpu).
+    base: String,
+    /// The backend compared with it.
+    other: String,
+    base_median_ms: f64,
+    other_median_ms: f64,
+    /// `base_median_ms / other_median_ms` (> 1: `other` is faster).
+    base_over_other: f64,
 }
 
-/// A [`Ratio`] for every (name, precision) with an ndarray and a wgpu row.
+/// The backend pairs compared, base first.
+const RATIO_PAIRS: [(Runtime, Runtime); 3] = [
+    (Runtime::Ndarray, Runtime::Flex),
+    (Runtime::Ndarray, Runtime::Wgpu),
+    (Runtime::Flex, Runtime::Wgpu),
+];
+
+/// A [`Ratio`] for every pair of [`RATIO_PAIRS`] and every (name, precision) both ran.
 fn ratios(rows: &[Row]) -> Vec<Ratio> {
-    rows.iter()
-        .filter(|r| r.backend == Runtime::Ndarray.label())
-        .filter_map(|cpu| {
-            let gpu = rows.iter().find(|r| {
-                r.backend == Runtime::Wgpu.label()
-                    && r.name == cpu.name
-                    && r.precision == cpu.precision
-            })?;
-            Some(Ratio {
-                name: cpu.name.clone(),
-                precision: cpu.precision.clone(),
-                ndarray_median_ms: cpu.median_ms,
-                wgpu_median_ms: gpu.median_ms,
-                ndarray_over_wgpu: cpu.median_ms / gpu.median_ms,
-            })
+    RATIO_PAIRS
+        .iter()
+        .flat_map(|&(base, other)| {
+            rows.iter()
+                .filter(move |r| r.backend == base.label())
+                .filter_map(move |b| {
+                    let o = rows.iter().find(|r| {
+                        r.backend == other.label() && r.name == b.name && r.precision == b.precision
+                    })?;
+                    Some(Ratio {
+                        name: b.name.clone(),
+                        precision: b.precision.clone(),
+                        base: base.label().into(),
+                        other: other.label().into(),
+                        base_median_ms: b.median_ms,
+                        other_median_ms: o.median_ms,
+                        base_over_other: b.median_ms / o.median_ms,
+                    })
+                })
         })
         .collect()
 }
@@ -765,28 +848,36 @@ const WORKER_REPORT: &str = "bench-worker-json=";
 /// Entry point of `cargo xtask bench`.
 ///
 /// burn 0.21 keeps one default float dtype per device *type* for the whole process, fixed by
-/// the first tensor created (`burn_backend::set_default_dtypes`); `NdArray<f32>` and
-/// `NdArray<f64>` share `NdArrayDevice`, so after f32 work, f64 code that creates tensors
-/// without data (`zeros`, `random`, autodiff's backward seeds) silently gets f32 tensors and f32
-/// accuracy. The parent therefore creates no tensor and runs each precision in its own worker
-/// process (`--worker f32|f64`, and `wgpu-f32` for the wgpu backend), then merges their rows.
+/// the first tensor created (`burn_backend::set_default_dtypes`); on Flex it is the only way
+/// to get f64, and `NdArray<f32>` and `NdArray<f64>` share `NdArrayDevice`. The parent
+/// therefore creates no tensor and runs each (backend, precision) in its own worker process
+/// (`--worker flex-f32`, …), which fixes its precision through `bilevel_core::backend::dispatch`,
+/// then merges their rows.
 pub(crate) fn main(args: &[String]) -> Result<()> {
     let opts = Options::parse(args)?;
     if let Some(case) = &opts.memory_child {
-        return memory_child(&opts, case);
+        let worker = opts.worker()?;
+        return dispatch(
+            worker.runtime.kind(),
+            worker.precision,
+            MemoryChild { opts: &opts, case },
+        )?;
     }
-    if let Some(precision) = &opts.worker {
-        let out = match precision.as_str() {
-            "f32" => worker_f32(&opts)?,
-            "f64" => worker_f64(&opts)?,
-            "wgpu-f32" => worker_wgpu_f32(&opts)?,
-            other => bail!("unknown worker precision `{other}`"),
-        };
+    if let Some(worker) = opts.worker {
+        if worker.runtime == Runtime::Wgpu {
+            // An error naming the fix instead of burn's panic on a machine without an adapter.
+            wgpu_adapter()?;
+        }
+        let out = dispatch(
+            worker.runtime.kind(),
+            worker.precision,
+            WorkerTask { opts: &opts },
+        )??;
         println!("{WORKER_REPORT}{}", serde_json::to_string(&out)?);
         return Ok(());
     }
     // Before any work: fail at once on a build or machine that cannot run wgpu.
-    let adapter = if opts.backend.uses_wgpu() {
+    let adapter = if opts.backends.contains(&Runtime::Wgpu) {
         Some(wgpu_adapter()?)
     } else {
         None
@@ -798,11 +889,17 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     };
     let started = Instant::now();
     let machine = Machine::current();
+    let cpu_builds: Vec<String> = opts
+        .backends
+        .iter()
+        .filter(|r| r.measures_memory())
+        .map(|r| r.description())
+        .collect();
     eprintln!(
         "bench: {} ({} cores, {}), n = {} train / {} validation, {} repeats{}",
         machine.cpu,
         machine.cores,
-        bilevel_core::ndarray_build(),
+        cpu_builds.join("; "),
         opts.train,
         opts.val,
         opts.repeats,
@@ -816,8 +913,8 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         eprintln!("bench: wgpu adapter: {adapter}");
     }
     let mut merged = WorkerOutput::default();
-    for &precision in opts.backend.workers() {
-        let out = spawn_worker(args, precision)?;
+    for worker in Worker::all(&opts.backends) {
+        let out = spawn_worker(args, &worker.name())?;
         merged.rows.extend(out.rows);
         merged.hvp_agreement.extend(out.hvp_agreement);
         merged.notes.extend(out.notes);
@@ -842,8 +939,8 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     if adapter.is_some() {
         let notes = [
             WGPU_MEMORY_NOTE,
-            "wgpu runs the f32 cases only (WGSL has no 64-bit floats); the f64 cases are \
-             ndarray's",
+            "wgpu runs the f32 cases only (WGSL has no 64-bit floats); the f64 cases are the \
+             CPU backends'",
         ];
         for note in notes {
             println!("\nNote: {note}.");
@@ -852,15 +949,15 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     }
     let wgpu_description =
         adapter.map(|a| format!("burn 0.21 wgpu (f32, no fusion/autotune) + Autodiff on {a}"));
-    let backend = match opts.backend {
-        BackendChoice::Ndarray => ndarray_description(),
-        BackendChoice::Wgpu => wgpu_description.unwrap_or_default(),
-        BackendChoice::All => format!(
-            "ndarray: {}; wgpu: {}",
-            ndarray_description(),
-            wgpu_description.unwrap_or_default()
-        ),
-    };
+    let backend = opts
+        .backends
+        .iter()
+        .map(|&r| match r {
+            Runtime::Wgpu => format!("wgpu: {}", wgpu_description.clone().unwrap_or_default()),
+            cpu => format!("{}: {}", cpu.label(), cpu.description()),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     let report = Report {
         timestamp_utc: utc_compact(),
         command: std::iter::once(invocation.to_string())
@@ -894,7 +991,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `xtask bench <args> --worker <precision>` (progress on the inherited stderr).
+/// Runs `xtask bench <args> --worker <backend>-<precision>` (progress on the inherited stderr).
 fn spawn_worker(args: &[String], precision: &str) -> Result<WorkerOutput> {
     let exe = std::env::current_exe().context("locating the xtask binary")?;
     let out = std::process::Command::new(exe)
@@ -928,26 +1025,25 @@ fn wgpu_adapter() -> Result<String> {
     bail!(
         "--backend wgpu|all needs an xtask built with the `wgpu` cargo feature, and this one \
          was built without it: rebuild and run with `cargo run --release -p xtask --features \
-         wgpu -- bench --backend wgpu …`, or bench the CPU only with --backend ndarray"
+         wgpu -- bench --backend wgpu …`, or bench the CPU only with --backend cpu"
     )
 }
 
-/// The f32 cases on ndarray.
-fn worker_f32(opts: &Options) -> Result<WorkerOutput> {
-    worker_f32_on::<F32>(opts, Runtime::Ndarray)
+/// A worker's cases, on the backend [`dispatch`] picks.
+struct WorkerTask<'a> {
+    opts: &'a Options,
 }
 
-/// The f32 cases on wgpu (after probing the adapter, so that a missing driver is an error, not
-/// burn's panic).
-#[cfg(feature = "wgpu")]
-fn worker_wgpu_f32(opts: &Options) -> Result<WorkerOutput> {
-    wgpu_adapter()?;
-    worker_f32_on::<bilevel_core::gpu::WgpuAutodiff>(opts, Runtime::Wgpu)
-}
+impl BackendTask for WorkerTask<'_> {
+    type Output = Result<WorkerOutput>;
 
-#[cfg(not(feature = "wgpu"))]
-fn worker_wgpu_f32(_opts: &Options) -> Result<WorkerOutput> {
-    wgpu_adapter().map(|_| WorkerOutput::default())
+    fn run<B: AutodiffBackend>(self, _device: B::Device, _label: &str) -> Result<WorkerOutput> {
+        let worker = self.opts.worker()?;
+        match worker.precision {
+            Precision::F32 => worker_f32_on::<B>(self.opts, worker.runtime),
+            Precision::F64 => worker_f64_on::<B>(self.opts, worker.runtime),
+        }
+    }
 }
 
 /// The f32 cases on `B`: matmul, hypergradients, HVPs, ITD vs `T`, meta-learning (peak memory
@@ -986,23 +1082,21 @@ fn worker_f32_on<B: AutodiffBackend>(opts: &Options, runtime: Runtime) -> Result
     Ok(out)
 }
 
-/// The f64 cases: matmul, and the HVPs with the closed form's check.
-fn worker_f64(opts: &Options) -> Result<WorkerOutput> {
+/// The f64 cases on `B`: matmul, and the HVPs with the closed form's check.
+fn worker_f64_on<B: AutodiffBackend>(opts: &Options, runtime: Runtime) -> Result<WorkerOutput> {
     let mut out = WorkerOutput::default();
     if opts.selected("matmul/1024-f64") {
-        out.rows.push(matmul::<NdArray<f64>>(
-            opts.repeats.max(5),
-            Runtime::Ndarray,
-        )?);
+        out.rows
+            .push(matmul::<B::InnerBackend>(opts.repeats.max(5), runtime)?);
     }
     if !selected_any(opts, "hvp/", "f64") {
         return Ok(out);
     }
     let mnist = load_mnist(None)?;
     let device = Default::default();
-    let problem = HyperCleaning::<F64>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
+    let problem = HyperCleaning::<B>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
     let setup = HvpSetup::new(&mnist, opts, &problem, 1e-6)?;
-    let agree = hvp_agreement(&problem, &setup, Runtime::Ndarray, "f64")?;
+    let agree = hvp_agreement(&problem, &setup, runtime, "f64")?;
     let checks = [
         ("the bench's closed-form HVP", agree.closed_vs_autodiff),
         (
@@ -1020,14 +1114,7 @@ fn worker_f64(opts: &Options) -> Result<WorkerOutput> {
     }
     out.hvp_agreement.push(agree);
     // Memory is measured for the f32 products only.
-    hvp_cases(
-        opts,
-        Runtime::Ndarray,
-        &problem,
-        &setup,
-        "f64",
-        &mut out.rows,
-    )?;
+    hvp_cases(opts, runtime, &problem, &setup, "f64", &mut out.rows)?;
     Ok(out)
 }
 
@@ -1048,11 +1135,8 @@ fn matmul<B: Backend>(repeats: usize, runtime: Runtime) -> Result<Row> {
         drop(c);
         Ok(())
     })?;
-    let precision = if std::mem::size_of::<B::FloatElem>() == 8 {
-        "f64"
-    } else {
-        "f32"
-    };
+    // The device's dtype, not `B::FloatElem` (f32 on Flex even in f64 mode).
+    let precision = Precision::of_device::<B>(&device).map_or("?", Precision::name);
     let name = format!("matmul/1024-{precision}");
     Ok(Row::new(name, runtime, precision, timing)
         .with_flops(2.0 * 1024f64.powi(3))
@@ -1222,15 +1306,28 @@ fn hvp_cases<B: AutodiffBackend>(
     Ok(())
 }
 
-/// The child side of [`memory::spawn_child`]: builds the f32 problem of the case and measures
-/// one run.
-fn memory_child(opts: &Options, case: &str) -> Result<()> {
+/// The child side of [`memory::spawn_child`], on its worker's backend.
+struct MemoryChild<'a> {
+    opts: &'a Options,
+    case: &'a str,
+}
+
+impl BackendTask for MemoryChild<'_> {
+    type Output = Result<()>;
+
+    fn run<B: AutodiffBackend>(self, _device: B::Device, _label: &str) -> Result<()> {
+        memory_child::<B>(self.opts, self.case)
+    }
+}
+
+/// Builds the f32 problem of the case on `B` and measures one run.
+fn memory_child<B: AutodiffBackend>(opts: &Options, case: &str) -> Result<()> {
     if let Some(key) = case.strip_prefix(meta::MEMORY_PREFIX) {
-        return meta::memory_child::<F32>(opts.quick, key);
+        return meta::memory_child::<B>(opts.quick, key);
     }
     let mnist = load_mnist(None)?;
     let device = Default::default();
-    let problem = HyperCleaning::<F32>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
+    let problem = HyperCleaning::<B>::from_mnist(&opts.spec(), &mnist, SEED, &device)?;
     let (base, mode) = parse_mode(case);
     if let Some(est) = Estimator::parse(base) {
         return memory::measure_in_child(|| Ok(est.run(&problem, mode).map(drop)?));
@@ -1320,14 +1417,22 @@ fn print_table(
             );
         }
     }
-    if !ratios.is_empty() {
+    for (base, other) in RATIO_PAIRS {
+        let pair: Vec<&Ratio> = ratios
+            .iter()
+            .filter(|r| r.base == base.label() && r.other == other.label())
+            .collect();
+        if pair.is_empty() {
+            continue;
+        }
+        let (b, o) = (base.label(), other.label());
         println!();
-        println!("| case | prec | ndarray median ms | wgpu median ms | ndarray / wgpu |");
+        println!("| case | prec | {b} median ms | {o} median ms | {b} / {o} |");
         println!("|---|---|---:|---:|---:|");
-        for r in ratios {
+        for r in pair {
             println!(
                 "| {} | {} | {:.2} | {:.2} | {:.2} |",
-                r.name, r.precision, r.ndarray_median_ms, r.wgpu_median_ms, r.ndarray_over_wgpu
+                r.name, r.precision, r.base_median_ms, r.other_median_ms, r.base_over_other
             );
         }
     }
@@ -1379,14 +1484,40 @@ mod tests {
 
     #[test]
     fn parses_the_backend() {
-        let opts = Options::parse(&args("--quick")).unwrap();
-        assert_eq!(opts.backend, BackendChoice::Ndarray);
-        assert_eq!(opts.backend.workers(), ["f32", "f64"]);
-        let opts = Options::parse(&args("--backend wgpu --quick")).unwrap();
-        assert_eq!(opts.backend, BackendChoice::Wgpu);
-        assert_eq!(opts.backend.workers(), ["wgpu-f32"]);
-        let opts = Options::parse(&args("--backend all")).unwrap();
-        assert_eq!(opts.backend.workers(), ["f32", "f64", "wgpu-f32"]);
+        let workers = |s: &str| -> Vec<String> {
+            let opts = Options::parse(&args(s)).unwrap();
+            Worker::all(&opts.backends)
+                .into_iter()
+                .map(Worker::name)
+                .collect()
+        };
+        assert_eq!(workers("--quick"), ["flex-f32", "flex-f64"]);
+        assert_eq!(workers("--backend ndarray"), ["ndarray-f32", "ndarray-f64"]);
+        assert_eq!(workers("--backend wgpu --quick"), ["wgpu-f32"]);
+        assert_eq!(
+            workers("--backend cpu"),
+            ["flex-f32", "flex-f64", "ndarray-f32", "ndarray-f64"]
+        );
+        assert_eq!(workers("--backend ndarray,flex,ndarray").len(), 4);
+        assert_eq!(
+            workers("--backend all"),
+            [
+                "flex-f32",
+                "flex-f64",
+                "ndarray-f32",
+                "ndarray-f64",
+                "wgpu-f32"
+            ]
+        );
+        for w in ["flex-f32", "ndarray-f64", "wgpu-f32"] {
+            assert_eq!(Worker::parse(w).unwrap().name(), w);
+        }
+        assert!(Worker::parse("flex").is_err());
+        assert!(Worker::parse("flex-f16").is_err());
+        let child = Options::parse(&args("--quick --worker ndarray-f32")).unwrap();
+        assert!(child
+            .child_args()
+            .ends_with(&["--worker".into(), "ndarray-f32".into()]));
         assert!(Options::parse(&args("--backend cuda")).is_err());
         assert!(Options::parse(&args("--backend")).is_err());
         if cfg!(not(feature = "wgpu")) {
@@ -1416,11 +1547,22 @@ mod tests {
             row("matmul/1024-f32", Runtime::Ndarray, 60.0),
             row("hvp/autodiff-f32", Runtime::Ndarray, 600.0),
             row("matmul/1024-f32", Runtime::Wgpu, 20.0),
+            row("hvp/autodiff-f32", Runtime::Flex, 150.0),
         ];
         let r = ratios(&rows);
-        assert_eq!(r.len(), 1);
-        assert_eq!(r[0].name, "matmul/1024-f32");
-        assert!((r[0].ndarray_over_wgpu - 3.0).abs() < 1e-12);
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            (r[0].base.as_str(), r[0].other.as_str()),
+            ("ndarray", "flex")
+        );
+        assert_eq!(r[0].name, "hvp/autodiff-f32");
+        assert!((r[0].base_over_other - 4.0).abs() < 1e-12);
+        assert_eq!(
+            (r[1].base.as_str(), r[1].other.as_str()),
+            ("ndarray", "wgpu")
+        );
+        assert_eq!(r[1].name, "matmul/1024-f32");
+        assert!((r[1].base_over_other - 3.0).abs() < 1e-12);
         assert!(ratios(&rows[..2]).is_empty());
     }
 

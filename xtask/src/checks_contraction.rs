@@ -22,12 +22,11 @@ use bilevel_core::problems::{
 use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::{matrix, matvec, rel_err_host, to_vec, vector};
 use bilevel_core::{Batch, BilevelProblem, HypergradientEstimator, Lift, Oracle, State};
-use burn::backend::{Autodiff, NdArray};
 use burn::tensor::Tensor;
 
 use crate::hypergrad_check::{Options, Worst};
 
-type B = Autodiff<NdArray<f64>>;
+use super::B;
 
 /// Monte-Carlo draws per MSE estimate.
 const DRAWS: usize = 20;

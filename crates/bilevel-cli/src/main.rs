@@ -1,6 +1,6 @@
 //! `bilevel`: run a TOML experiment config on a backend.
 //!
-//! - `bilevel run --config FILE [--backend ndarray|wgpu] [--precision f32|f64] [--seed S]
+//! - `bilevel run --config FILE [--backend flex|ndarray|wgpu] [--precision f32|f64] [--seed S]
 //!   [--out DIR] [--quiet] [--log-format human|csv|json]`
 //! - `bilevel run --resume DIR` continues a stopped run from its checkpoint.
 //! - `bilevel list [problems|algorithms|datasets] [--defaults]`

@@ -53,11 +53,13 @@ pub struct RunArgs {
     /// The experiment config (TOML).
     #[arg(long, short, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Tensor backend.
-    #[arg(long, value_enum, default_value = "ndarray")]
-    pub backend: BackendKind,
-    /// Float precision (default f64 on ndarray, f32 on wgpu; a resumed run keeps its own).
-    #[arg(long, value_enum)]
+    /// Tensor backend: flex (CPU, the default for new runs), ndarray (CPU) or wgpu (GPU, f32;
+    /// builds with the `wgpu` feature). A resumed run keeps its own unless this is given.
+    #[arg(long, value_name = "BACKEND")]
+    pub backend: Option<BackendKind>,
+    /// Float precision, f32 or f64 (default f64 on flex and ndarray, f32 on wgpu; a resumed run
+    /// keeps its own).
+    #[arg(long, value_name = "PRECISION")]
     pub precision: Option<Precision>,
     /// Overrides `run.seed`.
     #[arg(long)]
@@ -165,7 +167,18 @@ struct Prepared {
     precision: Precision,
 }
 
-fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
+/// The backend a run uses: `--backend`, else (on `--resume`) the one the run was started on, else
+/// flex.
+fn chosen_backend(args: &RunArgs) -> BackendKind {
+    args.backend
+        .or_else(|| {
+            let status = read_status(args.resume.as_deref()?)?;
+            BackendKind::from_label(&status.backend)
+        })
+        .unwrap_or_default()
+}
+
+fn prepare(args: &RunArgs, backend: BackendKind) -> Result<Prepared, Failure> {
     if let Some(dir) = &args.resume {
         let config_path = dir.join(CONFIG_FILE);
         if !config_path.exists() {
@@ -199,8 +212,16 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
         })?;
         let precision = args
             .precision
-            .or(status.map(|s| s.precision))
-            .unwrap_or(args.backend.default_precision());
+            .or(status.as_ref().map(|s| s.precision))
+            .unwrap_or(backend.default_precision());
+        if let Some(started) = status.and_then(|s| BackendKind::from_label(&s.backend)) {
+            if started != backend && !args.quiet {
+                eprintln!(
+                    "note: this run was started on `{started}` and continues on `{backend}`; \
+                     it will not be bit-identical to an uninterrupted run"
+                );
+            }
+        }
         return Ok(Prepared {
             config,
             dir: dir.clone(),
@@ -243,7 +264,7 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Failure> {
         config,
         dir,
         resume: None,
-        precision: args.precision.unwrap_or(args.backend.default_precision()),
+        precision: args.precision.unwrap_or(backend.default_precision()),
     })
 }
 
@@ -360,21 +381,17 @@ pub static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
 
 /// Runs `bilevel run`; returns the exit code of a run that stopped without an error.
 pub fn run(args: RunArgs, interrupt: Arc<AtomicBool>) -> Result<i32, Failure> {
-    if let Some(adapter) = crate::backend::check_available(args.backend)? {
+    let backend = chosen_backend(&args);
+    if let Some(adapter) = crate::backend::check_available(backend)? {
         if !args.quiet {
             eprintln!("wgpu adapter: {adapter}");
         }
     }
-    let prepared = prepare(&args)?;
+    let prepared = prepare(&args, backend)?;
     let dir = prepared.dir.clone();
     let seed = prepared.config.run.seed;
     let precision = prepared.precision;
-    let backend_label = match (args.backend, precision) {
-        (BackendKind::Ndarray, Precision::F64) => "ndarray-f64",
-        (BackendKind::Ndarray, Precision::F32) => "ndarray-f32",
-        (BackendKind::Wgpu, Precision::F64) => "wgpu-f64",
-        (BackendKind::Wgpu, Precision::F32) => "wgpu-f32",
-    };
+    let backend_label = bilevel_core::backend::label(backend, precision);
     let status = |status: &str, reason: Option<String>, iterations: Option<u64>| Status {
         status: status.to_string(),
         reason,
@@ -402,7 +419,7 @@ pub fn run(args: RunArgs, interrupt: Arc<AtomicBool>) -> Result<i32, Failure> {
         args: args.clone(),
         interrupt,
     };
-    let outcome = catch_unwind(AssertUnwindSafe(|| dispatch(args.backend, precision, task)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| dispatch(backend, precision, task)));
     let (_, result) = match outcome {
         Ok(Ok(out)) => out,
         Ok(Err(f)) => return Err(fail(f, None)),

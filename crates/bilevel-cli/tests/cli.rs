@@ -326,11 +326,7 @@ fn wgpu_without_gpu_support() {
     assert_clean_error(
         &out,
         2,
-        &[
-            "without GPU support",
-            "--features wgpu",
-            "--backend ndarray",
-        ],
+        &["without GPU support", "--features wgpu", "--backend flex"],
     );
     assert!(!tmp.path().join("run").exists());
 }
@@ -722,7 +718,7 @@ fn wgpu_rejects_f64() {
         ],
         tmp.path(),
     );
-    assert_clean_error(&out, 2, &["f32 only", "--backend ndarray"]);
+    assert_clean_error(&out, 2, &["f32 only", "--backend flex"]);
 }
 
 /// No Vulkan driver (the loader pointed at a missing ICD file): a clean error naming the fix,
@@ -759,7 +755,7 @@ fn wgpu_without_an_adapter() {
     assert_clean_error(
         &out,
         2,
-        &["no GPU adapter", "mesa-vulkan-drivers", "--backend ndarray"],
+        &["no GPU adapter", "mesa-vulkan-drivers", "--backend flex"],
     );
     assert!(!tmp.path().join("run").exists());
 }

@@ -100,8 +100,7 @@ impl Constraint {
                         project_l1_ball(row, radius);
                     }
                 }
-                let data = TensorData::new(values, [n]).convert::<B::FloatElem>();
-                Tensor::from_data(data, &device)
+                Tensor::from_data(TensorData::new(values, [n]), &device)
             }
         }
     }

@@ -11,9 +11,10 @@
 //! - [`inner`]: (S)GD on the lower level with warm start.
 //! - [`problems`]: closed-form quadratic test problems.
 //!
-//! Everything is generic over `B: AutodiffBackend` (e.g. `Autodiff<NdArray<f64>>`); nothing
-//! here hard-codes a backend.
+//! Everything is generic over `B: AutodiffBackend` (e.g. `Autodiff<Flex>`); [`backend`] is the
+//! one place in the workspace that picks a concrete backend and float precision.
 
+pub mod backend;
 pub mod constraint;
 pub mod dense;
 pub mod error;
@@ -60,6 +61,15 @@ pub fn ndarray_build() -> &'static str {
         (false, true) => "burn-ndarray single-threaded, simd",
         (true, true) => "burn-ndarray multi-threads, simd",
     }
+}
+
+/// How this build compiled burn-flex, and the rayon pool it runs on (for reports and provenance).
+pub fn flex_build() -> String {
+    let pool = match std::env::var("RAYON_NUM_THREADS") {
+        Ok(n) => format!("RAYON_NUM_THREADS={n}"),
+        Err(_) => "rayon pool of the hardware threads".into(),
+    };
+    format!("burn-flex simd + rayon, {pool}")
 }
 
 /// The README's Rust snippets, compiled as doctests so the documentation cannot rot.

@@ -5,12 +5,14 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 
 use crate::error::{BilevelError, Result};
 
-/// Builds a 1-D tensor from `f64` values, converted to the backend's float element.
+/// Builds a 1-D tensor from `f64` values, in the device's float precision.
 ///
-/// Goes through `TensorData::new` (not `from_floats`, which rounds through `f32`).
+/// Goes through `TensorData::new` (not `from_floats`, which rounds through `f32`) and lets
+/// `from_data` convert to the device's default float dtype once: converting to `B::FloatElem`
+/// first would round through f32 on Flex, whose `FloatElem` is f32 even in f64 mode (see
+/// [`crate::backend`]).
 pub fn vector<B: Backend>(values: &[f64], device: &B::Device) -> Tensor<B, 1> {
-    let data = TensorData::new(values.to_vec(), [values.len()]).convert::<B::FloatElem>();
-    Tensor::from_data(data, device)
+    Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), device)
 }
 
 /// Builds a row-major 2-D tensor from `f64` values.
@@ -27,8 +29,10 @@ pub fn matrix<B: Backend>(
             got: vec![values.len()],
         });
     }
-    let data = TensorData::new(values.to_vec(), [rows, cols]).convert::<B::FloatElem>();
-    Ok(Tensor::from_data(data, device))
+    Ok(Tensor::from_data(
+        TensorData::new(values.to_vec(), [rows, cols]),
+        device,
+    ))
 }
 
 /// Reads any tensor back to the host as `f64` values (row-major).
@@ -42,8 +46,11 @@ pub fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f64>> {
 }
 
 /// Reads a one-element tensor as `f64`.
+///
+/// Reads the data in its own dtype: `into_scalar` would go through `B::FloatElem`, which is f32
+/// on Flex even when the tensor holds f64.
 pub fn scalar<B: Backend, const D: usize>(t: Tensor<B, D>) -> f64 {
-    t.into_scalar().elem::<f64>()
+    t.into_data().iter::<f64>().next().unwrap_or(f64::NAN)
 }
 
 /// `A v` for a matrix `A` (`m × n`) and a vector `v` (`n`).

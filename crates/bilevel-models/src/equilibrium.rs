@@ -16,7 +16,7 @@
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 use crate::error::ModelError;
 use crate::Result as ModelResult;
@@ -170,7 +170,7 @@ impl<B: Backend> Equilibrium<B> {
         let mut iterations = 0;
         while iterations < max_iters {
             let next = z.clone().matmul(a_t.clone()).add(offset.clone()).tanh();
-            residual = next.clone().sub(z).abs().max().into_scalar().elem::<f64>();
+            residual = host_scalar(next.clone().sub(z).abs().max());
             z = next;
             iterations += 1;
             if residual <= tol {
@@ -196,7 +196,7 @@ impl<B: Backend> Equilibrium<B> {
 /// # Shapes
 /// - `a`: `[d, d']`
 pub fn infinity_norm<B: Backend>(a: Tensor<B, 2>) -> f64 {
-    a.abs().sum_dim(1).max().into_scalar().elem::<f64>()
+    host_scalar(a.abs().sum_dim(1).max())
 }
 
 fn check_contraction_args(len: usize, d: usize, rho: f64) -> ModelResult<()> {
@@ -244,7 +244,7 @@ pub fn project_contraction<B: Backend>(
     for row in values.chunks_mut(d.max(1)) {
         project_l1_ball(row, rho);
     }
-    let data = TensorData::new(values, [d * d]).convert::<B::FloatElem>();
+    let data = TensorData::new(values, [d * d]);
     Ok(Tensor::from_data(data, &device))
 }
 
@@ -296,4 +296,10 @@ fn project_l1_ball(row: &mut [f64], radius: f64) {
     for v in row.iter_mut() {
         *v = v.signum() * (v.abs() - theta).max(0.0);
     }
+}
+
+/// A one-element tensor as `f64`, read in the tensor's own dtype (`into_scalar` goes through
+/// `B::FloatElem`, which is f32 on Flex even when the tensor holds f64).
+fn host_scalar<B: Backend, const D: usize>(t: Tensor<B, D>) -> f64 {
+    t.into_data().iter::<f64>().next().unwrap_or(f64::NAN)
 }

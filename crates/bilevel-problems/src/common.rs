@@ -86,19 +86,16 @@ pub fn split_mnist(
     Ok(parts)
 }
 
-/// A row-major `f32` matrix as an `[rows, cols]` float tensor (through `f64`, no `f32` rounding
-/// beyond the data's own).
+/// A row-major `f32` matrix as an `[rows, cols]` float tensor in the device's float precision
+/// (no rounding beyond the data's own).
 pub fn matrix_f32<B: Backend>(
     values: &[f32],
     rows: usize,
     cols: usize,
     device: &B::Device,
 ) -> Tensor<B, 2> {
-    let data: Vec<f64> = values.iter().map(|&v| f64::from(v)).collect();
-    Tensor::from_data(
-        TensorData::new(data, [rows, cols]).convert::<B::FloatElem>(),
-        device,
-    )
+    // `from_data` converts to the device's float dtype (exact from f32 to f64).
+    Tensor::from_data(TensorData::new(values.to_vec(), [rows, cols]), device)
 }
 
 /// One-hot targets `[n, classes]` of integer labels.
@@ -107,10 +104,7 @@ pub fn one_hot<B: Backend>(labels: &[u8], classes: usize, device: &B::Device) ->
     for (i, &l) in labels.iter().enumerate() {
         data[i * classes + usize::from(l)] = 1.0;
     }
-    Tensor::from_data(
-        TensorData::new(data, [labels.len(), classes]).convert::<B::FloatElem>(),
-        device,
-    )
+    Tensor::from_data(TensorData::new(data, [labels.len(), classes]), device)
 }
 
 /// Integer labels as an `[n]` tensor.

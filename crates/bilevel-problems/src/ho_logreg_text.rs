@@ -188,10 +188,7 @@ impl<B: Backend> TextSet<B> {
         let targets: Vec<f64> = labels.iter().map(|&l| f64::from(l)).collect();
         Self {
             features: matrix_f32(rows, labels.len(), d, device),
-            targets: Tensor::from_data(
-                TensorData::new(targets, [labels.len()]).convert::<B::FloatElem>(),
-                device,
-            ),
+            targets: Tensor::from_data(TensorData::new(targets, [labels.len()]), device),
             len: labels.len(),
             spam: labels.iter().filter(|&&l| l == 1).count(),
         }

@@ -1203,10 +1203,11 @@ impl MethodSpec {
     }
 }
 
-/// A visitor that only validates (the backend is irrelevant).
+/// A visitor that only validates (the backend is irrelevant: no tensor is created, so the
+/// process's precision is not fixed by it).
 struct Validate;
 
-type ValidationBackend = burn::backend::Autodiff<burn::backend::NdArray<f64>>;
+type ValidationBackend = bilevel_core::backend::FlexAutodiff;
 
 impl SolverVisitor<ValidationBackend> for Validate {
     type Output = ();

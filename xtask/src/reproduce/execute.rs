@@ -1,14 +1,14 @@
 //! Runs one (variant, method, seed) through the shared runner of `bilevel-problems` on the
-//! ndarray backend (or, in builds with the `wgpu` feature, burn's wgpu backend in f32) and
-//! turns its report into a [`SeedRun`].
+//! backend `bilevel_core::backend::dispatch` picks (flex or ndarray; in builds with the `wgpu`
+//! feature, burn's wgpu backend in f32) and turns its report into a [`SeedRun`].
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use bilevel_core::backend::{dispatch, BackendTask};
 use bilevel_core::TerminationReason;
 use bilevel_problems::spec::BuildContext;
 use bilevel_problems::{run_spec, ProblemError, RunHooks, RunReport, RunSpec};
-use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::json;
 
@@ -44,34 +44,41 @@ pub(crate) fn run_one(
     seed: u64,
 ) -> Result<SeedRun> {
     let run = run_spec_for(plan, method, seed);
-    let report = match (ctx.backend, ctx.precision) {
-        (Backend::Ndarray, Precision::F32) => {
-            run_on::<Autodiff<NdArray<f32>>>(ctx, variant, method, &run)?
-        }
-        (Backend::Ndarray, Precision::F64) => {
-            run_on::<Autodiff<NdArray<f64>>>(ctx, variant, method, &run)?
-        }
-        #[cfg(feature = "wgpu")]
-        (Backend::Wgpu, Precision::F32) => {
-            run_on::<bilevel_core::gpu::WgpuAutodiff>(ctx, variant, method, &run)?
-        }
-        // `resolve_target` refuses these before anything runs.
-        (Backend::Wgpu, precision) => bail!(
-            "--backend wgpu cannot run in {} in this build (f32 only, with the `wgpu` feature)",
-            precision.name()
-        ),
+    let task = RunOn {
+        ctx,
+        variant,
+        method,
+        run: &run,
     };
+    let report = dispatch(ctx.backend, ctx.precision, task)??;
     Ok(seed_run(variant, method, report))
+}
+
+/// One run, on the backend `dispatch` picks.
+struct RunOn<'a> {
+    ctx: &'a Context,
+    variant: &'a Variant,
+    method: &'a Method,
+    run: &'a RunSpec,
+}
+
+impl BackendTask for RunOn<'_> {
+    type Output = Result<RunReport>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, _label: &str) -> Result<RunReport> {
+        run_on::<B>(self.ctx, device, self.variant, self.method, self.run)
+    }
 }
 
 fn run_on<B: AutodiffBackend>(
     ctx: &Context,
+    device: B::Device,
     variant: &Variant,
     method: &Method,
     run: &RunSpec,
 ) -> Result<RunReport> {
     let build = BuildContext::<B> {
-        device: Default::default(),
+        device,
         data_dir: ctx.data_dir.clone(),
         seed: run.seed,
     };
@@ -147,14 +154,14 @@ fn seed_run(variant: &Variant, method: &Method, report: RunReport) -> SeedRun {
     }
 }
 
-/// The ndarray device, in words.
-pub(crate) fn ndarray_device_name() -> String {
+/// A CPU backend's device, in words.
+pub(crate) fn cpu_device_name(backend: Backend) -> String {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!(
-        "{:?} ({}; {threads} hardware threads)",
-        burn::backend::ndarray::NdArrayDevice::default(),
-        bilevel_core::ndarray_build()
-    )
+    let build = match backend {
+        Backend::Ndarray => bilevel_core::ndarray_build().to_string(),
+        _ => bilevel_core::flex_build(),
+    };
+    format!("{} ({build}; {threads} hardware threads)", backend.name())
 }
 
 /// The problem, method and run specs of a plan, for `provenance.json`.

@@ -62,21 +62,8 @@ impl Mode {
     }
 }
 
-/// Floating-point precision of the ndarray backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Precision {
-    F32,
-    F64,
-}
-
-impl Precision {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::F64 => "f64",
-        }
-    }
-}
+/// f32 or f64 (the workspace's one precision type).
+pub(crate) use bilevel_core::backend::Precision;
 
 /// One row of the table.
 pub(crate) struct Experiment {

@@ -33,10 +33,7 @@ pub fn t(values: &[f64]) -> Tensor<TestBackend, 1> {
 
 /// An f64 tensor of any rank on any backend (through `TensorData::new`, no f32 rounding).
 pub fn tensor<B: Backend, const D: usize>(values: Vec<f64>, shape: [usize; D]) -> Tensor<B, D> {
-    Tensor::from_data(
-        TensorData::new(values, shape).convert::<B::FloatElem>(),
-        &Default::default(),
-    )
+    Tensor::from_data(TensorData::new(values, shape), &Default::default())
 }
 
 /// Any tensor back to host f64 values.
