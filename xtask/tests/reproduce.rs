@@ -139,7 +139,7 @@ fn quick_run(id: &str) -> (PathBuf, Value) {
 
     let prov = read_json(&dir.join("provenance.json"));
     assert_eq!(prov["experiment"], id);
-    assert_eq!(prov["backend"], "ndarray");
+    assert_eq!(prov["backend"], "flex");
     assert!(prov["git"].get("commit").is_some() && prov["git"].get("dirty").is_some());
     assert!(prov["rustc"]
         .as_str()

@@ -498,38 +498,41 @@ fn final_x_bits(run: &Path) -> Vec<u64> {
 }
 
 fn uninterrupted(tmp: &Path, cfg: &Path) -> Vec<u64> {
-    let out = bilevel(
-        &[
-            "run",
-            "-q",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            "full",
-        ],
-        tmp,
-    );
+    uninterrupted_on(tmp, cfg, &[])
+}
+
+/// `run -q --config CFG --out OUT` followed by `extra`.
+fn run_args<'a>(cfg: &'a Path, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "-q", "--config", cfg.to_str().unwrap(), "--out", out];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn uninterrupted_on(tmp: &Path, cfg: &Path, backend: &[&str]) -> Vec<u64> {
+    let out = bilevel(&run_args(cfg, "full", backend), tmp);
     assert_eq!(out.code, 0, "{}", out.stderr);
     final_x_bits(&tmp.join("full"))
 }
 
+/// On the default backend (flex, f64). Flex's rayon-parallel kernels split work by size, not
+/// by timing, at these sizes, so the resumed run is bit-identical there as well.
 #[test]
 fn kill_9_then_resume_reproduces_the_uninterrupted_final_iterate() {
+    kill_9_then_resume_on(&[], "flex-f64");
+}
+
+/// The same on ndarray; the resume picks the backend up from the run's status.json.
+#[test]
+fn kill_9_then_resume_reproduces_the_uninterrupted_final_iterate_on_ndarray() {
+    kill_9_then_resume_on(&["--backend", "ndarray"], "ndarray-f64");
+}
+
+fn kill_9_then_resume_on(backend: &[&str], label: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = resumable_config(tmp.path());
-    let full = uninterrupted(tmp.path(), &cfg);
+    let full = uninterrupted_on(tmp.path(), &cfg, backend);
 
-    let mut child = spawn(
-        &[
-            "run",
-            "-q",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            "run",
-        ],
-        tmp.path(),
-    );
+    let mut child = spawn(&run_args(&cfg, "run", backend), tmp.path());
     let run = tmp.path().join("run");
     wait_for(&run.join("checkpoint.json"), &mut child);
     child.kill().unwrap(); // SIGKILL on unix: no handler runs.
@@ -545,7 +548,9 @@ fn kill_9_then_resume_reproduces_the_uninterrupted_final_iterate() {
     let out = bilevel(&["run", "-q", "--resume", "run"], tmp.path());
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(final_x_bits(&run), full);
-    assert_eq!(read_json(&run.join("status.json"))["status"], "completed");
+    let status = read_json(&run.join("status.json"));
+    assert_eq!(status["status"], "completed");
+    assert_eq!(status["backend"], label);
     // The resumed CSV has each logged iteration exactly once.
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     let iters: Vec<u64> = csv

@@ -1,16 +1,17 @@
 //! Nested-autodiff products through conv2d + relu + log_softmax, against f64 central
-//! differences (DESIGN.md §2 measured 4e-11 here).
+//! differences (DESIGN.md §2 measured 4e-11 here), on both CPU backends in f64.
 
 mod common;
 
+use bilevel_core::backend::{flex_device, FlexAutodiff, Precision};
 use bilevel_core::sampling::Rng;
-use bilevel_core::tensor::{rel_err_host, vector};
+use bilevel_core::tensor::{rel_err_host, to_vec, vector};
 use bilevel_core::{Batch, BilevelProblem, Lift, Oracle, SecondOrder};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{activation, Tensor};
-use common::{dev, host, t, TestBackend};
+use common::{dev, TestBackend};
 
 const N: usize = 4; // images
 const S: usize = 6; // side
@@ -72,13 +73,26 @@ impl<B: Backend> BilevelProblem<B> for ConvProblem<B> {
 
 #[test]
 fn conv_relu_log_softmax_products_match_finite_differences() {
+    check_conv::<TestBackend>(dev());
+}
+
+/// The same on Flex (f64): burn-flex's conv2d, relu and log_softmax backward rules, nested.
+/// (Fails when Flex rounds through f32: the FD comparison then sits near 1e-3.)
+#[test]
+fn conv_relu_log_softmax_products_match_finite_differences_on_flex() {
+    check_conv::<FlexAutodiff>(flex_device(Precision::F64).unwrap());
+}
+
+fn check_conv<B: AutodiffBackend>(device: B::Device) {
+    let t = |v: &[f64]| vector::<B>(v, &device);
+    let host = |v: &Tensor<B, 1>| to_vec(v.clone()).unwrap();
     let mut rng = Rng::seed(42);
-    let images = vector::<TestBackend>(&rng.normal_vec(N * S * S), &dev()).reshape([N, 1, S, S]);
+    let images = t(&rng.normal_vec(N * S * S)).reshape([N, 1, S, S]);
     let mut onehot = vec![0.0; N * K];
     for i in 0..N {
         onehot[i * K + i % K] = 1.0;
     }
-    let onehot = vector::<TestBackend>(&onehot, &dev()).reshape([N, K]);
+    let onehot = t(&onehot).reshape([N, K]);
     let problem = ConvProblem { images, onehot };
     let x: Vec<f64> = rng.normal_vec(S * S).iter().map(|v| 0.3 * v).collect();
     let y: Vec<f64> = rng.normal_vec(Y_DIM).iter().map(|v| 0.5 * v).collect();

@@ -265,7 +265,7 @@ impl<B: Backend> FlatNet<B> for AllParams<B> {
     }
 }
 
-fn data(seed: u64) -> (Rng, Tensor<TestBackend, 4>, Tensor<TestBackend, 2>) {
+fn data<B: Backend>(seed: u64) -> (Rng, Tensor<B, 4>, Tensor<B, 2>) {
     let mut rng = Rng::seed(seed);
     let images = tensor(
         normal(&mut rng, N * SMALL * SMALL, 1.0),
@@ -277,7 +277,7 @@ fn data(seed: u64) -> (Rng, Tensor<TestBackend, 4>, Tensor<TestBackend, 2>) {
 #[test]
 fn lenet_head_on_backbone_products_match_finite_differences() {
     for (pool, seed) in [(Pool::Max, 20), (Pool::Avg, 21)] {
-        let (mut rng, images, targets) = data(seed);
+        let (mut rng, images, targets) = data::<TestBackend>(seed);
         let cfg = LeNetConfig::new().with_pool(pool).with_side(SMALL);
         let dev = Default::default();
         let x = seeded_flat(&cfg.init_features::<TestBackend>(&dev), seed);
@@ -298,10 +298,22 @@ fn lenet_head_on_backbone_products_match_finite_differences() {
 
 #[test]
 fn lenet_all_parameters_products_match_finite_differences() {
+    lenet_all_parameters_on::<TestBackend>();
+}
+
+/// The same on Flex (f64): burn-flex's conv2d, pooling (our `pool2d`), tanh and linear
+/// backward rules, nested. (Fails if Flex computed in f32: the FD errors sit near 1e-3.)
+#[test]
+fn lenet_all_parameters_products_match_finite_differences_on_flex() {
+    common::flex();
+    lenet_all_parameters_on::<bilevel_core::backend::FlexAutodiff>();
+}
+
+fn lenet_all_parameters_on<B: burn::tensor::backend::AutodiffBackend>() {
     for (pool, seed) in [(Pool::Max, 30), (Pool::Avg, 31)] {
-        let (mut rng, images, targets) = data(seed);
+        let (mut rng, images, targets) = data::<B>(seed);
         let cfg = LeNetConfig::new().with_pool(pool).with_side(SMALL);
-        let y = seeded_flat(&cfg.init::<TestBackend>(&Default::default()), seed);
+        let y = seeded_flat(&cfg.init::<B>(&Default::default()), seed);
         let x = normal(&mut rng, N, 1.0);
         let problem = CeProblem::new(
             AllParams {

@@ -123,7 +123,7 @@ impl<B: Backend> FlatNet<B> for Representation<B> {
     }
 }
 
-fn data(rng: &mut Rng) -> (Tensor<TestBackend, 2>, Tensor<TestBackend, 2>) {
+fn data<B: Backend>(rng: &mut Rng) -> (Tensor<B, 2>, Tensor<B, 2>) {
     (
         tensor(normal(rng, N * IN, 1.0), [N, IN]),
         onehot(&[0, 1, 2, 0], K),
@@ -132,9 +132,20 @@ fn data(rng: &mut Rng) -> (Tensor<TestBackend, 2>, Tensor<TestBackend, 2>) {
 
 #[test]
 fn mlp_all_params_products_match_finite_differences() {
+    mlp_all_params_on::<TestBackend>();
+}
+
+/// The same on Flex (f64). (Fails if Flex computed in f32: the FD errors sit near 1e-3.)
+#[test]
+fn mlp_all_params_products_match_finite_differences_on_flex() {
+    common::flex();
+    mlp_all_params_on::<bilevel_core::backend::FlexAutodiff>();
+}
+
+fn mlp_all_params_on<B: burn::tensor::backend::AutodiffBackend>() {
     for (act, seed) in [(Activation::Tanh, 3), (Activation::Identity, 4)] {
         let mut rng = Rng::seed(seed);
-        let (inputs, targets) = data(&mut rng);
+        let (inputs, targets) = data::<B>(&mut rng);
         let net = WeightedMlp {
             inputs,
             targets,
@@ -143,8 +154,8 @@ fn mlp_all_params_products_match_finite_differences() {
         };
         let dev = Default::default();
         // Distinct seeds: the head's weights must not be the first draws of the MLP's.
-        let mut y = seeded_flat(&net.mlp.init::<TestBackend>(&dev), 7);
-        y.extend(seeded_flat(&net.head.init::<TestBackend>(&dev), 8));
+        let mut y = seeded_flat(&net.mlp.init::<B>(&dev), 7);
+        y.extend(seeded_flat(&net.head.init::<B>(&dev), 8));
         let x = normal(&mut rng, N, 1.0);
         let problem = CeProblem::new(net, 1e-2);
         let name = format!("mlp {act:?} (y = mlp+head, x = sample log-weights)");
@@ -156,7 +167,7 @@ fn mlp_all_params_products_match_finite_differences() {
 #[test]
 fn mlp_embedding_as_upper_variable_products_match_finite_differences() {
     let mut rng = Rng::seed(5);
-    let (inputs, targets) = data(&mut rng);
+    let (inputs, targets) = data::<TestBackend>(&mut rng);
     let net = Representation {
         inputs,
         targets,

@@ -6,14 +6,16 @@ mod problem_checks;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use bilevel_core::backend::FlexAutodiff;
 use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::scalar;
 use bilevel_core::{Batch, BilevelProblem};
 use bilevel_data::Mnist;
 use bilevel_problems::hyper_cleaning::{HyperCleaning, HyperCleaningSpec};
 use bilevel_problems::{Application, ProblemError};
+use burn::tensor::backend::AutodiffBackend;
 use problem_checks::{
-    closed_form_vs_autodiff, dev, directional_gradient_error, host, inner_gd, metric,
+    closed_form_vs_autodiff, dev, directional_gradient_error, flex, host, inner_gd, metric,
     second_order_errors, t, Level, TB,
 };
 
@@ -32,7 +34,15 @@ fn spec(train: usize, val: usize, test: usize) -> HyperCleaningSpec {
 }
 
 fn problem(s: &HyperCleaningSpec, seed: u64) -> HyperCleaning<TB> {
-    HyperCleaning::from_mnist(s, mnist(), seed, &dev()).unwrap()
+    problem_on(s, seed, &dev())
+}
+
+fn problem_on<B: AutodiffBackend>(
+    s: &HyperCleaningSpec,
+    seed: u64,
+    device: &B::Device,
+) -> HyperCleaning<B> {
+    HyperCleaning::from_mnist(s, mnist(), seed, device).unwrap()
 }
 
 #[test]
@@ -67,6 +77,18 @@ fn gradients_match_central_differences() {
 
 #[test]
 fn closed_form_matches_autodiff_to_round_off() {
+    closed_form_matches_autodiff_on::<TB>(&dev());
+}
+
+/// The same on Flex in f64: the hand-derived `linear_ce` path (row blocks, contiguous `Xᵀ`)
+/// against Flex's nested autodiff. (A closed form that drops the σ(λ) weights' derivative, or
+/// Flex rounding through f32, puts the error near 1e-1 / 1e-7.)
+#[test]
+fn closed_form_matches_autodiff_to_round_off_on_flex() {
+    closed_form_matches_autodiff_on::<FlexAutodiff>(&flex());
+}
+
+fn closed_form_matches_autodiff_on<B: AutodiffBackend>(device: &B::Device) {
     // With and without the bias, on the full batch and on a mini-batch with repeated rows
     // (their λ-gradients add up), at a random point.
     for bias in [false, true] {
@@ -74,7 +96,7 @@ fn closed_form_matches_autodiff_to_round_off() {
             bias,
             ..spec(60, 25, 20)
         };
-        let p = problem(&s, 4);
+        let p = problem_on::<B>(&s, 4, device);
         let mut rng = Rng::seed(11);
         let x = rng.normal_vec(60);
         let y: Vec<f64> = rng.normal_vec(p.y_dim()).iter().map(|v| 0.05 * v).collect();

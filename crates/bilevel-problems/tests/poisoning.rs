@@ -13,8 +13,9 @@ use bilevel_core::{Batch, BilevelProblem, Constraint, Oracle};
 use bilevel_data::Mnist;
 use bilevel_problems::poisoning::{Poisoning, PoisoningSpec};
 use bilevel_problems::{Application, ProblemError};
+use burn::tensor::backend::AutodiffBackend;
 use problem_checks::{
-    closed_form_vs_autodiff, dev, directional_gradient_error, host, inner_gd, metric,
+    closed_form_vs_autodiff, dev, directional_gradient_error, flex, host, inner_gd, metric,
     second_order_errors, t, Level, TB,
 };
 
@@ -34,7 +35,15 @@ fn spec(train: usize, poisoned: usize, val: usize, test: usize) -> PoisoningSpec
 }
 
 fn problem(s: &PoisoningSpec, seed: u64) -> Poisoning<TB> {
-    Poisoning::from_mnist(s, mnist(), seed, &dev()).unwrap()
+    problem_on(s, seed, &dev())
+}
+
+fn problem_on<B: AutodiffBackend>(
+    s: &PoisoningSpec,
+    seed: u64,
+    device: &B::Device,
+) -> Poisoning<B> {
+    Poisoning::from_mnist(s, mnist(), seed, device).unwrap()
 }
 
 fn small(seed: u64, n: usize, scale: f64) -> Vec<f64> {
@@ -90,6 +99,17 @@ fn gradients_match_central_differences() {
 
 #[test]
 fn closed_form_matches_autodiff_to_round_off() {
+    closed_form_matches_autodiff_on::<TB>(&dev());
+}
+
+/// The same on Flex in f64 (noisy rows split across view blocks, the scattered `∂/∂Δ`).
+/// (Swapping `[V W]` in the noisy rows' `J v`, or Flex rounding through f32, fails it.)
+#[test]
+fn closed_form_matches_autodiff_to_round_off_on_flex() {
+    closed_form_matches_autodiff_on::<bilevel_core::backend::FlexAutodiff>(&flex());
+}
+
+fn closed_form_matches_autodiff_on<B: AutodiffBackend>(device: &B::Device) {
     // The hand-derived derivatives (noisy rows, negated outer loss; the default path) against
     // nested autodiff of the losses, with and without the bias, on the full batch and on
     // mini-batches of mixed, only-poisoned (with a repeat) and only-clean rows; and with every
@@ -99,7 +119,7 @@ fn closed_form_matches_autodiff_to_round_off() {
             bias,
             ..spec(train, poisoned, 20, 20)
         };
-        let p = problem(&s, 3);
+        let p = problem_on::<B>(&s, 3, device);
         let x = small(4, p.x_dim(), 0.1);
         let y = small(5, p.y_dim(), 0.05);
         let v = small(6, p.y_dim(), 1.0);

@@ -12,7 +12,7 @@ use bilevel_core::{Batch, BilevelProblem, Lift, Oracle, SecondOrder};
 use bilevel_models::flat::{he_normal_init, VectorInit};
 use bilevel_models::linear::{cross_entropy_per_sample, mean, weighted_mean};
 use burn::backend::{Autodiff, NdArray};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 
 /// The plain f64 backend.
@@ -24,6 +24,12 @@ pub type Nested = Autodiff<TestBackend>;
 
 pub fn dev() -> burn::tensor::Device<TestBackend> {
     Default::default()
+}
+
+/// The Flex device with this process's Flex precision fixed to f64 (call it before creating
+/// any Flex tensor in a test; every Flex test of a binary is f64).
+pub fn flex() -> bilevel_core::backend::FlexDevice {
+    bilevel_core::backend::flex_device(bilevel_core::backend::Precision::F64).unwrap()
 }
 
 /// A 1-D f64 tensor on [`TestBackend`].
@@ -178,7 +184,10 @@ fn directional(
 /// Exact `Hv`, `Jv` against `SecondOrder::FiniteDifference { eps: 1e-6 }`, and gradients of `g`
 /// and `f` against central differences of their values along `n_dirs` random directions.
 /// Prints the measured errors under `name`.
-pub fn check_problem<P: BilevelProblem<TestBackend>>(
+///
+/// Generic over the backend: the models' exactness tests run on ndarray ([`TestBackend`]) and
+/// on Flex ([`flex`]), both in f64.
+pub fn check_problem<B: AutodiffBackend, P: BilevelProblem<B>>(
     name: &str,
     problem: &P,
     x: &[f64],
@@ -186,6 +195,8 @@ pub fn check_problem<P: BilevelProblem<TestBackend>>(
     seed: u64,
     n_dirs: usize,
 ) -> Errors {
+    let device = problem.device();
+    let t = |v: &[f64]| vector::<B>(v, &device);
     let mut rng = Rng::seed(seed);
     let v = rng.normal_vec(y.len());
     let (xt, yt, vt) = (t(x), t(y), t(&v));

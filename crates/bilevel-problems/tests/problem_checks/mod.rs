@@ -6,10 +6,17 @@ use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::{rel_err_host, scalar, to_vec, vector};
 use bilevel_core::{Batch, BilevelProblem, Oracle, SecondOrder};
 use burn::backend::{Autodiff, NdArray};
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
 /// The backend every f64 test runs on.
 pub type TB = Autodiff<NdArray<f64>>;
+
+/// The Flex device in f64 (the exactness tests that also run on Flex; every Flex tensor of a
+/// test binary must be f64, which this fixes before the first one).
+pub fn flex() -> bilevel_core::backend::FlexDevice {
+    bilevel_core::backend::flex_device(bilevel_core::backend::Precision::F64).unwrap()
+}
 
 pub fn dev() -> burn::tensor::Device<TB> {
     Default::default()
@@ -159,7 +166,10 @@ pub fn metric(metrics: &[bilevel_problems::Metric], name: &str) -> f64 {
 /// [`bilevel_core::ClosedForm`]) and autodiff / nested autodiff, over `g` and its gradients
 /// (with and without `∇_x g`), `f` and its gradients, `Hv`, `Jv` and `hvp_jvp`, on `batch`.
 /// Panics if the problem has no closed form (the comparison would be autodiff against itself).
-pub fn closed_form_vs_autodiff<P: BilevelProblem<TB>>(
+///
+/// Generic over the backend, so that the same comparison runs on ndarray ([`TB`]) and Flex
+/// ([`flex`]).
+pub fn closed_form_vs_autodiff<B: AutodiffBackend, P: BilevelProblem<B>>(
     p: &P,
     x: &[f64],
     y: &[f64],
@@ -168,12 +178,17 @@ pub fn closed_form_vs_autodiff<P: BilevelProblem<TB>>(
     outer_batch: &Batch,
 ) -> f64 {
     assert!(p.closed_form().is_some(), "the problem has no closed form");
-    let (x, y, v) = (t(x), t(y), t(v));
+    let device = p.device();
+    let (x, y, v) = (
+        vector::<B>(x, &device),
+        vector::<B>(y, &device),
+        vector::<B>(v, &device),
+    );
     let mut closed = Oracle::new(p);
     let mut auto = Oracle::with_mode(p, SecondOrder::Autodiff);
     let mut worst = 0.0f64;
-    let mut cmp = |what: &str, a: &Tensor<TB, 1>, b: &Tensor<TB, 1>| {
-        let e = rel_err_host(&host(a), &host(b));
+    let mut cmp = |what: &str, a: &Tensor<B, 1>, b: &Tensor<B, 1>| {
+        let e = rel_err_host(&to_vec(a.clone()).unwrap(), &to_vec(b.clone()).unwrap());
         assert!(e.is_finite(), "{what}: {e}");
         worst = worst.max(e);
     };
