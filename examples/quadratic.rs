@@ -8,14 +8,15 @@ use bilevel_algorithms::aid::{Aid, AidConfig, LinearSolver};
 use bilevel_algorithms::hoag::{Hoag, HoagConfig};
 use bilevel_algorithms::itd::{Itd, ItdConfig};
 use bilevel_algorithms::sid::{bsgm, InnerStepSchedule, SidConfig};
+use bilevel_core::backend::{flex_device, FlexAutodiff, Precision};
 use bilevel_core::problems::{QuadraticBilevel, QuadraticSpec};
 use bilevel_core::tensor::{to_vec, vector};
 use bilevel_core::{
     Executor, ExecutorConfig, OuterLoop, OuterOptimizer, RunOutcome, Solver, State,
 };
-use burn::backend::{Autodiff, NdArray};
 
-type B = Autodiff<NdArray<f64>>;
+/// The default CPU backend; `flex_device(Precision::F64)` (in `main`) makes it compute in f64.
+type B = FlexAutodiff;
 
 /// Outer iterations of every method.
 const ITERS: u64 = 300;
@@ -33,7 +34,9 @@ fn run<S: Solver<B>>(problem: &QuadraticBilevel<B>, solver: S, iters: u64) -> Ru
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let problem = QuadraticBilevel::<B>::random(&QuadraticSpec::default(), &Default::default())?;
+    // Before the first tensor: Flex's default float is f32 unless the process asks for f64.
+    let device = flex_device(Precision::F64)?;
+    let problem = QuadraticBilevel::<B>::random(&QuadraticSpec::default(), &device)?;
     let form = problem.closed_form().clone();
     let report = |name: &str, out: RunOutcome<B>| -> Result<(), Box<dyn std::error::Error>> {
         let grad = form.hypergradient(&to_vec(out.state.x.clone())?)?;

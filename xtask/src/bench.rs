@@ -919,7 +919,9 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         merged.hvp_agreement.extend(out.hvp_agreement);
         merged.notes.extend(out.notes);
     }
-    if merged.rows.iter().any(|r| r.name.starts_with(meta::PREFIX)) {
+    let is_meta =
+        |r: &Row| r.name.starts_with(meta::PREFIX) || r.name.starts_with(meta::WIDE_PREFIX);
+    if merged.rows.iter().any(is_meta) {
         merged.notes.push(meta::NOTE.to_string());
     }
     // Matmuls first, then the worker order.
@@ -933,7 +935,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         &ratios,
         &closed_form_ratios,
     );
-    if merged.rows.iter().any(|r| r.name.starts_with(meta::PREFIX)) {
+    if merged.rows.iter().any(is_meta) {
         println!("\nNote: {}.", meta::NOTE);
     }
     if adapter.is_some() {

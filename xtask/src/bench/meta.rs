@@ -35,15 +35,18 @@ use super::{memory, sync, time, to_mib, Derivatives, Options, Row, Runtime, SEED
 /// Prefix of the case names.
 pub(super) const PREFIX: &str = "meta/cnn4/";
 
+/// Prefix of the case at the spec's 64 filters (AID-CG only; not with `--quick`).
+pub(super) const WIDE_PREFIX: &str = "meta/cnn4-64/";
+
 /// Prefix of the memory-child cases (`meta-<estimator>`).
 pub(super) const MEMORY_PREFIX: &str = "meta-";
 
 /// The report's note when meta-learning rows ran.
 pub(super) const NOTE: &str = "meta/cnn4 runs on synthetic glyphs (bilevel_data::synthetic, \
     28×28), a labelled substitute for miniImageNet / Omniglot, which cannot be obtained offline; \
-    CNN4 with 32 filters (8 with --quick), not the meta-learning spec's default 64 (one PZOBO \
-    hypergradient: 71.7 s at 64 filters); at most 3 timed runs per case; GFLOP/s is not counted \
-    for the convolutions (–)";
+    CNN4 with 32 filters (8 with --quick) and, for AID-CG, the meta-learning spec's default 64 \
+    (meta/cnn4-64/aid-cg; not with --quick); at most 3 timed runs per case; GFLOP/s is not \
+    counted for the convolutions (–)";
 
 /// Inner (and BSGM's lower-level) step `α = γ`: the `reproduce meta-learning` plan's.
 const INNER_STEP: f64 = 0.1;
@@ -70,6 +73,23 @@ pub(super) struct Sizes {
 }
 
 impl Sizes {
+    /// The spec's 64 filters, otherwise as the full case.
+    fn wide() -> Self {
+        Self {
+            filters: 64,
+            ..Self::new(false)
+        }
+    }
+
+    /// The sizes a memory child's `filters` names (see [`memory_key`]).
+    fn of_filters(quick: bool, filters: usize) -> Self {
+        if !quick && filters == 64 {
+            Self::wide()
+        } else {
+            Self::new(quick)
+        }
+    }
+
     /// Full: 4 tasks, 32 filters, `T = N = 10` (the full plan's steps). Quick: 2 tasks, 8
     /// filters (the quick plan's CNN4), `T = N = 5` (the quick plan's steps).
     pub(super) fn new(quick: bool) -> Self {
@@ -91,8 +111,12 @@ impl Sizes {
 
 /// The problem: 5-way 5-shot, 15 queries per class, one task per batch slot, synthetic glyphs
 /// at their default 28×28; one meta-test episode (never evaluated here).
+#[cfg(test)]
 pub(super) fn spec(quick: bool) -> MetaLearningSpec {
-    let sizes = Sizes::new(quick);
+    spec_of(Sizes::new(quick))
+}
+
+fn spec_of(sizes: Sizes) -> MetaLearningSpec {
     MetaLearningSpec {
         n_way: 5,
         k_shot: 5,
@@ -139,6 +163,7 @@ impl MetaEstimator {
         Self::ALL.into_iter().find(|e| e.key() == key)
     }
 
+    #[cfg(test)]
     pub(super) fn name(self) -> String {
         format!("{PREFIX}{}", self.key())
     }
@@ -206,31 +231,61 @@ impl MetaEstimator {
 }
 
 /// The problem and its initial point.
-fn build<B: AutodiffBackend>(quick: bool) -> Result<(MetaLearning<B>, Tensor<B, 1>, Tensor<B, 1>)> {
+fn build<B: AutodiffBackend>(
+    sizes: Sizes,
+) -> Result<(MetaLearning<B>, Tensor<B, 1>, Tensor<B, 1>)> {
     let device = Default::default();
-    let problem = spec(quick).build::<B>(SEED, None, &device)?;
+    let problem = spec_of(sizes).build::<B>(SEED, None, &device)?;
     let (x0, y0) = problem.initial_point(SEED)?;
     Ok((problem, x0, y0))
 }
 
-/// Case 5 on `B` (memory on ndarray).
+/// The memory child's case key: `<filters>-<estimator>` after [`MEMORY_PREFIX`].
+fn memory_key(sizes: Sizes, est: MetaEstimator) -> String {
+    format!("{MEMORY_PREFIX}{}-{}", sizes.filters, est.key())
+}
+
+/// Case 5 on `B` (memory on the CPU backends): the 32-filter family, and AID-CG at 64 filters.
 pub(super) fn cases<B: AutodiffBackend>(
     opts: &Options,
     runtime: Runtime,
     rows: &mut Vec<Row>,
 ) -> Result<()> {
-    let selected: Vec<_> = MetaEstimator::ALL
-        .into_iter()
-        .filter(|e| opts.selected(&e.name()))
+    family::<B>(
+        opts,
+        runtime,
+        rows,
+        Sizes::new(opts.quick),
+        PREFIX,
+        &MetaEstimator::ALL,
+    )?;
+    if !opts.quick {
+        let wide = [MetaEstimator::AidCg];
+        family::<B>(opts, runtime, rows, Sizes::wide(), WIDE_PREFIX, &wide)?;
+    }
+    Ok(())
+}
+
+fn family<B: AutodiffBackend>(
+    opts: &Options,
+    runtime: Runtime,
+    rows: &mut Vec<Row>,
+    sizes: Sizes,
+    prefix: &str,
+    estimators: &[MetaEstimator],
+) -> Result<()> {
+    let selected: Vec<_> = estimators
+        .iter()
+        .copied()
+        .filter(|e| opts.selected(&format!("{prefix}{}", e.key())))
         .collect();
     if selected.is_empty() {
         return Ok(());
     }
-    let (problem, x0, y0) = build::<B>(opts.quick)?;
-    let sizes = Sizes::new(opts.quick);
+    let (problem, x0, y0) = build::<B>(sizes)?;
     let repeats = opts.repeats.min(MAX_REPEATS);
     let derivs = Derivatives::of(&problem, SecondOrder::Exact);
-    let sp = spec(opts.quick);
+    let sp = spec_of(sizes);
     let side = sp.side();
     let setting = format!(
         "{}-way {}-shot, {} queries/class, {} tasks, CNN4 {} filters ({} backbone parameters), \
@@ -243,7 +298,7 @@ pub(super) fn cases<B: AutodiffBackend>(
         problem.x_dim(),
     );
     for est in selected {
-        let name = est.name();
+        let name = format!("{prefix}{}", est.key());
         eprintln!("bench: {name}");
         let mut counts = None;
         let timing = time(repeats, || {
@@ -259,7 +314,7 @@ pub(super) fn cases<B: AutodiffBackend>(
             ));
         row.counts = counts;
         if runtime.measures_memory() {
-            let key = format!("{MEMORY_PREFIX}{}", est.key());
+            let key = memory_key(sizes, est);
             row.peak_mib = Some(to_mib(memory::spawn_child(&key, &opts.child_args())?));
         }
         rows.push(row);
@@ -267,12 +322,43 @@ pub(super) fn cases<B: AutodiffBackend>(
     Ok(())
 }
 
-/// The memory child of `meta-<key>`: builds the problem and measures one hypergradient.
+/// The memory child of `meta-<filters>-<key>`: builds the problem and measures one
+/// hypergradient.
 pub(super) fn memory_child<B: AutodiffBackend>(quick: bool, key: &str) -> Result<()> {
-    let Some(est) = MetaEstimator::parse(key) else {
+    let parsed = key.split_once('-').and_then(|(filters, est)| {
+        Some((filters.parse::<usize>().ok()?, MetaEstimator::parse(est)?))
+    });
+    let Some((filters, est)) = parsed else {
         bail!("unknown meta-learning memory case `{key}`");
     };
-    let (problem, x0, y0) = build::<B>(quick)?;
-    let steps = Sizes::new(quick).steps;
+    let sizes = Sizes::of_filters(quick, filters);
+    let (problem, x0, y0) = build::<B>(sizes)?;
+    let steps = sizes.steps;
     memory::measure_in_child(|| est.run(&problem, steps, &x0, &y0).map(drop))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_keys_name_the_filters_and_round_trip() {
+        let wide = Sizes::wide();
+        assert_eq!((wide.filters, wide.tasks, wide.steps), (64, 4, 10));
+        spec_of(wide).validate().unwrap();
+        for (quick, sizes) in [
+            (false, Sizes::new(false)),
+            (false, wide),
+            (true, Sizes::new(true)),
+        ] {
+            for est in MetaEstimator::ALL {
+                let key = memory_key(sizes, est);
+                let rest = key.strip_prefix(MEMORY_PREFIX).unwrap();
+                let (filters, name) = rest.split_once('-').unwrap();
+                assert_eq!(name, est.key());
+                let filters: usize = filters.parse().unwrap();
+                assert_eq!(Sizes::of_filters(quick, filters), sizes, "{key}");
+            }
+        }
+    }
 }
