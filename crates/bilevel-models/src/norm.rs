@@ -90,21 +90,42 @@ impl<B: Backend> BatchNorm2d<B> {
             "BatchNorm2d: input has {c} channels, the layer {}",
             self.num_features()
         );
-        let gamma = self.gamma.val().reshape([1, c, 1, 1]);
-        let beta = self.beta.val().reshape([1, c, 1, 1]);
+        let n = input.dims()[0];
+        let gamma = per_channel(self.gamma.val(), n);
+        let beta = per_channel(self.beta.val(), n);
         normalize(input, self.epsilon).mul(gamma).add(beta)
     }
 }
 
+/// A per-channel vector `[c]` as the `[n, c, 1, 1]` operand of a broadcast over `[n, c, h, w]`.
+///
+/// Repeated over the batch rather than `[1, c, 1, 1]`: the same values, so the same results, but
+/// burn-flex runs a broadcast whose operand walks its storage contiguously over the leading dims
+/// (strides `[c, 1, 0, 0]`) with its SIMD per-row-scalar kernel, while a `[1, c, 1, 1]` operand
+/// (strides `[0, 1, 0, 0]`) falls back to an element-by-element strided iterator, which took
+/// 38 % of a CNN4 meta-learning hypergradient on Flex (docs/PERFORMANCE.md).
+fn per_channel<B: Backend>(v: Tensor<B, 1>, n: usize) -> Tensor<B, 4> {
+    let [c] = v.dims();
+    v.reshape([1, c, 1, 1]).repeat_dim(0, n)
+}
+
 /// `(x − mean) / sqrt(var + ε)` per channel of `[n, c, h, w]`, with the mean and biased
-/// variance over the `n · h · w` values of each channel (no affine map).
+/// variance over the `n · h · w` values of each channel (no affine map). The statistics are
+/// broadcast as `[n, c, 1, 1]` (see [`per_channel`] for why).
 ///
 /// # Shapes
 /// `[n, c, h, w]` → `[n, c, h, w]`.
 pub fn normalize<B: Backend>(x: Tensor<B, 4>, epsilon: f64) -> Tensor<B, 4> {
-    let [n, _, h, w] = x.dims();
+    let [n, c, h, w] = x.dims();
     let inv_m = 1.0 / (n * h * w) as f64;
-    let channel_mean = |t: Tensor<B, 4>| t.sum_dim(0).sum_dim(2).sum_dim(3).mul_scalar(inv_m);
+    // Sums over the contiguous `h · w` run first (`[n, c, h·w]` → `[n, c, 1]`): their backward
+    // broadcasts a `[n, c, 1]` gradient, Flex's fast per-row-scalar pattern, where summing
+    // `[n, c, h, w]` over dims 0, 2, 3 broadcast `[1, c, h, w]`-shaped gradients through its
+    // strided fallback.
+    let channel_mean = |t: Tensor<B, 4>| {
+        let sums = t.reshape([n, c, h * w]).sum_dim(2).sum_dim(0);
+        per_channel(sums.reshape([c]).mul_scalar(inv_m), n)
+    };
     let mean = channel_mean(x.clone());
     let centered = x.sub(mean);
     let var = channel_mean(centered.clone().powi_scalar(2));

@@ -13,7 +13,7 @@ use bilevel_models::flat::{num_params, unflatten};
 use bilevel_models::ModelError;
 use bilevel_models::Pool;
 use burn::backend::{Autodiff, NdArray};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::module::{avg_pool2d, conv2d, max_pool2d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{activation, Tensor};
@@ -203,14 +203,14 @@ impl<B: Backend> BilevelProblem<B> for Cnn4Problem<B> {
     }
 }
 
-fn episode(rng: &mut Rng) -> (Tensor<Tb, 4>, Tensor<Tb, 2>) {
+fn episode<B: Backend>(rng: &mut Rng) -> (Tensor<B, 4>, Tensor<B, 2>) {
     let device = Default::default();
-    let images = vector::<Tb>(&rng.normal_vec(N * CH * S * S), &device).reshape([N, CH, S, S]);
+    let images = vector::<B>(&rng.normal_vec(N * CH * S * S), &device).reshape([N, CH, S, S]);
     let mut onehot = vec![0.0; N * K];
     for i in 0..N {
         onehot[i * K + i % K] = 1.0;
     }
-    (images, vector::<Tb>(&onehot, &device).reshape([N, K]))
+    (images, vector::<B>(&onehot, &device).reshape([N, K]))
 }
 
 /// Random backbone weights at the He scale of each layer (γ around 1, β around 0).
@@ -235,12 +235,14 @@ fn backbone_params(rng: &mut Rng, config: &Cnn4Config) -> Vec<f64> {
 }
 
 /// `(‖Hv − Hv_fd‖/‖Hv_fd‖, ‖Jv − Jv_fd‖/‖Jv_fd‖)` with FD step 1e-6, plus `(‖Hv‖, ‖Jv‖)`.
-fn compare<P: BilevelProblem<Tb>>(
+fn compare<B: AutodiffBackend, P: BilevelProblem<B>>(
     problem: &P,
     x: &[f64],
     y: &[f64],
     v: &[f64],
 ) -> (f64, f64, f64, f64) {
+    let device = problem.device();
+    let t = |v: &[f64]| vector::<B>(v, &device);
     let mut exact = Oracle::new(problem);
     let (hv, jv) = exact.hvp_jvp(&t(x), &t(y), &t(v), &Batch::Full).unwrap();
     let mut fd = Oracle::with_mode(problem, SecondOrder::FiniteDifference { eps: 1e-6 });
@@ -254,8 +256,12 @@ fn compare<P: BilevelProblem<Tb>>(
 }
 
 fn run_cnn4(split: Split, pool: Pool, seed: u64) -> (f64, f64, f64, f64) {
+    run_cnn4_on::<Tb>(split, pool, seed)
+}
+
+fn run_cnn4_on<B: AutodiffBackend>(split: Split, pool: Pool, seed: u64) -> (f64, f64, f64, f64) {
     let mut rng = Rng::seed(seed);
-    let (images, onehot) = episode(&mut rng);
+    let (images, onehot) = episode::<B>(&mut rng);
     let config = Cnn4Config::new()
         .with_in_channels(CH)
         .with_filters(FILTERS)
@@ -285,6 +291,22 @@ fn backbone_as_x_head_as_y_products_match_finite_differences() {
     assert!(eh < 1e-7, "hvp rel err {eh}");
     assert!(ej < 1e-7, "jvp rel err {ej}");
     assert!(nh > 1e-3 && nj > 1e-3, "‖Hv‖={nh} ‖Jv‖={nj}");
+}
+
+/// The whole network (convolutions, batch-statistics BN with its `[n, c, 1, 1]` broadcasts,
+/// pooling) as `y` on Flex in f64, against finite differences. (Fails if Flex computed in f32:
+/// the FD errors then sit near 1e-3.)
+#[test]
+fn whole_network_as_y_products_match_finite_differences_on_flex() {
+    bilevel_core::backend::flex_device(bilevel_core::backend::Precision::F64).unwrap();
+    for pool in [Pool::Max, Pool::Avg] {
+        let (eh, ej, nh, nj) =
+            run_cnn4_on::<bilevel_core::backend::FlexAutodiff>(Split::BackboneIsY, pool, 22);
+        println!("cnn4 {pool:?} on flex: hvp rel_err={eh:.2e} jvp rel_err={ej:.2e}");
+        assert!(eh < 1e-6, "{pool:?}: hvp rel err {eh}");
+        assert!(ej < 1e-6, "{pool:?}: jvp rel err {ej}");
+        assert!(nh > 1e-3 && nj > 1e-3, "{pool:?}: ‖Hv‖={nh} ‖Jv‖={nj}");
+    }
 }
 
 #[test]
