@@ -14,6 +14,9 @@ mod reproduce;
 /// The hypergrad-check modules (`checks_*.rs`), declared in a module that names its backend
 /// `B` and compiled once per CPU backend: `on_flex.rs`, `on_ndarray.rs` (f64 on both;
 /// `hypergrad_check::run` fixes the precision first).
+///
+/// Loading the same files once per backend is the point, hence `clippy::duplicate_mod` is
+/// allowed on these declarations.
 macro_rules! checks_on {
     ($backend:ty, $device:path) => {
         pub(crate) type B = $backend;
@@ -24,18 +27,25 @@ macro_rules! checks_on {
             $device(bilevel_core::backend::Precision::F64).expect("f64 on this backend");
         }
         #[path = "checks_contraction.rs"]
+        #[allow(clippy::duplicate_mod)]
         mod checks_contraction;
         #[path = "checks_hessian_free.rs"]
+        #[allow(clippy::duplicate_mod)]
         mod checks_hessian_free;
         #[path = "checks_implicit.rs"]
+        #[allow(clippy::duplicate_mod)]
         mod checks_implicit;
         #[path = "checks_nonconvex.rs"]
+        #[allow(clippy::duplicate_mod)]
         mod checks_nonconvex;
         #[path = "checks_quadratic.rs"]
+        #[allow(clippy::duplicate_mod)]
         pub(crate) mod checks_quadratic;
         #[path = "checks_single_loop.rs"]
+        #[allow(clippy::duplicate_mod)]
         mod checks_single_loop;
         #[path = "checks_stochastic.rs"]
+        #[allow(clippy::duplicate_mod)]
         mod checks_stochastic;
     };
 }
