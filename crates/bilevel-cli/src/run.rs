@@ -167,18 +167,20 @@ struct Prepared {
     precision: Precision,
 }
 
-/// The backend a run uses: `--backend`, else (on `--resume`) the one the run was started on, else
-/// flex.
-fn chosen_backend(args: &RunArgs) -> BackendKind {
+/// The backend a run uses: `--backend`, else (on `--resume`) the one the run was started on
+/// (`status`, the resumed folder's status.json), else flex.
+fn chosen_backend(args: &RunArgs, status: Option<&Status>) -> BackendKind {
     args.backend
-        .or_else(|| {
-            let status = read_status(args.resume.as_deref()?)?;
-            BackendKind::from_label(&status.backend)
-        })
+        .or_else(|| BackendKind::from_label(&status?.backend))
         .unwrap_or_default()
 }
 
-fn prepare(args: &RunArgs, backend: BackendKind) -> Result<Prepared, Failure> {
+/// `status` is the resumed folder's status.json (read once by [`run`]), `None` for a new run.
+fn prepare(
+    args: &RunArgs,
+    backend: BackendKind,
+    status: Option<Status>,
+) -> Result<Prepared, Failure> {
     if let Some(dir) = &args.resume {
         let config_path = dir.join(CONFIG_FILE);
         if !config_path.exists() {
@@ -193,7 +195,6 @@ fn prepare(args: &RunArgs, backend: BackendKind) -> Result<Prepared, Failure> {
         }
         let config = Config::load(&config_path)?;
         config.validate()?;
-        let status = read_status(dir);
         if status.as_ref().is_some_and(|s| s.status == "completed") {
             return Err(Failure::usage(
                 format!("the run in {} has already completed", dir.display()),
@@ -381,13 +382,14 @@ pub static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
 
 /// Runs `bilevel run`; returns the exit code of a run that stopped without an error.
 pub fn run(args: RunArgs, interrupt: Arc<AtomicBool>) -> Result<i32, Failure> {
-    let backend = chosen_backend(&args);
+    let resumed_status = args.resume.as_deref().and_then(read_status);
+    let backend = chosen_backend(&args, resumed_status.as_ref());
     if let Some(adapter) = crate::backend::check_available(backend)? {
         if !args.quiet {
             eprintln!("wgpu adapter: {adapter}");
         }
     }
-    let prepared = prepare(&args, backend)?;
+    let prepared = prepare(&args, backend, resumed_status)?;
     let dir = prepared.dir.clone();
     let seed = prepared.config.run.seed;
     let precision = prepared.precision;
