@@ -1,19 +1,25 @@
 //! # TTSA — two-timescale stochastic approximation (Hong, Wai, Wang & Yang 2020, "A two-timescale
 //! framework for bilevel optimization"; a baseline of paper 004)
 //!
-//! Per outer iteration `k` (0-based, `= state.iter`), DESIGN.md §4:
+//! Per outer iteration `k` (0-based, `= state.iter`):
 //!
 //! 1. ONE inner SGD step from the previous iterate:
-//!    `y_{k+1} = y_k − α_k ∇_y G(x_k, y_k; ζ_k)`, `α_k = α₀ (k + 1)^{−3/5}` (fast time scale).
+//!    `y_{k+1} = y_k − α_k ∇_y G(x_k, y_k; ζ_k)`, `α_k = α₀ (k + 1)^{−2/5}` (fast time scale: the
+//!    larger step).
 //! 2. Ghadimi & Wang's randomized Neumann hypergradient at the new `y_{k+1}`
 //!    ([`crate::bsa::RandomizedNeumann`], the same code BSA uses): `p ~ U{0..Q−1}`,
 //!    `ĝ = ∇_x F(ξ) − J(ζ_0) · Qη Π_{j=1}^{p} (I − ηH(ζ_j)) ∇_y F(ξ)`, all at `(x_k, y_{k+1})`.
-//! 3. Outer step `x_{k+1} = P_X(x_k − β_k ĝ)`, `β_k = β₀ (k + 1)^{−2/5}` (slow time scale): the
+//! 3. Outer step `x_{k+1} = P_X(x_k − β_k ĝ)`, `β_k = β₀ (k + 1)^{−3/5}` (slow time scale: the
+//!    smaller step, so that `β_k / α_k → 0` and `y` tracks `y*(x_k)`): the
 //!    [`bilevel_core::OuterLoop`] that [`ttsa`] builds.
 //!
-//! Hong et al. allow offsets (`α_k ∝ (k + k_α)^{−3/5}`, `β_k ∝ (k + k_β)^{−2/5}`); here both are
-//! 1, matching [`StepSchedule::InversePower`]. The paper is not in `shared/papers`; the rule
-//! above is DESIGN.md §4's.
+//! The inner (`y`) step is the larger one and the outer (`x`) step the smaller, as in Hong et
+//! al.'s two-timescale analysis (`α_k ∝ k^{−2/5}` on the inner problem, `β_k ∝ k^{−3/5}` on the
+//! outer one). They allow offsets (`α_k ∝ (k + k_α)^{−2/5}`, `β_k ∝ (k + k_β)^{−3/5}`); here both
+//! are 1, matching [`StepSchedule::InversePower`]. [`check_time_scales`] refuses an inner step
+//! that decays faster than the outer one (the time scales swapped); [`ttsa`] and the run
+//! configuration call it. Versions of this crate before issue #19 had the two exponents swapped (inner 3/5, outer
+//! 2/5), which makes the outer variable the *faster* one.
 //!
 //! **Oracle calls per iteration:** 1 gradient of `g`, 1 gradient of `f`, `p` HVPs, 1 JVP;
 //! `samples_g = |ζ_k| + p·|ζ_j| + |ζ_0|`, `samples_f = |ξ|`; `p` is stored in
@@ -21,8 +27,8 @@
 //! `ξ`, `p`, `ζ_1..ζ_p`, `ζ_0`.
 
 use bilevel_core::{
-    BilevelProblem, HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer, Result, State,
-    StepSchedule,
+    BilevelError, BilevelProblem, HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer,
+    Result, State, StepSchedule,
 };
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
@@ -30,15 +36,19 @@ use burn::tensor::Tensor;
 use crate::bsa::{sgd_step, RandomizedNeumann};
 use crate::validate::{check_batch, check_exponent, check_step};
 
-/// Exponent of TTSA's outer step `β_k = β₀ (k + 1)^{−2/5}`.
-pub const OUTER_STEP_DECAY: f64 = 0.4;
+/// Exponent of TTSA's outer step `β_k = β₀ (k + 1)^{−3/5}` (the slow time scale).
+pub const OUTER_STEP_DECAY: f64 = 0.6;
+
+/// Default exponent of TTSA's inner step `α_k = α₀ (k + 1)^{−2/5}` (the fast time scale).
+pub const INNER_STEP_DECAY: f64 = 0.4;
 
 /// Settings of [`Ttsa`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TtsaConfig {
     /// Base inner step `α₀` (> 0).
     pub inner_step: f64,
-    /// Exponent of the inner step `α_k = α₀ (k + 1)^{−power}` (≥ 0; 3/5 in Hong et al.).
+    /// Exponent of the inner step `α_k = α₀ (k + 1)^{−power}` (≥ 0; 2/5 in Hong et al.). It
+    /// must not exceed the outer step's exponent: the inner problem is the fast time scale.
     pub inner_step_decay: f64,
     /// Samples of the inner step (`None`: full batch; 1 in the paper).
     pub inner_batch: Option<usize>,
@@ -47,11 +57,12 @@ pub struct TtsaConfig {
 }
 
 impl Default for TtsaConfig {
-    /// `α₀ = 0.1`, decay 3/5, single samples, [`RandomizedNeumann::default`].
+    /// `α₀ = 0.1`, decay 2/5 ([`INNER_STEP_DECAY`]), single samples,
+    /// [`RandomizedNeumann::default`].
     fn default() -> Self {
         Self {
             inner_step: 0.1,
-            inner_step_decay: 0.6,
+            inner_step_decay: INNER_STEP_DECAY,
             inner_batch: Some(1),
             hypergradient: RandomizedNeumann::default(),
         }
@@ -74,6 +85,26 @@ impl TtsaConfig {
     }
 }
 
+/// Refuses time scales the wrong way round: TTSA's inner step `α₀ (k + 1)^{−a}` must decay no
+/// faster than its outer step `β₀ (k + 1)^{−b}` (`a ≤ b`), or the outer variable moves on the
+/// faster time scale and `y` cannot track `y*(x_k)`. [`Ttsa`]'s
+/// [`HypergradientEstimator::check_optimizer`] calls it with the outer SGD schedule's exponent
+/// (0 for a constant step), so [`OuterLoop`]'s validation refuses swapped time scales. Adam's
+/// step adapts to the gradient and has no exponent to compare: it is accepted (TTSA's analysis
+/// does not cover it).
+pub fn check_time_scales(inner_step_decay: f64, outer_step_decay: f64) -> Result<()> {
+    if inner_step_decay > outer_step_decay {
+        return Err(BilevelError::invalid(
+            "inner_step_decay",
+            format!(
+                "TTSA's inner step is the fast time scale: its decay ({inner_step_decay}) must not \
+                 exceed the outer step's ({outer_step_decay}); Hong et al. take 2/5 and 3/5"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The TTSA hypergradient estimator: one inner SGD step, then the randomized Neumann estimate.
 /// Use [`ttsa`] for the complete method with its outer step schedule.
 ///
@@ -93,8 +124,8 @@ impl Ttsa {
 }
 
 /// TTSA ready to run: [`Ttsa`] inside an [`OuterLoop`] with
-/// `OuterOptimizer::Sgd { lr: outer_step, schedule: InversePower { power: 2/5 } }`, i.e.
-/// `β_k = β₀ (k + 1)^{−2/5}` with `β₀ = outer_step`.
+/// `OuterOptimizer::Sgd { lr: outer_step, schedule: InversePower { power: 3/5 } }`, i.e.
+/// `β_k = β₀ (k + 1)^{−3/5}` with `β₀ = outer_step`.
 pub fn ttsa(config: TtsaConfig, outer_step: f64) -> OuterLoop<Ttsa> {
     OuterLoop::new(
         Ttsa::new(config),
@@ -114,6 +145,19 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Ttsa {
 
     fn validate(&self) -> Result<()> {
         self.config.validate()
+    }
+
+    fn check_optimizer(&self, optimizer: &OuterOptimizer) -> Result<()> {
+        match *optimizer {
+            OuterOptimizer::Sgd { schedule, .. } => {
+                let outer = match schedule {
+                    StepSchedule::Constant => 0.0,
+                    StepSchedule::InversePower { power } => power,
+                };
+                check_time_scales(self.config.inner_step_decay, outer)
+            }
+            OuterOptimizer::Adam { .. } => Ok(()),
+        }
     }
 
     fn estimate<P: BilevelProblem<B>>(

@@ -5,7 +5,7 @@
 mod common;
 
 use bilevel_algorithms::bsa::{Bsa, BsaConfig, RandomizedNeumann, NEUMANN_PRODUCTS};
-use bilevel_core::dense::axpy;
+use bilevel_core::dense::{axpy, norm};
 use bilevel_core::tensor::rel_err_host;
 use bilevel_core::{HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer, Solver, State};
 use common::stochastic::*;
@@ -116,10 +116,12 @@ fn oracle_counts_follow_the_drawn_number_of_products() {
 }
 
 /// With full batches at `y = y*(x)` the only randomness left is `p`, and the estimate is
-/// `∇_x f − C̄ᵀ · Qη (I − ηH̄)^p ∇_y f`.
+/// `∇_x f − C̄ᵀ · Qη (I − ηH̄)^p ∇_y f`, on a problem whose `f` depends on `x` (so every term
+/// shows). Fails (tried) with `∇_x F`'s sign flipped in `RandomizedNeumann`, which passed every
+/// BSA and TTSA test on the `x`-free problem before issue #19.
 #[test]
 fn full_batch_estimate_matches_the_closed_form_given_p() {
-    let p = correlated(2, 5, 0.1, 2);
+    let p = coupled(2, 5, 0.1, 2);
     let form = p.closed_form();
     let x = vec![0.7, -1.3];
     let y_star = form.y_star(&x).unwrap();
@@ -149,6 +151,11 @@ fn full_batch_estimate_matches_the_closed_form_given_p() {
             .map(|r| q as f64 * eta * r)
             .collect();
         let expected = estimate_from_v(form, &x, &y_star, &v);
+        let grad_x_f = form.grad_x_f(&x, &y_star);
+        assert!(
+            norm(&grad_x_f) > 0.1 * norm(&expected),
+            "∇_x F too small to see"
+        );
         assert!(
             rel_err_host(&g, &expected) < 1e-12,
             "p = {products}: {g:?} vs {expected:?}"

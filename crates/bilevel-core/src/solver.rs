@@ -59,6 +59,13 @@ pub trait HypergradientEstimator<B: AutodiffBackend> {
         Ok(())
     }
 
+    /// Checks the estimator against the outer update it runs under (called by
+    /// [`OuterLoop`]'s [`Solver::validate`] after both validated alone). Default: any update
+    /// fits; TTSA, whose two step schedules must decay in a given order, refuses the others.
+    fn check_optimizer(&self, _optimizer: &OuterOptimizer) -> Result<()> {
+        Ok(())
+    }
+
     /// Estimates `∇Φ(state.x)`. May update `state.y`, `state.v` (warm starts), `state.rng`,
     /// `state.memory`, `state.scalars` and `state.outer_loss`; must not change `state.x`.
     fn estimate<P: BilevelProblem<B>>(
@@ -79,7 +86,7 @@ pub trait HypergradientEstimator<B: AutodiffBackend> {
 pub enum StepSchedule {
     /// `β_k = β`.
     Constant,
-    /// `β_k = β / (k + 1)^power` (e.g. TTSA's `k^{−2/5}`).
+    /// `β_k = β / (k + 1)^power` (e.g. TTSA's `k^{−3/5}`).
     InversePower {
         /// Exponent.
         power: f64,
@@ -238,7 +245,8 @@ impl<B: AutodiffBackend, E: HypergradientEstimator<B>> Solver<B> for OuterLoop<E
 
     fn validate(&self) -> Result<()> {
         self.estimator.validate()?;
-        self.optimizer.validate()
+        self.optimizer.validate()?;
+        self.estimator.check_optimizer(&self.optimizer)
     }
 
     fn next_iter<P: BilevelProblem<B>>(

@@ -115,6 +115,59 @@ fn stochastic_products_use_the_batch() {
     assert_eq!(oracle.counts().samples_g, 200 + 400 + 3);
 }
 
+/// The outer design on `x` (`with_outer_x_design`): autodiff's `(f, ∇_x f, ∇_y f)` on the full
+/// batch equal the updated closed form's `K`, `M`, `q` terms; its hypergradient equals central
+/// differences of `Φ`. Fails (tried) with the closed form's `K` left at zero.
+#[test]
+fn outer_x_design_matches_its_closed_form() {
+    let spec = LeastSquaresSpec {
+        x_dim: 3,
+        y_dim: 4,
+        inner_rows: 60,
+        outer_rows: 40,
+        ..Default::default()
+    };
+    let mut rng = Rng::seed(5);
+    let c_o = bilevel_core::dense::Dense {
+        rows: 40,
+        cols: 3,
+        data: rng.normal_vec(120),
+    };
+    let p = LeastSquaresBilevel::<TestBackend>::random(&spec, &dev())
+        .unwrap()
+        .with_outer_x_design(c_o)
+        .unwrap();
+    let form = p.closed_form();
+    let (x, y) = (rng.normal_vec(3), rng.normal_vec(4));
+    let mut oracle = Oracle::new(&p);
+    let gf = oracle.grad_f(&t(&x), &t(&y), &Batch::Full).unwrap();
+    assert!((host(&gf.value)[0] - form.f(&x, &y)).abs() < 1e-12 * form.f(&x, &y).abs());
+    assert!(rel_err_host(&host(&gf.x), &form.grad_x_f(&x, &y)) < 1e-12);
+    assert!(rel_err_host(&host(&gf.y), &form.grad_y_f(&x, &y)) < 1e-12);
+    assert!(bilevel_core::dense::norm(&form.grad_x_f(&x, &y)) > 0.1);
+    let grad = form.hypergradient(&x).unwrap();
+    let eps = 1e-5;
+    for i in 0..3 {
+        let mut xp = x.clone();
+        let mut xm = x.clone();
+        xp[i] += eps;
+        xm[i] -= eps;
+        let fd = (form.phi(&xp).unwrap() - form.phi(&xm).unwrap()) / (2.0 * eps);
+        assert!((fd - grad[i]).abs() < 1e-7 * (1.0 + grad[i].abs()), "{i}");
+    }
+    let wrong = bilevel_core::dense::Dense {
+        rows: 39,
+        cols: 3,
+        data: vec![0.0; 117],
+    };
+    assert!(matches!(
+        LeastSquaresBilevel::<TestBackend>::random(&spec, &dev())
+            .unwrap()
+            .with_outer_x_design(wrong),
+        Err(BilevelError::ShapeMismatch { .. })
+    ));
+}
+
 #[test]
 fn shape_and_batch_errors_are_errors() {
     let p = instance(5, 3, 4, 10.0);

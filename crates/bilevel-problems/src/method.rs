@@ -430,8 +430,9 @@ spec_struct! {
     TtsaSpec {
         /// Base inner step `α₀` (default 0.1).
         inner_step: f64 = 0.1,
-        /// `α_k = α₀ (k+1)^{−decay}` (default 0.6).
-        inner_step_decay: f64 = 0.6,
+        /// `α_k = α₀ (k+1)^{−decay}` (default 0.4 = 2/5, Hong et al.'s fast inner time scale;
+        /// must not exceed `outer_step_decay` under `optimizer = "sgd"`).
+        inner_step_decay: f64 = 0.4,
         /// Samples of the inner step (default 1).
         inner_batch: BatchSize = BatchSize::Samples(1),
         /// Samples of `∇F` (default 1).
@@ -445,7 +446,7 @@ spec_struct! {
         /// Neumann step `η` (default 0.1).
         neumann_step: f64 = 0.1,
     }
-    outer(0.1, 0.4)
+    outer(0.1, 0.6)
 }
 
 spec_struct! {

@@ -50,6 +50,21 @@ pub fn correlated(x_dim: usize, y_dim: usize, noise: f64, seed: u64) -> Problem 
     LeastSquaresBilevel::new(a_x, a_y, b, a_o, b_o, &dev()).unwrap()
 }
 
+/// [`correlated`] with an outer design on `x` (`C_o ~ N(0, 1)`, drawn from `seed + 1 000`), so
+/// that `∇_x F ≠ 0`: with it, a dropped or sign-flipped `∇_x F` term changes the estimate (on
+/// [`correlated`] alone `f` ignores `x`, and such a defect is invisible).
+pub fn coupled(x_dim: usize, y_dim: usize, noise: f64, seed: u64) -> Problem {
+    let data = Rng::seed(seed + 1_000).normal_vec(ROWS * x_dim);
+    let c_o = Dense {
+        rows: ROWS,
+        cols: x_dim,
+        data,
+    };
+    correlated(x_dim, y_dim, noise, seed)
+        .with_outer_x_design(c_o)
+        .unwrap()
+}
+
 /// `‖∇Φ(x)‖` from the closed form.
 pub fn grad_phi_norm(p: &Problem, x: &[f64]) -> f64 {
     norm(&p.closed_form().hypergradient(x).unwrap())

@@ -42,6 +42,11 @@ impl Default for LeastSquaresSpec {
 /// `g(x, y; S) = (1/2|S|) Σ_{i∈S} (a_λ,iᵀx + a_ω,iᵀy − b_i)²`,
 /// `f(x, y; S) = (1/2|S|) Σ_{i∈S} (a_o,iᵀy − b_o,i)²` (paper 001's synthetic problem, with the
 /// mean and the ½ so that batch estimates are unbiased and constants stay O(1)).
+///
+/// [`LeastSquaresBilevel::with_outer_x_design`] adds an outer design on `x`:
+/// `f(x, y; S) = (1/2|S|) Σ_{i∈S} (a_o,iᵀy + c_o,iᵀx − b_o,i)²`, so that `∇_x F ≠ 0` and a test
+/// can see an estimator's `∇_x F` term (paper 001's `f` ignores `x`: a dropped or sign-flipped
+/// `∇_x F` is invisible on it).
 #[derive(Clone, Debug)]
 pub struct LeastSquaresBilevel<B: Backend> {
     a_x: Tensor<B, 2>,
@@ -49,6 +54,8 @@ pub struct LeastSquaresBilevel<B: Backend> {
     b: Tensor<B, 1>,
     a_o: Tensor<B, 2>,
     b_o: Tensor<B, 1>,
+    /// The outer design on `x` (`outer_rows × x_dim`), if any.
+    c_o: Option<Tensor<B, 2>>,
     inner_rows: usize,
     outer_rows: usize,
     form: QuadraticForm,
@@ -139,11 +146,43 @@ impl<B: Backend> LeastSquaresBilevel<B> {
             b: vector(&b, device),
             a_o: matrix(&a_o.data, a_o.rows, d, device)?,
             b_o: vector(&b_o, device),
+            c_o: None,
             inner_rows: n,
             outer_rows: a_o.rows,
             form,
             device: device.clone(),
         })
+    }
+
+    /// Adds the outer design `C_o` on `x` (`outer_rows × x_dim`, row `i` is `c_o,iᵀ`; see the
+    /// type's documentation), replacing any earlier one, and updates the closed form:
+    /// `K = C_oᵀA_o/n_o`, `M = C_oᵀC_o/n_o`, `q = −C_oᵀb_o/n_o`. The labels `b_o` are kept.
+    pub fn with_outer_x_design(mut self, c_o: Dense) -> Result<Self> {
+        let (no, m) = (self.outer_rows, self.form.x_dim());
+        if c_o.rows != no || c_o.cols != m {
+            return Err(BilevelError::ShapeMismatch {
+                what: "C_o".into(),
+                expected: vec![no, m],
+                got: vec![c_o.rows, c_o.cols],
+            });
+        }
+        let a_o = Dense {
+            rows: no,
+            cols: self.form.y_dim(),
+            data: crate::tensor::to_vec(self.a_o.clone())?,
+        };
+        let b_o = crate::tensor::to_vec(self.b_o.clone())?;
+        let inv = 1.0 / no as f64;
+        let c_o_t = c_o.transpose();
+        let scaled = |mut d: Dense| {
+            d.data.iter_mut().for_each(|v| *v *= inv);
+            d
+        };
+        self.form.k = scaled(c_o_t.matmul(&a_o));
+        self.form.m = scaled(c_o_t.matmul(&c_o));
+        self.form.q = c_o.tmatvec(&b_o).into_iter().map(|v| -v * inv).collect();
+        self.c_o = Some(matrix(&c_o.data, no, m, &self.device)?);
+        Ok(self)
     }
 
     /// The closed form of the full-data problem.
@@ -189,13 +228,16 @@ impl<B: Backend> BilevelProblem<B> for LeastSquaresBilevel<B> {
 
     fn outer_loss<C: Lift<B>>(
         &self,
-        _x: Tensor<C, 1>,
+        x: Tensor<C, 1>,
         y: Tensor<C, 1>,
         batch: &Batch,
     ) -> Tensor<C, 1> {
         let rows = batch.len(Some(self.outer_rows)).max(1);
-        let r = matvec(batch.rows(C::lift(self.a_o.clone())), y)
+        let mut r = matvec(batch.rows(C::lift(self.a_o.clone())), y)
             .sub(batch.rows(C::lift(self.b_o.clone())));
+        if let Some(c_o) = &self.c_o {
+            r = r.add(matvec(batch.rows(C::lift(c_o.clone())), x));
+        }
         r.powi_scalar(2).sum().mul_scalar(0.5 / rows as f64)
     }
 }
