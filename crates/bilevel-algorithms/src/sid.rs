@@ -1,7 +1,7 @@
 //! # SID + BSGM — stochastic implicit differentiation without warm start (paper 002, Grazzi,
 //! Pontil & Salzo, "Bilevel optimization with a lower-level contraction", Alg. 1 (SID) and
-//! Alg. 2 (BSGM)); AmIGO (Arbel & Mairal 2021) and ALSET (Chen et al. 2021) as warm-start
-//! configurations of the same estimator, as in the paper's §7.3 baselines.
+//! Alg. 2 (BSGM)); AmIGO (Arbel & Mairal 2021), ALSET (Chen, Sun & Yin 2021) and ALSET† as
+//! warm-start configurations of the same estimator, as in the paper's §7.3 baselines.
 //!
 //! The extraction of paper 002 lost its formulas; the rule is DESIGN.md §4's. The lower level is
 //! the fixed point `w*(x) = Ψ(w*(x), x)` of a contraction, given either by the problem
@@ -28,10 +28,21 @@
 //!
 //! **Warm starts** (flags, off for SID): [`SidConfig::warm_start_inner`] starts the LL from
 //! `w_0 = state.y` (≈ stocBiO, paper 002 §7.1's "BSGM with LL warm start"),
-//! [`SidConfig::warm_start_linear`] starts the LS from `v_0 = state.v`; both on is AmIGO
-//! ([`SidConfig::amigo`]), and both on with `t = k = 1` is ALSET ([`SidConfig::alset`]; paper
-//! 002 §7.3 calls this LS-warm-started variant ALSET†). Without a flag the corresponding
-//! state vector is never read. `state.y ← w_t`, `state.v ← v_k` and
+//! [`SidConfig::warm_start_linear`] starts the LS from `v_0 = state.v`. Named variants, as paper
+//! 002's Tables 3–4 list them (columns WS = LL, LS; `t`; `k`):
+//!
+//! | variant | LL warm | LS warm | `t` | `k` | builder |
+//! |---|---|---|---|---|---|
+//! | SID / BSGM | N | N | any | any | [`SidConfig::default`] |
+//! | LL warm start (≈ stocBiO) | Y | N | > 1 | any | [`SidConfig::warm_inner`] |
+//! | AmIGO | Y | Y | any | any | [`SidConfig::amigo`] |
+//! | ALSET (Chen, Sun & Yin 2021) | Y | N | 1 | > 1 | [`SidConfig::alset`] |
+//! | ALSET† (paper 002 §7.3) | Y | Y | 1 | 1 | [`SidConfig::alset_dagger`] |
+//!
+//! ALSET is single-loop on the lower level only: one warm-started LL step per outer step, and a
+//! linear system solved afresh (`v_0 = 0`) by `k` steps; ALSET† also warm-starts the linear
+//! system and takes a single step of it. Without a flag the corresponding state vector is never
+//! read. `state.y ← w_t`, `state.v ← v_k` and
 //! `state.outer_loss ← F(x, w_t; D)` are written in every case.
 //!
 //! **Randomness**: the batches `ζ_0..ζ_{t−1}` ([`SidConfig::inner_batch`] samples of the inner
@@ -174,7 +185,8 @@ impl InnerStepSchedule {
 }
 
 /// Settings of [`Sid`]. Build with a struct literal over [`Default`], then pick a variant with
-/// [`SidConfig::warm_inner`], [`SidConfig::amigo`] or [`SidConfig::alset`].
+/// [`SidConfig::warm_inner`], [`SidConfig::amigo`], [`SidConfig::alset`] or
+/// [`SidConfig::alset_dagger`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SidConfig {
     /// The contraction `Ψ`.
@@ -247,9 +259,20 @@ impl SidConfig {
         }
     }
 
-    /// ALSET (Chen et al. 2021), in paper 002's §7.3 form ALSET†: one LL step and one LS step
-    /// per outer iteration (`t = k = 1`), both warm-started.
+    /// ALSET (Chen, Sun & Yin 2021) as paper 002 runs it (Tables 3–4: WS = Y, N): one
+    /// warm-started LL step per outer iteration (`t = 1`) and a cold linear solve
+    /// (`v_0 = 0`) of this config's `k = linear_steps` steps (keep `k > 1`: with `k = 1` the
+    /// cold solve is `v = η_0 ∇_w F` alone, the identity in place of the inverse Hessian).
     pub fn alset(self) -> Self {
+        Self {
+            inner_steps: 1,
+            ..self.warm_inner()
+        }
+    }
+
+    /// ALSET† (paper 002 §7.3): one LL step and one LS step per outer iteration (`t = k = 1`),
+    /// both warm-started.
+    pub fn alset_dagger(self) -> Self {
         Self {
             inner_steps: 1,
             linear_steps: 1,
@@ -257,13 +280,15 @@ impl SidConfig {
         }
     }
 
-    /// The variant's name: `sid`, `sid-warm-ll`, `sid-warm-ls`, `amigo` or `alset`.
+    /// The variant's name: `sid`, `sid-warm-ll`, `sid-warm-ls`, `amigo`, `alset` (LL warm start
+    /// only, `t = 1`) or `alset-dagger` (both warm starts, `t = k = 1`).
     pub fn variant_name(&self) -> &'static str {
         match (self.warm_start_inner, self.warm_start_linear) {
             (false, false) => "sid",
+            (true, false) if self.inner_steps == 1 => "alset",
             (true, false) => "sid-warm-ll",
             (false, true) => "sid-warm-ls",
-            (true, true) if self.inner_steps == 1 && self.linear_steps == 1 => "alset",
+            (true, true) if self.inner_steps == 1 && self.linear_steps == 1 => "alset-dagger",
             (true, true) => "amigo",
         }
     }

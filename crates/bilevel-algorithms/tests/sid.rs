@@ -1,4 +1,5 @@
-//! SID + BSGM (paper 002) and its warm-start variants (AmIGO, ALSET) against closed forms.
+//! SID + BSGM (paper 002) and its warm-start variants (AmIGO, ALSET, ALSET†) against closed
+//! forms.
 
 mod common;
 
@@ -127,8 +128,13 @@ fn bsgm_and_warm_start_variants_reduce_the_hypergradient_on_stochastic_least_squ
     let x0: Vec<f64> = xs.iter().map(|v| v + 3.0).collect();
     let g0 = norm(&form.hypergradient(&x0).unwrap());
     let cfg = stochastic_config(l);
-    // (variant, outer iterations): ALSET makes 4 oracle calls per iteration, SID/AmIGO ~12.
-    for (config, iters) in [(cfg, 25), (cfg.amigo(), 25), (cfg.alset(), 60)] {
+    // (variant, outer iterations): ALSET† makes 4 oracle calls per iteration, SID/AmIGO ~12.
+    for (config, iters) in [
+        (cfg, 25),
+        (cfg.amigo(), 25),
+        (cfg.alset(), 25),
+        (cfg.alset_dagger(), 60),
+    ] {
         let mut solver = bsgm(config, 0.5);
         let mut oracle = Oracle::new(&p);
         let mut state = State::new(t(&x0), t(&[0.0; 5]), 11);
@@ -162,7 +168,13 @@ fn contraction_form_gives_the_gradient_step_estimate() {
     };
     let mut rng = Rng::seed(5);
     let (x, y, v) = (rng.normal_vec(2), rng.normal_vec(5), rng.normal_vec(5));
-    for config in [base, base.warm_inner(), base.amigo(), base.alset()] {
+    for config in [
+        base,
+        base.warm_inner(),
+        base.amigo(),
+        base.alset(),
+        base.alset_dagger(),
+    ] {
         let run = |lower_level: LowerLevel, on_map: bool| {
             let mut sid = Sid::new(SidConfig {
                 lower_level,
@@ -288,7 +300,8 @@ fn oracle_calls_and_samples_per_iteration() {
         (base, t_, k - 1),
         (base.warm_inner(), t_, k - 1),
         (base.amigo(), t_, k),
-        (base.alset(), 1, 1),
+        (base.alset(), 1, k - 1),
+        (base.alset_dagger(), 1, 1),
     ];
     for (config, tt, kk) in cases {
         for lower_level in [
@@ -383,7 +396,8 @@ fn only_warm_start_variants_read_state_y_and_v() {
         (base, false, false),
         (base.warm_inner(), true, false),
         (base.amigo(), true, true),
-        (base.alset(), true, true),
+        (base.alset(), true, false),
+        (base.alset_dagger(), true, true),
     ] {
         let clean = estimate(config, &zero, &zero);
         let dirty_y = estimate(config, &garbage, &zero);
@@ -554,16 +568,213 @@ fn step_schedules_and_variant_names() {
     assert!((power.at(3) - 0.25).abs() < 1e-15);
     assert_eq!(InnerStepSchedule::Constant { step: 0.3 }.at(100), 0.3);
     let c = SidConfig::default();
-    let names: Vec<&str> = [c, c.warm_inner(), c.amigo(), c.alset()]
+    let names: Vec<&str> = [c, c.warm_inner(), c.amigo(), c.alset(), c.alset_dagger()]
         .iter()
         .map(|c| c.variant_name())
         .collect();
-    assert_eq!(names, ["sid", "sid-warm-ll", "amigo", "alset"]);
+    assert_eq!(
+        names,
+        ["sid", "sid-warm-ll", "amigo", "alset", "alset-dagger"]
+    );
     assert_eq!(
         HypergradientEstimator::<TestBackend>::name(&Sid::new(c.alset())),
         "alset"
     );
+    // Paper 002, Tables 3-4: ALSET warm-starts the LL only (t = 1, a cold k-step linear solve,
+    // k > 1); ALSET† warm-starts both, t = k = 1. Fails with the pre-#19 `alset()` (= ALSET†).
     let alset = c.alset();
-    assert_eq!((alset.inner_steps, alset.linear_steps), (1, 1));
-    assert!(alset.warm_start_inner && alset.warm_start_linear);
+    assert_eq!((alset.inner_steps, alset.linear_steps), (1, c.linear_steps));
+    assert!(alset.linear_steps > 1);
+    assert!(alset.warm_start_inner && !alset.warm_start_linear);
+    let dagger = c.alset_dagger();
+    assert_eq!((dagger.inner_steps, dagger.linear_steps), (1, 1));
+    assert!(dagger.warm_start_inner && dagger.warm_start_linear);
+}
+
+/// The row indices a batch selects (with repeats), of a data set of `n` rows.
+fn batch_rows(batch: &bilevel_core::Batch, n: usize) -> Vec<usize> {
+    match batch {
+        bilevel_core::Batch::Full => (0..n).collect(),
+        bilevel_core::Batch::Indices(idx) => idx.clone(),
+    }
+}
+
+/// Host replica of least-squares data with an outer design `C_o` on `x`, evaluated on recorded
+/// batches: `∇_w G(S)`, `H(S)v`, `J(S)v` and `(∇_x F(D), ∇_w F(D))`.
+struct HostLs<'a> {
+    data: &'a LsData,
+    c_o: &'a Dense,
+}
+
+impl HostLs<'_> {
+    fn row(m: &Dense, i: usize) -> Vec<f64> {
+        (0..m.cols).map(|j| m.get(i, j)).collect()
+    }
+
+    fn dot(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(u, v)| u * v).sum()
+    }
+
+    /// `(1/|S|) Σ_{i∈S} coef_i · row_i(m)`.
+    fn mean_rows(m: &Dense, rows: &[usize], coef: impl Fn(usize) -> f64) -> Vec<f64> {
+        let mut acc = vec![0.0; m.cols];
+        for &i in rows {
+            let c = coef(i) / rows.len() as f64;
+            for (a, r) in acc.iter_mut().zip(Self::row(m, i)) {
+                *a += c * r;
+            }
+        }
+        acc
+    }
+
+    fn grad_w_g(&self, x: &[f64], w: &[f64], rows: &[usize]) -> Vec<f64> {
+        let d = self.data;
+        Self::mean_rows(&d.a_y, rows, |i| {
+            Self::dot(&Self::row(&d.a_x, i), x) + Self::dot(&Self::row(&d.a_y, i), w) - d.b[i]
+        })
+    }
+
+    fn hvp(&self, v: &[f64], rows: &[usize]) -> Vec<f64> {
+        let d = self.data;
+        Self::mean_rows(&d.a_y, rows, |i| Self::dot(&Self::row(&d.a_y, i), v))
+    }
+
+    fn jvp(&self, v: &[f64], rows: &[usize]) -> Vec<f64> {
+        let d = self.data;
+        Self::mean_rows(&d.a_x, rows, |i| Self::dot(&Self::row(&d.a_y, i), v))
+    }
+
+    fn grad_f(&self, x: &[f64], w: &[f64], rows: &[usize]) -> (Vec<f64>, Vec<f64>) {
+        let d = self.data;
+        let r = |i: usize| {
+            Self::dot(&Self::row(&d.a_o, i), w) + Self::dot(&Self::row(self.c_o, i), x) - d.b_o[i]
+        };
+        (
+            Self::mean_rows(self.c_o, rows, r),
+            Self::mean_rows(&d.a_o, rows, r),
+        )
+    }
+}
+
+/// Mini-batch SID with a harmonic `η_j = β/(c + j) < 1` (paper 002 Thm. 8's schedule) on
+/// least squares whose `f` depends on `x`, against a host replica that replays the recorded
+/// batches: `w_{j+1} = (1−η_j)w_j + η_j(w_j − γ∇_wG(ζ_j))`,
+/// `v_{j+1} = (1−η_j)v_j + η_j(v_j − γH(ζ'_j)v_j + ∇_wF(D))`, `ĝ = ∇_xF(D) − γJ(D')v_k`, for SID
+/// (cold starts), AmIGO, ALSET and ALSET† (warm starts). The recorded batches are the stages'
+/// independent draws: sizes in the documented order, and no two alike (`D` and `D'` index data
+/// sets of the same size here, so reusing one for the other would show).
+/// Fails (tried): with `average`'s weights swapped (`η a + (1−η) b`); with `D` reused for `D'`;
+/// with the last LL batch reused for every LS step; with `∇_x F`'s sign flipped.
+#[test]
+fn harmonic_steps_and_independent_batches_match_a_host_replica() {
+    use common::stochastic::{sizes, Loss, Recording};
+    let (n, m, d) = (60, 2, 5);
+    let data = LsData::correlated(m, d, n, 0.1, 4);
+    let c_o = Dense {
+        rows: n,
+        cols: m,
+        data: Rng::seed(77).normal_vec(n * m),
+    };
+    let p = data.problem().with_outer_x_design(c_o.clone()).unwrap();
+    let host_ls = HostLs {
+        data: &data,
+        c_o: &c_o,
+    };
+    let rec = Recording::new(&p);
+    let gamma = 0.3;
+    let schedule = InnerStepSchedule::harmonic(2.0, 3.0);
+    let (t_, k, s, b_in, b_lin) = (4, 3, 9, 3, 2);
+    let base = SidConfig {
+        lower_level: LowerLevel::GradientStep { step: gamma },
+        inner_steps: t_,
+        linear_steps: k,
+        batch_size: Some(s),
+        inner_batch: Some(b_in),
+        linear_batch: Some(b_lin),
+        inner_step_schedule: schedule,
+        ..Default::default()
+    };
+    assert!((0..k.max(t_)).all(|j| schedule.at(j) < 1.0));
+    let mut rng = Rng::seed(3);
+    let (x, y0, v0) = (rng.normal_vec(m), rng.normal_vec(d), rng.normal_vec(d));
+    let axpby = |a: &[f64], alpha: f64, b: &[f64], beta: f64| -> Vec<f64> {
+        a.iter().zip(b).map(|(u, v)| alpha * u + beta * v).collect()
+    };
+    for config in [base, base.amigo(), base.alset(), base.alset_dagger()] {
+        let name = config.variant_name();
+        let mut state = State::new(t(&x), t(&y0), 5);
+        state.v = t(&v0);
+        let mut oracle = Oracle::new(&rec);
+        let g = host(&Sid::new(config).estimate(&mut oracle, &mut state).unwrap());
+        let log = rec.take_all();
+        let inner: Vec<_> = log
+            .iter()
+            .filter(|(l, _)| *l == Loss::Inner)
+            .map(|(_, b)| b.clone())
+            .collect();
+        let outer: Vec<_> = log
+            .iter()
+            .filter(|(l, _)| *l == Loss::Outer)
+            .map(|(_, b)| b.clone())
+            .collect();
+        let (tt, kk) = (config.inner_steps, config.linear_steps);
+        let ls_products = if config.warm_start_linear { kk } else { kk - 1 };
+        let mut want = vec![Some(b_in); tt];
+        want.extend(vec![Some(b_lin); ls_products]);
+        want.push(Some(s));
+        assert_eq!(sizes(&inner), want, "{name}");
+        assert_eq!(sizes(&outer), vec![Some(s)], "{name}");
+        let all: Vec<_> = inner.iter().chain(&outer).collect();
+        for i in 0..all.len() {
+            for j in 0..i {
+                assert_ne!(all[i], all[j], "{name}: batches {j} and {i} alike");
+            }
+        }
+        // Replay on the host with the recorded batches.
+        let rows = |b: &bilevel_core::Batch| batch_rows(b, n);
+        let mut w = if config.warm_start_inner {
+            y0.clone()
+        } else {
+            vec![0.0; d]
+        };
+        for (j, zeta) in inner[..tt].iter().enumerate() {
+            let eta = schedule.at(j);
+            let step = axpby(&w, 1.0, &host_ls.grad_w_g(&x, &w, &rows(zeta)), -gamma);
+            w = axpby(&w, 1.0 - eta, &step, eta);
+        }
+        let (gx_f, gw_f) = host_ls.grad_f(&x, &w, &rows(&outer[0]));
+        let mut v = if config.warm_start_linear {
+            v0.clone()
+        } else {
+            vec![0.0; d]
+        };
+        let mut products = inner[tt..tt + ls_products].iter();
+        for j in 0..kk {
+            let eta = schedule.at(j);
+            let transported = if j == 0 && !config.warm_start_linear {
+                vec![0.0; d]
+            } else {
+                let hv = host_ls.hvp(&v, &rows(products.next().unwrap()));
+                axpby(&v, 1.0, &hv, -gamma)
+            };
+            let target = axpby(&transported, 1.0, &gw_f, 1.0);
+            v = axpby(&v, 1.0 - eta, &target, eta);
+        }
+        let expected = axpby(
+            &gx_f,
+            1.0,
+            &host_ls.jvp(&v, &rows(&inner[tt + ls_products])),
+            -gamma,
+        );
+        assert!(
+            norm(&gx_f) > 0.1 * norm(&expected),
+            "{name}: ∇_x F too small to see"
+        );
+        assert!(
+            rel_err_host(&g, &expected) < 1e-12,
+            "{name}: ĝ {g:?} vs {expected:?}"
+        );
+        assert!(rel_err_host(&host(&state.y), &w) < 1e-12, "{name}: w_t");
+        assert!(rel_err_host(&host(&state.v), &v) < 1e-12, "{name}: v_k");
+    }
 }

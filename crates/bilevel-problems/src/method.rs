@@ -589,8 +589,37 @@ spec_struct! {
 }
 
 spec_struct! {
-    /// `alset`: ALSET (Chen et al. 2021) = SID with `t = k = 1` and both warm starts.
+    /// `alset`: ALSET (Chen, Sun & Yin 2021) as paper 002 runs it (Tables 3-4: warm start on the
+    /// lower level only) = SID with one warm-started LL step (`t = 1`) and a cold linear solve
+    /// of `k` steps per outer step.
     AlsetSpec {
+        /// `"gradient-step"` (default) or `"contraction"`.
+        lower_level: LowerLevelKind = LowerLevelKind::GradientStep,
+        /// `γ` of the gradient step (default 0.1).
+        lower_level_step: f64 = 0.1,
+        /// LS steps `k` of the cold linear solve (default 10; ≥ 2, since with `k = 1` the cold
+        /// solve is `v = η ∇_w F`, no inverse at all).
+        linear_steps: usize = 10,
+        /// Samples `s` (default 50).
+        batch_size: BatchSize = BatchSize::Samples(50),
+        /// Samples of the LL step (default 1).
+        inner_batch: BatchSize = BatchSize::Samples(1),
+        /// Samples per LS step (default 1).
+        linear_batch: BatchSize = BatchSize::Samples(1),
+        /// `η_0 ∈ (0, 1]` of both fixed-point solvers (default 1).
+        fixed_point_step: f64 = 1.0,
+        /// `p`: `η_j = η_0 (c/(c+j))^p` over the LS steps, 0 = constant (default 0).
+        fixed_point_step_decay: f64 = 0.0,
+        /// `c` of the decreasing schedule (default 1).
+        fixed_point_step_offset: f64 = 1.0,
+    }
+    outer(0.1, 0.0)
+}
+
+spec_struct! {
+    /// `alset-dagger`: ALSET† (paper 002 §7.3) = SID with `t = k = 1` and warm starts on both the
+    /// lower level and the linear system.
+    AlsetDaggerSpec {
         /// `"gradient-step"` (default) or `"contraction"`.
         lower_level: LowerLevelKind = LowerLevelKind::GradientStep,
         /// `γ` of the gradient step (default 0.1).
@@ -679,8 +708,10 @@ pub enum MethodSpec {
     SidBsgm(SidSpec),
     /// AmIGO (Arbel & Mairal 2021).
     Amigo(AmigoSpec),
-    /// ALSET (Chen et al. 2021).
+    /// ALSET (Chen, Sun & Yin 2021; LL warm start only, paper 002's Tables 3-4).
     Alset(AlsetSpec),
+    /// ALSET† (paper 002 §7.3; warm starts on LL and LS, `t = k = 1`).
+    AlsetDagger(AlsetDaggerSpec),
     /// SGM at a fixed `x` (paper 003, Alg. 1).
     Sgm(SgmSpec),
     /// IGFM (paper 003, Alg. 2).
@@ -767,8 +798,14 @@ pub const METHODS: &[MethodInfo] = &[
     },
     MethodInfo {
         name: "alset",
-        description: "SID with one warm-started LL and LS step per outer step",
-        paper: "Chen, Sun & Yin 2021",
+        description:
+            "SID with one warm-started LL step and a cold k-step linear solve per outer step",
+        paper: "Chen, Sun & Yin 2021, as run in paper 002 §7.3 (Tables 3-4)",
+    },
+    MethodInfo {
+        name: "alset-dagger",
+        description: "ALSET†: SID with one warm-started LL step and one warm-started LS step",
+        paper: "Grazzi, Pontil & Salzo 2023 (paper 002), §7.3",
     },
     MethodInfo {
         name: "sgm",
@@ -902,6 +939,7 @@ impl MethodSpec {
             MethodSpec::SidBsgm(_) => "sid-bsgm",
             MethodSpec::Amigo(_) => "amigo",
             MethodSpec::Alset(_) => "alset",
+            MethodSpec::AlsetDagger(_) => "alset-dagger",
             MethodSpec::Sgm(_) => "sgm",
             MethodSpec::Igfm(_) => "igfm",
         }
@@ -924,6 +962,7 @@ impl MethodSpec {
             "sid-bsgm" => MethodSpec::SidBsgm(Default::default()),
             "amigo" => MethodSpec::Amigo(Default::default()),
             "alset" => MethodSpec::Alset(Default::default()),
+            "alset-dagger" => MethodSpec::AlsetDagger(Default::default()),
             "sgm" => MethodSpec::Sgm(Default::default()),
             "igfm" => MethodSpec::Igfm(Default::default()),
             _ => return None,
@@ -946,6 +985,7 @@ impl MethodSpec {
             MethodSpec::SidBsgm(s) => s.outer()?,
             MethodSpec::Amigo(s) => s.outer()?,
             MethodSpec::Alset(s) => s.outer()?,
+            MethodSpec::AlsetDagger(s) => s.outer()?,
             MethodSpec::Igfm(s) => {
                 outer_optimizer(s.step, OptimizerKind::Sgd, 0.0).map_err(|_| {
                     BilevelError::invalid("step", format!("must be > 0 and finite, got {}", s.step))
@@ -1164,6 +1204,35 @@ impl MethodSpec {
                 go(OuterLoop::new(Sid::new(cfg), outer()), visitor)
             }
             MethodSpec::Alset(s) => {
+                check_fraction("fixed_point_step", s.fixed_point_step)?;
+                if s.linear_steps < 2 {
+                    return Err(BilevelError::invalid(
+                        "linear_steps",
+                        format!(
+                            "ALSET solves the linear system afresh each step: k = {} leaves \
+                             v = η∇_w F with no inverse; use k ≥ 2 (or alset-dagger, which \
+                             warm-starts it)",
+                            s.linear_steps
+                        ),
+                    )
+                    .into());
+                }
+                let cfg = sid_config(
+                    s.lower_level,
+                    s.lower_level_step,
+                    1,
+                    s.linear_steps,
+                    [s.batch_size, s.inner_batch, s.linear_batch],
+                    (
+                        s.fixed_point_step,
+                        s.fixed_point_step_decay,
+                        s.fixed_point_step_offset,
+                    ),
+                    (true, false),
+                );
+                go(OuterLoop::new(Sid::new(cfg), outer()), visitor)
+            }
+            MethodSpec::AlsetDagger(s) => {
                 check_fraction("fixed_point_step", s.fixed_point_step)?;
                 let cfg = sid_config(
                     s.lower_level,

@@ -52,7 +52,7 @@ fn unknown_algorithm_lists_the_known_ones() {
 
 #[test]
 fn every_method_parses_from_its_name_alone_and_round_trips() {
-    assert_eq!(METHODS.len(), 16);
+    assert_eq!(METHODS.len(), 17);
     for info in METHODS {
         let config = parse(&format!("[algorithm]\nname = \"{}\"\n", info.name)).unwrap();
         assert_eq!(config.algorithm.name(), info.name);
@@ -108,6 +108,8 @@ fn out_of_range_settings_are_errors_naming_the_key() {
             "inner_step_schedule.step",
         ),
         ("alset", "fixed_point_step = 0.0", "fixed_point_step"),
+        ("alset", "linear_steps = 1", "linear_steps"),
+        ("alset-dagger", "fixed_point_step = 0.0", "fixed_point_step"),
         ("igfm", "step = 0.0", "step"),
         ("sgm", "switching_steps = 0", "switching_steps"),
         ("ttsa", "optimizer = \"adam\"", "outer_step_decay"),
@@ -163,7 +165,7 @@ fn cheap(name: &str) -> MethodSpec {
         "sgm" => "lower_value_steps = 10\nswitching_steps = 20\nfeasibility_threshold = 1.0\n",
         "igfm" => "lower_value_steps = 10\nswitching_steps = 20\nfeasibility_threshold = 1.0\n",
         "fsla" => "momentum_ratio = 1.0\n",
-        "alset" => "",
+        "alset" | "alset-dagger" => "",
         "ttsa" => "",
         _ => "inner_steps = 3\n",
     };

@@ -173,7 +173,12 @@ impl<'a> Recording<'a> {
         }
     }
 
-    /// Takes the batches recorded so far of one loss.
+    /// Takes every recorded `(loss, batch)` so far, in order.
+    pub fn take_all(&self) -> Vec<(Loss, Batch)> {
+        std::mem::take(&mut *self.log.borrow_mut())
+    }
+
+    /// Takes the batches recorded so far of one loss (and drops the other loss's).
     pub fn take(&self, which: Loss) -> Vec<Batch> {
         let log = std::mem::take(&mut *self.log.borrow_mut());
         log.into_iter()
