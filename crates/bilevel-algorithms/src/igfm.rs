@@ -25,11 +25,20 @@
 //!
 //! # State written per iteration
 //!
-//! [`State::memory`]: [`RETURNED_X`], [`BEST_X`], [`LOWER_SOLUTION_PLUS`],
-//! [`LOWER_SOLUTION_MINUS`] (`y_out^±`); [`State::scalars`]: [`BEST_VALUE`], [`VALUE_PLUS`],
-//! [`VALUE_MINUS`], [`FEASIBLE_STEPS`] (`|I⁺| + |I⁻|`); [`State::outer_loss`] = the score above.
-//! [`State::y`] and [`State::v`] are left alone; the solver's
-//! [`reported_y`](bilevel_core::Solver::reported_y) is the mean of `y_out^±`.
+//! [`State::memory`]: [`RETURNED_X`], [`RETURNED_Y`], [`BEST_X`], [`BEST_Y`], [`EVALUATED_X`],
+//! [`LOWER_SOLUTION_PLUS`], [`LOWER_SOLUTION_MINUS`] (`y_out^±`); [`State::scalars`]:
+//! [`BEST_VALUE`], [`VALUE_PLUS`], [`VALUE_MINUS`], [`FEASIBLE_STEPS`] (`|I⁺| + |I⁻|`);
+//! [`State::outer_loss`] = the score above. [`State::y`] and [`State::v`] are left alone.
+//!
+//! # What the method reports
+//!
+//! Its output is Alg. 2's `x_out` ([`Solver::reported_x`](bilevel_core::Solver::reported_x)),
+//! paired with the mean of the `y_out^±` computed around it
+//! ([`reported_y`](bilevel_core::Solver::reported_y)); metrics and a run's `final_x` /
+//! `final_y` are those. The best-scored iterate (`"best"`) and the last iterate (`"last"`) are
+//! reported beside it ([`Solver::reported_alternatives`](bilevel_core::Solver::reported_alternatives)).
+//! Before issue #19 the run reported the last iterate, which on `liu-hard` swings between
+//! 7e-4 and 0.15 from `x* = 1` (the two-point estimate's noise).
 //!
 //! # Oracle calls per iteration (always [`Batch::Full`])
 //!
@@ -40,7 +49,7 @@
 use bilevel_core::tensor::{scalar, vector};
 use bilevel_core::{
     Batch, BilevelError, BilevelProblem, HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer,
-    Result, State,
+    ReportedPoint, Result, State,
 };
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
@@ -49,10 +58,17 @@ use crate::sgm::{Sgm, SgmConfig};
 
 /// [`State::memory`] key of the uniformly chosen iterate `x_out` kept so far.
 pub const RETURNED_X: &str = "igfm_returned_x";
+/// [`State::memory`] key of the lower-level point paired with [`RETURNED_X`] (the mean of
+/// `y_out^±` of the iteration that kept it).
+pub const RETURNED_Y: &str = "igfm_returned_y";
 /// [`State::memory`] key of the best-scored iterate so far.
 pub const BEST_X: &str = "igfm_best_x";
+/// [`State::memory`] key of the lower-level point paired with [`BEST_X`].
+pub const BEST_Y: &str = "igfm_best_y";
 /// [`State::scalars`] key of the best score so far.
 pub const BEST_VALUE: &str = "igfm_best_value";
+/// [`State::memory`] key of the last iterate `x_t` the estimate was taken at (before its step).
+pub const EVALUATED_X: &str = "igfm_evaluated_x";
 /// [`State::memory`] key of the last `y_out` at `x_t + δu_t`.
 pub const LOWER_SOLUTION_PLUS: &str = "igfm_y_plus";
 /// [`State::memory`] key of the last `y_out` at `x_t − δu_t`.
@@ -181,7 +197,8 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for IgfmEstimator {
         let delta = self.config.smoothing_radius;
         let x = state.x.clone();
         let d = x.dims()[0];
-        if state.rng.index(state.iter as usize + 1) == 0 {
+        let keep_as_returned = state.rng.index(state.iter as usize + 1) == 0;
+        if keep_as_returned {
             state.memory.insert(RETURNED_X.into(), x.clone());
         }
         let u = unit_direction(state, d);
@@ -193,6 +210,9 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for IgfmEstimator {
         let (plus, y_plus, f_plus) = evaluate(x.clone().add(u.clone().mul_scalar(delta)))?;
         let (minus, y_minus, f_minus) = evaluate(x.clone().sub(u.clone().mul_scalar(delta)))?;
         let score = 0.5 * (plus + minus);
+        let x_t = x.clone();
+        // The lower-level point reported with x_t: the mean of y_out^± at x_t ± δu_t.
+        let paired = y_plus.clone().add(y_minus.clone()).mul_scalar(0.5);
         if !score.is_finite() {
             return Err(BilevelError::NonFinite {
                 what: "IGFM's φ̃(x ± δu)".into(),
@@ -204,8 +224,13 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for IgfmEstimator {
             .is_none_or(|&best| score < best)
         {
             state.memory.insert(BEST_X.into(), x);
+            state.memory.insert(BEST_Y.into(), paired.clone());
             state.scalars.insert(BEST_VALUE.into(), score);
         }
+        if keep_as_returned {
+            state.memory.insert(RETURNED_Y.into(), paired);
+        }
+        state.memory.insert(EVALUATED_X.into(), x_t);
         state.memory.insert(LOWER_SOLUTION_PLUS.into(), y_plus);
         state.memory.insert(LOWER_SOLUTION_MINUS.into(), y_minus);
         state.scalars.insert(VALUE_PLUS.into(), plus);
@@ -217,16 +242,46 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for IgfmEstimator {
         Ok(u.mul_scalar(d as f64 / (2.0 * delta) * (plus - minus)))
     }
 
-    /// The mean of `y_out^±` ([`LOWER_SOLUTION_PLUS`], [`LOWER_SOLUTION_MINUS`]): IGFM leaves
-    /// [`State::y`] at the run's `y₀` (every SGM call restarts there). [`State::y`] before the
-    /// first iteration, when neither is stored yet.
+    /// Alg. 2's output `x_out` ([`RETURNED_X`]); [`State::x`] before the first iteration.
+    fn reported_x(&self, state: &State<B>) -> Tensor<B, 1> {
+        returned_iterate(state).unwrap_or_else(|| state.x.clone())
+    }
+
+    /// The lower-level point paired with `x_out`: the mean of `y_out^±` computed at
+    /// `x_out ± δu` in the iteration that kept it ([`RETURNED_Y`]). IGFM leaves [`State::y`] at
+    /// the run's `y₀` (every SGM call restarts there), which is reported before the first
+    /// iteration.
     fn reported_y(&self, state: &State<B>) -> Tensor<B, 1> {
-        match (
+        state
+            .memory
+            .get(RETURNED_Y)
+            .cloned()
+            .unwrap_or_else(|| state.y.clone())
+    }
+
+    /// `"best"`: the best-scored iterate ([`BEST_X`], [`BEST_Y`]); `"last"`: the last iterate
+    /// the estimate was taken at ([`EVALUATED_X`], i.e. `x_{T−1}` after `T` iterations), with
+    /// the mean of its `y_out^±`. Empty before the first iteration.
+    fn reported_alternatives(&self, state: &State<B>) -> Vec<ReportedPoint<B>> {
+        let mut points = Vec::new();
+        if let (Some(x), Some(y)) = (state.memory.get(BEST_X), state.memory.get(BEST_Y)) {
+            points.push(ReportedPoint {
+                name: "best",
+                x: x.clone(),
+                y: y.clone(),
+            });
+        }
+        if let (Some(x), Some(plus), Some(minus)) = (
+            state.memory.get(EVALUATED_X),
             state.memory.get(LOWER_SOLUTION_PLUS),
             state.memory.get(LOWER_SOLUTION_MINUS),
         ) {
-            (Some(plus), Some(minus)) => plus.clone().add(minus.clone()).mul_scalar(0.5),
-            _ => state.y.clone(),
+            points.push(ReportedPoint {
+                name: "last",
+                x: x.clone(),
+                y: plus.clone().add(minus.clone()).mul_scalar(0.5),
+            });
         }
+        points
     }
 }

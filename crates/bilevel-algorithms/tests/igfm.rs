@@ -210,38 +210,69 @@ fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// IGFM reports the mean of `y_out^±` as its lower-level iterate (its `y` stays at `y₀`), and
-/// `y` before the first iteration; a solver with the default (AID) reports `y`, even with IGFM's
-/// keys in the memory.
+/// IGFM's output is Alg. 2's `x_out` (the reservoir-kept iterate), paired with the mean of the
+/// `y_out^±` computed around it in the iteration that kept it; the best-scored iterate and the
+/// last evaluated iterate are reported beside it, each with its own lower solutions. Before the
+/// first iteration it reports `(x, y)`. A solver with the defaults (AID) reports `(x, y)` even
+/// with IGFM's keys in the memory. Fails (tried) with the pre-#19 hooks (output = last iterate
+/// `x_T`, `y` = the last `y_out^±`), and with `RETURNED_Y` stored every iteration instead of with
+/// `x_out`.
 #[test]
-fn igfm_reports_the_mean_of_its_lower_solutions() {
+fn igfm_reports_x_out_and_the_best_and_last_iterates_beside_it() {
     let p = quadratic(7, 2, 3, 2.0);
     let mut solver = igfm(quad_igfm()).unwrap();
     let mut oracle = Oracle::new(&p);
     let start = state(&[0.0, 0.0], &[0.0; 3], 11);
-    assert_eq!(
-        max_abs_diff(&host(&solver.reported_y(&start)), &host(&start.y)),
-        0.0
-    );
-    let s = solver.next_iter(&mut oracle, start).unwrap();
-    let plus = host(&s.memory[LOWER_SOLUTION_PLUS]);
-    let minus = host(&s.memory[LOWER_SOLUTION_MINUS]);
-    let mean: Vec<f64> = plus
-        .iter()
-        .zip(&minus)
-        .map(|(a, b)| 0.5 * (a + b))
-        .collect();
-    let reported = host(&solver.reported_y(&s));
-    println!("y_out^+ = {plus:?}, y_out^- = {minus:?}, reported = {reported:?}");
-    assert!(max_abs_diff(&reported, &mean) <= 1e-12);
+    assert_eq!(host(&solver.reported_x(&start)), host(&start.x));
+    assert_eq!(host(&solver.reported_y(&start)), host(&start.y));
+    assert!(solver.reported_alternatives(&start).is_empty());
+    // (x_t, mean of y_out^± at x_t ± δu_t) for every iteration.
+    let mut s = start;
+    let mut evaluated: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
+    for _ in 0..6 {
+        let x_t = host(&s.x);
+        s = solver.next_iter(&mut oracle, s).unwrap();
+        let plus = host(&s.memory[LOWER_SOLUTION_PLUS]);
+        let minus = host(&s.memory[LOWER_SOLUTION_MINUS]);
+        let mean = plus
+            .iter()
+            .zip(&minus)
+            .map(|(a, b)| 0.5 * (a + b))
+            .collect();
+        evaluated.push((x_t, mean));
+    }
+    let paired = |x: &[f64]| {
+        evaluated
+            .iter()
+            .find(|(xt, _)| bits(xt) == bits(x))
+            .map(|(_, y)| y.clone())
+            .expect("a reported x must be an evaluated iterate")
+    };
+    let out = host(&solver.reported_x(&s));
+    assert_eq!(bits(&out), bits(&host(&returned_iterate(&s).unwrap())));
+    assert_ne!(bits(&out), bits(&host(&s.x)), "x_T is never returned");
+    assert!(max_abs_diff(&host(&solver.reported_y(&s)), &paired(&out)) <= 1e-12);
     assert_eq!(host(&s.y), vec![0.0; 3], "IGFM leaves y at y₀");
-    assert!(max_abs_diff(&reported, &host(&s.y)) > 0.1, "{reported:?}");
+    let alternatives = solver.reported_alternatives(&s);
+    let names: Vec<&str> = alternatives.iter().map(|a| a.name).collect();
+    assert_eq!(names, ["best", "last"]);
+    let best = host(&alternatives[0].x);
+    assert_eq!(bits(&best), bits(&host(&best_iterate(&s).unwrap().0)));
+    assert!(max_abs_diff(&host(&alternatives[0].y), &paired(&best)) <= 1e-12);
+    let last = &evaluated[5];
+    assert_eq!(bits(&host(&alternatives[1].x)), bits(&last.0));
+    assert!(max_abs_diff(&host(&alternatives[1].y), &last.1) <= 1e-12);
+    // Here x_out is not the last evaluated iterate, so its y differs from the last y_out^±.
+    assert_ne!(bits(&out), bits(&last.0));
+    assert!(max_abs_diff(&paired(&out), &last.1) > 1e-6);
 
     let mut aid = OuterLoop::new(
         Aid::new(AidConfig::default()).unwrap(),
         OuterOptimizer::sgd(0.1),
     );
+    assert_eq!(bits(&host(&aid.reported_x(&s))), bits(&host(&s.x)));
     assert!(max_abs_diff(&host(&aid.reported_y(&s)), &host(&s.y)) <= 1e-12);
+    assert!(aid.reported_alternatives(&s).is_empty());
     let a = aid
         .next_iter(&mut oracle, state(&[0.0, 0.0], &[0.0; 3], 11))
         .unwrap();

@@ -42,7 +42,9 @@ pub use lift::Lift;
 pub use observers::{CsvWriter, IterRecord, Observe, ObserverMode, ProgressBar, Recorder};
 pub use problem::{Batch, BilevelProblem, ClosedForm};
 pub use second_order::{Gradient, Oracle, OracleCounts, SecondOrder};
-pub use solver::{HypergradientEstimator, OuterLoop, OuterOptimizer, Solver, StepSchedule};
+pub use solver::{
+    HypergradientEstimator, OuterLoop, OuterOptimizer, ReportedPoint, Solver, StepSchedule,
+};
 pub use state::{State, StateRecord};
 
 /// How this build compiled burn-ndarray (for reports and provenance).

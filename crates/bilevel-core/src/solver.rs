@@ -41,12 +41,38 @@ pub trait Solver<B: AutodiffBackend> {
         state: State<B>,
     ) -> Result<State<B>>;
 
-    /// The lower-level iterate that metrics and a run's `final_y` report for `state`; by default
-    /// [`State::y`]. A method that keeps its lower-level solution elsewhere (IGFM keeps `y_out^±`
-    /// in [`State::memory`]) overrides it.
+    /// The upper-level point the method returns at `state` — what metrics evaluate and a run
+    /// reports as its `final_x`; by default the last iterate [`State::x`]. A method whose
+    /// output is another iterate overrides it (IGFM returns Alg. 2's `x_out`, drawn uniformly
+    /// from its iterates).
+    fn reported_x(&self, state: &State<B>) -> Tensor<B, 1> {
+        state.x.clone()
+    }
+
+    /// The lower-level point paired with [`Solver::reported_x`] (metrics and a run's
+    /// `final_y`); by default [`State::y`]. A method that keeps its lower-level solution
+    /// elsewhere (IGFM keeps `y_out^±` in [`State::memory`]) overrides it.
     fn reported_y(&self, state: &State<B>) -> Tensor<B, 1> {
         state.y.clone()
     }
+
+    /// Further `(name, x, y)` points the method reports beside its output, e.g. IGFM's
+    /// best-scored iterate (`"best"`) and its last iterate (`"last"`); a run evaluates the
+    /// metrics at each at the end. Default: none.
+    fn reported_alternatives(&self, _state: &State<B>) -> Vec<ReportedPoint<B>> {
+        Vec::new()
+    }
+}
+
+/// A named `(x, y)` point a method reports beside its output ([`Solver::reported_alternatives`]).
+#[derive(Clone, Debug)]
+pub struct ReportedPoint<B: AutodiffBackend> {
+    /// Its name in reports (e.g. `"best"`).
+    pub name: &'static str,
+    /// The upper-level point.
+    pub x: Tensor<B, 1>,
+    /// The lower-level point paired with it.
+    pub y: Tensor<B, 1>,
 }
 
 /// A hypergradient estimator `ĝ(x_k) ≈ ∇Φ(x_k)`.
@@ -74,10 +100,19 @@ pub trait HypergradientEstimator<B: AutodiffBackend> {
         state: &mut State<B>,
     ) -> Result<Tensor<B, 1>>;
 
-    /// The lower-level iterate that [`OuterLoop`] reports as [`Solver::reported_y`]; by default
-    /// [`State::y`].
+    /// What [`OuterLoop`] reports as [`Solver::reported_x`]; by default [`State::x`].
+    fn reported_x(&self, state: &State<B>) -> Tensor<B, 1> {
+        state.x.clone()
+    }
+
+    /// What [`OuterLoop`] reports as [`Solver::reported_y`]; by default [`State::y`].
     fn reported_y(&self, state: &State<B>) -> Tensor<B, 1> {
         state.y.clone()
+    }
+
+    /// What [`OuterLoop`] reports as [`Solver::reported_alternatives`]; by default none.
+    fn reported_alternatives(&self, _state: &State<B>) -> Vec<ReportedPoint<B>> {
+        Vec::new()
     }
 }
 
@@ -263,7 +298,15 @@ impl<B: AutodiffBackend, E: HypergradientEstimator<B>> Solver<B> for OuterLoop<E
         Ok(state)
     }
 
+    fn reported_x(&self, state: &State<B>) -> Tensor<B, 1> {
+        self.estimator.reported_x(state)
+    }
+
     fn reported_y(&self, state: &State<B>) -> Tensor<B, 1> {
         self.estimator.reported_y(state)
+    }
+
+    fn reported_alternatives(&self, state: &State<B>) -> Vec<ReportedPoint<B>> {
+        self.estimator.reported_alternatives(state)
     }
 }

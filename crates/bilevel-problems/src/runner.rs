@@ -35,7 +35,7 @@ use bilevel_core::second_order::SecondOrder;
 use bilevel_core::tensor::{norm, to_vec};
 use bilevel_core::{
     BilevelError, Checkpoint, Checkpointing, Executor, ExecutorConfig, IterRecord, Observe,
-    ObserverMode, OracleCounts, RunOutcome, Solver, State, TerminationReason,
+    ObserverMode, OracleCounts, ReportedPoint, RunOutcome, Solver, State, TerminationReason,
 };
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
@@ -268,10 +268,26 @@ pub struct RunReport {
     pub iterations: u64,
     /// Oracle calls of the whole run.
     pub counts: OracleCounts,
-    /// Final upper-level variable.
+    /// The method's output: its final upper-level point ([`Solver::reported_x`]: the last
+    /// iterate for most methods, Alg. 2's `x_out` for IGFM).
     pub final_x: Vec<f64>,
-    /// Final lower-level variable.
+    /// The lower-level point paired with `final_x` ([`Solver::reported_y`]).
     pub final_y: Vec<f64>,
+    /// Further points the method reports beside its output, with the metrics at each
+    /// ([`Solver::reported_alternatives`]; e.g. IGFM's `best` and `last` iterates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<ReportedMetrics>,
+}
+
+/// The metrics at a point a method reports beside its output ([`RunReport::alternatives`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportedMetrics {
+    /// The point's name (e.g. `best`).
+    pub name: String,
+    /// Its upper-level variable.
+    pub x: Vec<f64>,
+    /// The application's metrics there.
+    pub metrics: Vec<Metric>,
 }
 
 impl RunReport {
@@ -540,8 +556,16 @@ impl<B: AutodiffBackend, S: Solver<B>> Solver<B> for SharedSolver<S> {
         self.0.borrow_mut().next_iter(oracle, state)
     }
 
+    fn reported_x(&self, state: &State<B>) -> Tensor<B, 1> {
+        self.0.borrow().reported_x(state)
+    }
+
     fn reported_y(&self, state: &State<B>) -> Tensor<B, 1> {
         self.0.borrow().reported_y(state)
+    }
+
+    fn reported_alternatives(&self, state: &State<B>) -> Vec<ReportedPoint<B>> {
+        self.0.borrow().reported_alternatives(state)
     }
 }
 
@@ -551,7 +575,22 @@ fn evaluate<B: AutodiffBackend, P: Application<B>, S: Solver<B>>(
     state: &State<B>,
     names: &[&'static str],
 ) -> Result<Vec<f64>> {
-    let metrics = problem.evaluate(&state.x, &solver.reported_y(state))?;
+    evaluate_at(
+        problem,
+        &solver.reported_x(state),
+        &solver.reported_y(state),
+        names,
+    )
+}
+
+/// The application's metric values at `(x, y)`, checked against `names`.
+fn evaluate_at<B: AutodiffBackend, P: Application<B>>(
+    problem: &P,
+    x: &Tensor<B, 1>,
+    y: &Tensor<B, 1>,
+    names: &[&'static str],
+) -> Result<Vec<f64>> {
+    let metrics = problem.evaluate(x, y)?;
     if metrics.len() != names.len() {
         return Err(BilevelError::ShapeMismatch {
             what: format!("metrics of `{}` ({names:?})", problem.id()),
@@ -753,6 +792,24 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
         };
         let records = std::mem::take(&mut sinks.borrow_mut().records);
         let final_y = to_vec(solver.borrow().reported_y(state))?;
+        let final_x = to_vec(solver.borrow().reported_x(state))?;
+        let alternatives = solver
+            .borrow()
+            .reported_alternatives(state)
+            .into_iter()
+            .map(|point| {
+                let values = evaluate_at(problem, &point.x, &point.y, &names)?;
+                Ok(ReportedMetrics {
+                    name: point.name.to_string(),
+                    x: to_vec(point.x)?,
+                    metrics: names
+                        .iter()
+                        .zip(values)
+                        .map(|(n, v)| Metric::new(n, v))
+                        .collect(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(RunReport {
             problem: problem.id().to_string(),
             method: method.name().to_string(),
@@ -767,8 +824,9 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             wall_time_s: outcome.elapsed_s,
             iterations: state.iter,
             counts: state.counts,
-            final_x: to_vec(state.x.clone())?,
+            final_x,
             final_y,
+            alternatives,
         })
     }
 }

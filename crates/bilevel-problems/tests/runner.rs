@@ -383,7 +383,7 @@ fn a_checkpoint_of_another_method_is_refused() {
 /// `y_out^±`, so liu-hard's lower-level distance `|y₁ − x|` goes to ~0 as x → 1 (it would stay
 /// at `|0 − x| ≈ 1` with `y₀`) and `y₂` follows `x` (the optimistic selection `y₂ = x`).
 #[test]
-fn igfm_metrics_use_its_lower_level_solutions() {
+fn igfm_reports_x_out_with_its_lower_solutions_and_the_best_and_last_beside() {
     let method = parse(
         "[algorithm]\nname = \"igfm\"\nstep = 0.25\nsmoothing_radius = 1e-3\nsgm_step = 0.5\n\
          lower_value_steps = 10\nswitching_steps = 50\nfeasibility_threshold = 1e-6\n\
@@ -407,10 +407,36 @@ fn igfm_metrics_use_its_lower_level_solutions() {
             .value
     };
     let x = report.final_x[0];
-    assert!(metric("x_error") < 0.05, "x = {x}");
+    println!("x_out = {x}, alternatives = {:?}", report.alternatives);
+    // The metrics are IGFM's output's: x_out (Alg. 2) with the y_out^± computed around it.
+    assert!(
+        (metric("x_error") - (x - 1.0).abs()).abs() < 1e-12,
+        "x = {x}"
+    );
     assert!(metric("ll_distance") < 0.01, "{}", metric("ll_distance"));
     assert!((report.final_y[0] - x).abs() < 0.01, "{:?}", report.final_y);
     assert!((report.final_y[1] - x).abs() < 0.05, "{:?}", report.final_y);
+    // The best-scored and the last iterate are reported beside it, with their own metrics.
+    let names: Vec<&str> = report
+        .alternatives
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(names, ["best", "last"]);
+    for alt in &report.alternatives {
+        let x_error = alt
+            .metrics
+            .iter()
+            .find(|m| m.name == "x_error")
+            .unwrap()
+            .value;
+        assert!((x_error - (alt.x[0] - 1.0).abs()).abs() < 1e-12, "{alt:?}");
+        assert!(x_error < 0.05, "{alt:?}");
+    }
+    // Other methods report their last iterate and nothing beside it.
+    let aid = parse("[algorithm]\nname = \"aid-fp\"\n").unwrap().algorithm;
+    let report = run_spec(&problem, &aid, &run, &ctx(0), RunHooks::default()).unwrap();
+    assert!(report.alternatives.is_empty());
 }
 
 /// A small hyper-cleaning run (f64): the same run with the hand-derived derivatives (default)

@@ -143,10 +143,17 @@ fn seed_run(variant: &Variant, method: &Method, report: RunReport) -> SeedRun {
         seed: report.seed,
         records: report.records,
         termination: termination_words(&report.termination),
+        // The method's output's metrics, then those of the points it reports beside it, as
+        // `<point>:<metric>` (IGFM: `best:x_error`, `last:x_error`, …).
         final_metrics: report
             .final_metrics
             .into_iter()
             .map(|m| (m.name, m.value))
+            .chain(report.alternatives.into_iter().flat_map(|alt| {
+                alt.metrics
+                    .into_iter()
+                    .map(move |m| (format!("{}:{}", alt.name, m.name), m.value))
+            }))
             .collect(),
         wall_time_s: report.wall_time_s,
         iterations: report.iterations,

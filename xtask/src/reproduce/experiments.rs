@@ -565,7 +565,15 @@ fn liu_hard(mode: Mode) -> Plan {
         // Deterministic: more seeds would repeat the same numbers.
         seeds: seeds(1),
         precision: Precision::F64,
-        headline: vec!["x_error", "phi", "ll_distance"],
+        // IGFM's x_error is at its output x_out (Alg. 2: uniform over its iterates); its
+        // best-scored and last iterates are reported beside it.
+        headline: vec![
+            "x_error",
+            "phi",
+            "ll_distance",
+            "best:x_error",
+            "last:x_error",
+        ],
         checks: match mode {
             Mode::Quick => vec![
                 Check::new("x_error", &["IGFM"], Bound::AtMost(0.05)),
