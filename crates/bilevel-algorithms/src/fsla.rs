@@ -8,8 +8,7 @@
 //! [`FslaConfig::momentum_ratio`]:
 //!
 //! 1. `α_k = δ / (k + 1)^p`; `λ_{k+1} = P_Λ(λ_k − α_k d_k)` (`P_Λ` the problem's
-//!    [`BilevelProblem::upper_constraint`], the identity when unconstrained; the paper writes
-//!    `δ/√k` with `k` from 0, read here as `δ/√(k+1)`);
+//!    [`BilevelProblem::upper_constraint`], the identity when unconstrained);
 //! 2. `τ, β, η = c_τ α_k, c_β α_k, c_η α_k` (the paper's `τ_{k+1}, β_{k+1}, η_{k+1}`);
 //! 3. `ω_{k+1} = ω_k − τ ∂_ωG(λ_{k+1}, ω_k; ξ1)`;
 //! 4. `v_{k+1} = β ∂_ωF(λ_{k+1}, ω_k; ξ2) + (I − β ∂²_ωG(λ_{k+1}, ω_k; ξ3)) v_k` — one step of
@@ -19,6 +18,14 @@
 //!    `d_{k+1} = h_{k+1}(ξ_{k+1}) + (1 − η)(d_k − h_k(ξ_{k+1}))`, where
 //!    `h_k(ξ_{k+1}) = ∂_λF(λ_k, ω_k; ξ4) − ∂_ωλG(λ_k, ω_k; ξ5) v_k` is the same estimator at the
 //!    previous state `(λ_k, ω_k, v_k)` with the NEW samples `ξ4, ξ5`.
+//!
+//! **Which `α_k`, and why.** Alg. 1 loops `k = 0..K−1` and sets `α_k = δ/√k`, which is
+//! undefined at its first iteration (`k = 0`); Theorem 5 states the rate for `α_k = δ/√k` with
+//! `k ≥ 1`. We use `α_k = δ/√(k + 1)` with the 0-based `k = state.iter`: the sequence
+//! `δ, δ/√2, δ/√3, …` of the theorem's `δ/√k`, `k = 1, 2, 3, …`, indexed from 0 (the first
+//! step is `δ`, and `c_η δ ≤ 1` keeps `η_k ∈ (0, 1]`). Taking `δ/√k` literally would need
+//! `k = 0` skipped or special-cased; shifting the index changes nothing else
+//! ([`FslaConfig::steps_at`]).
 //!
 //! `d_0 = h_0 = ∂_λF(λ_0, ω_0; ξ4) − ∂_ωλG(λ_0, ω_0; ξ5) v_0` with fresh samples, computed by
 //! [`Solver::init`], or by the first [`Solver::next_iter`] of a state that holds no `d` yet.
@@ -148,7 +155,8 @@ impl FslaConfig {
         check_batch("jacobian_batch", self.jacobian_batch)
     }
 
-    /// The step sizes of outer iteration `k` (0-based).
+    /// The step sizes of outer iteration `k` (0-based): `α_k = δ/(k + 1)^p`, i.e. Theorem 5's
+    /// `δ/√k` for `k = 1, 2, …` with the index shifted to start at 0 (module documentation).
     pub fn steps_at(&self, k: u64) -> StepSizes {
         let outer = self.base_step * (k as f64 + 1.0).powf(-self.step_decay);
         StepSizes {

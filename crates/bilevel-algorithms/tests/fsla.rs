@@ -546,3 +546,21 @@ fn invalid_configs_are_rejected() {
         ));
     }
 }
+
+/// The outer step is Theorem 5's `α = δ/√k` for `k = 1, 2, 3, …`, indexed from the 0-based
+/// iteration: `α_0 = δ` (Alg. 1's literal `δ/√0` is undefined), `α_1 = δ/√2`, `α_8 = δ/3`; the
+/// other three steps follow it. Fails (tried) with the literal `δ/√k` on the 0-based `k` (α_0
+/// infinite) and with the index shifted once more (`δ/√(k + 2)`).
+#[test]
+fn outer_step_is_theorem_5_delta_over_root_k_from_k_equal_1() {
+    let cfg = config(0.2, 0.5, 0.8, 2.0, None);
+    let outer = |k| cfg.steps_at(k).outer;
+    assert_eq!(outer(0), 0.2);
+    assert!((outer(1) - 0.2 / 2f64.sqrt()).abs() <= 1e-16);
+    assert!((outer(8) - 0.2 / 3.0).abs() <= 1e-16);
+    let s = cfg.steps_at(3);
+    assert_eq!(
+        (s.inner, s.linear, s.momentum),
+        (0.8 * 0.1, 0.8 * 0.1, 2.0 * 0.1)
+    );
+}
