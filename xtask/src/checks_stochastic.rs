@@ -101,6 +101,7 @@ pub fn run(opts: &Options, worst: &mut Worst) -> Result<()> {
     };
     let bsa = Bsa::new(BsaConfig {
         inner_steps: 2,
+        inner_steps_growth: None,
         inner_step: 0.1,
         inner_step_decay: 1.0,
         inner_batch: Some(1),

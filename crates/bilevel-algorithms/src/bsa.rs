@@ -21,11 +21,17 @@
 //! Batches are drawn with replacement from `state.rng` in the order `S_0..S_{T−1}` (inner),
 //! `ξ`, `p`, `ζ_1..ζ_p`, `ζ_0` (Jacobian).
 //!
-//! **Oracle calls per iteration:** `T` gradients of `g`, 1 gradient of `f`, `p` HVPs, 1 JVP;
-//! `samples_g = T·S + p·|ζ_j| + |ζ_0|`, `samples_f = |ξ|`. The drawn `p` is stored in
+//! **Oracle calls per iteration:** `T_k` gradients of `g`, 1 gradient of `f`, `p` HVPs, 1 JVP;
+//! `samples_g = T_k·S + p·|ζ_j| + |ζ_0|`, `samples_f = |ξ|`. The drawn `p` is stored in
 //! `state.scalars["neumann_products"]`.
 //!
-//! Ghadimi & Wang also let the number of inner steps grow with `k`; here `T` is constant.
+//! **Inner steps `T_k`.** Constant `T` by default (as paper 004 runs BSA), or growing as in
+//! Ghadimi & Wang's analysis: [`BsaConfig::inner_steps_growth`] `= Some(c)` gives
+//! `T_k = ⌈c (k + 1)^{1/2}⌉` at outer iteration `k` (0-based). The exponent 1/2 is the one that
+//! makes BSA's complexities in paper 004's Table 1 consistent: `K = O(ε^{−2})` outer iterations
+//! (`Gc(f, ε) = O(ε^{−2})`) and `Σ_{k<K} T_k = O(K^{3/2}) = O(ε^{−3})` inner samples
+//! (`Gc(g, ε) = O(ε^{−3})`). (AID's growing schedule, `⌈c (k + 1)^{1/4}⌉`, is the deterministic
+//! counterpart, [`crate::aid::InnerSteps::Increasing`].)
 
 use bilevel_core::tensor::scalar;
 use bilevel_core::{BilevelProblem, HypergradientEstimator, Oracle, Result, State};
@@ -130,8 +136,12 @@ pub(crate) fn sgd_step<B: AutodiffBackend, P: BilevelProblem<B>>(
 /// Settings of [`Bsa`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BsaConfig {
-    /// Inner SGD steps per outer iteration (`T`, ≥ 1).
+    /// Inner SGD steps per outer iteration (`T`, ≥ 1), unless `inner_steps_growth` is set.
     pub inner_steps: usize,
+    /// `Some(c)` (`c > 0`): Ghadimi & Wang's growing `T_k = ⌈c (k + 1)^{1/2}⌉` instead of
+    /// `inner_steps` (module documentation); `None` (default): constant `T`.
+    #[serde(default)]
+    pub inner_steps_growth: Option<f64>,
     /// Base inner step `α` (> 0): step `t` uses `α / (t + 1)^{inner_step_decay}`.
     pub inner_step: f64,
     /// Exponent of the inner step decay (≥ 0; 1 in Ghadimi & Wang's analysis).
@@ -147,6 +157,7 @@ impl Default for BsaConfig {
     fn default() -> Self {
         Self {
             inner_steps: 10,
+            inner_steps_growth: None,
             inner_step: 0.1,
             inner_step_decay: 1.0,
             inner_batch: Some(1),
@@ -160,10 +171,22 @@ impl BsaConfig {
     /// [`bilevel_core::BilevelError::InvalidParameter`].
     pub fn validate(&self) -> Result<()> {
         check_count("inner_steps", self.inner_steps)?;
+        if let Some(c) = self.inner_steps_growth {
+            check_step("inner_steps_growth", c)?;
+        }
         check_step("inner_step", self.inner_step)?;
         check_exponent("inner_step_decay", self.inner_step_decay)?;
         check_batch("inner_batch", self.inner_batch)?;
         self.hypergradient.validate()
+    }
+
+    /// `T_k`, the inner steps of outer iteration `k` (0-based): `inner_steps`, or
+    /// `⌈c (k + 1)^{1/2}⌉` with `c = inner_steps_growth` (computed in `f64`, at least 1).
+    pub fn inner_steps_at(&self, k: u64) -> usize {
+        match self.inner_steps_growth {
+            None => self.inner_steps,
+            Some(c) => (c * (k as f64 + 1.0).sqrt()).ceil().max(1.0) as usize,
+        }
     }
 
     /// The inner step `α_t = α / (t + 1)^{power}` of inner step `t` (0-based).
@@ -208,7 +231,7 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Bsa {
         let cfg = self.config;
         cfg.validate()?;
         let mut y = state.y.clone();
-        for t in 0..cfg.inner_steps {
+        for t in 0..cfg.inner_steps_at(state.iter) {
             y = sgd_step(oracle, state, y, cfg.inner_step_at(t), cfg.inner_batch)?;
         }
         let estimate = cfg.hypergradient.estimate(oracle, state, &y)?;

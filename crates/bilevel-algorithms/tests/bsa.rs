@@ -14,6 +14,7 @@ use common::*;
 fn config() -> BsaConfig {
     BsaConfig {
         inner_steps: 2,
+        inner_steps_growth: None,
         inner_step: 0.1,
         inner_step_decay: 0.5,
         inner_batch: Some(1),
@@ -309,5 +310,38 @@ fn invalid_configs_are_rejected() {
             s.next_iter(&mut oracle, state(&p, &[0.0, 0.0], 0)),
             name
         ));
+    }
+}
+
+/// Ghadimi & Wang's growing inner loop: `T_k = ⌈c √(k + 1)⌉` gradients of `g` at outer
+/// iteration `k` (here `c = 1.5`: 2, 3, 3, 3, 4, 4, 4, 5 for k = 0..7), counted by the oracle;
+/// `inner_steps` is then ignored, and `c ≤ 0` is refused. Fails (tried) with the growth ignored
+/// (constant `T`) and with the exponent 1/4 in place of 1/2.
+#[test]
+fn growing_inner_steps_follow_the_square_root_schedule() {
+    let p = correlated(2, 5, 0.1, 1);
+    let cfg = BsaConfig {
+        inner_steps: 7,
+        inner_steps_growth: Some(1.5),
+        ..config()
+    };
+    let expected = [2u64, 3, 3, 3, 4, 4, 4, 5];
+    let schedule: Vec<u64> = (0..8).map(|k| cfg.inner_steps_at(k) as u64).collect();
+    assert_eq!(schedule, expected);
+    let mut solver = bsa(cfg);
+    let mut oracle = Oracle::new(&p);
+    let mut st = state(&p, &[0.5, -0.5], 3);
+    for &t_k in &expected {
+        let (c, next) = one_iter(&mut solver, &mut oracle, st);
+        st = next;
+        assert_eq!(c.grad_g, t_k, "k = {}", st.iter - 1);
+    }
+    assert_eq!(config().inner_steps_at(100), 2, "constant T by default");
+    for bad in [0.0, -1.0, f64::NAN] {
+        let cfg = BsaConfig {
+            inner_steps_growth: Some(bad),
+            ..config()
+        };
+        assert!(is_invalid(cfg.validate(), "inner_steps_growth"), "{bad}");
     }
 }

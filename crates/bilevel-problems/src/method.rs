@@ -405,6 +405,9 @@ spec_struct! {
     BsaSpec {
         /// Inner SGD steps `T` (default 10).
         inner_steps: usize = 10,
+        /// If set to `c > 0`: Ghadimi & Wang's growing `T_k = ⌈c (k+1)^{1/2}⌉` instead of
+        /// `inner_steps`.
+        inner_steps_growth: Option<f64> = None,
         /// Base inner step `α` (default 0.1).
         inner_step: f64 = 0.1,
         /// `α_t = α / (t+1)^decay` (default 1).
@@ -1091,6 +1094,7 @@ impl MethodSpec {
             MethodSpec::Bsa(s) => {
                 let cfg = BsaConfig {
                     inner_steps: s.inner_steps,
+                    inner_steps_growth: s.inner_steps_growth,
                     inner_step: s.inner_step,
                     inner_step_decay: s.inner_step_decay,
                     inner_batch: s.inner_batch.get(),
