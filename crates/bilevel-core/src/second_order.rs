@@ -39,7 +39,9 @@ pub enum SecondOrder {
     /// Autodiff gradients and nested-autodiff products only, ignoring any hand-derived
     /// derivatives (the reference path the closed forms are tested against).
     Autodiff,
-    /// Central finite differences of gradients with step `eps` along `v/‖v‖`.
+    /// Central finite differences of gradients with step `eps` along `v/‖v‖`. Each product (an
+    /// HVP, a JVP, or both from [`Oracle::hvp_jvp`]) costs two gradients of `g` and is counted
+    /// as such in [`OracleCounts::grad_g`] and [`OracleCounts::samples_g`], not as an HVP/JVP.
     FiniteDifference {
         /// Step length (1e-6 suits f64, 1e-3 suits f32).
         eps: f64,
@@ -57,7 +59,8 @@ pub struct OracleCounts {
     pub grad_f: u64,
     /// Gradients of `g` (`∇_y g`, and `∇_x g` where asked, from one backward).
     pub grad_g: u64,
-    /// Hessian-vector products `∇²_yy g · v`.
+    /// Hessian-vector products `∇²_yy g · v` (exact ones; a finite-difference product counts as
+    /// the two gradients of `g` it evaluates).
     pub hvp: u64,
     /// Mixed Jacobian-vector products `∇_x∇_y g · v`.
     pub jvp: u64,
@@ -307,8 +310,7 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         batch: &Batch,
     ) -> Result<Tensor<B, 1>> {
         self.check_product(x, y, v, batch)?;
-        self.counts.hvp += 1;
-        Ok(self.products(x, y, v, batch, false)?.0)
+        Ok(self.products(x, y, v, batch, (true, false))?.0)
     }
 
     /// `J v = ∇_x∇_y g(x, y; batch) · v`, a vector in x-space.
@@ -320,12 +322,12 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         batch: &Batch,
     ) -> Result<Tensor<B, 1>> {
         self.check_product(x, y, v, batch)?;
-        self.counts.jvp += 1;
-        let (_, jv) = self.products(x, y, v, batch, true)?;
+        let (_, jv) = self.products(x, y, v, batch, (false, true))?;
         jv.ok_or_else(|| missing("J v", self.problem.x_dim()))
     }
 
-    /// `(H v, J v)` from a single double backward (counted as one of each).
+    /// `(H v, J v)` from a single double backward (counted as one of each; under finite
+    /// differences, as the two gradients both come from).
     pub fn hvp_jvp(
         &mut self,
         x: &Tensor<B, 1>,
@@ -334,9 +336,7 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         batch: &Batch,
     ) -> Result<(Tensor<B, 1>, Tensor<B, 1>)> {
         self.check_product(x, y, v, batch)?;
-        self.counts.hvp += 1;
-        self.counts.jvp += 1;
-        let (hv, jv) = self.products(x, y, v, batch, true)?;
+        let (hv, jv) = self.products(x, y, v, batch, (true, true))?;
         Ok((hv, jv.ok_or_else(|| missing("J v", self.problem.x_dim()))?))
     }
 
@@ -401,14 +401,35 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         Ok(Gradient { value, x, y })
     }
 
+    /// `(H v, J v if asked)`, counted as what they cost: one HVP and/or one JVP (`asked`) from
+    /// exact products; under [`SecondOrder::FiniteDifference`], the two gradients of `g` the
+    /// central difference evaluates (`grad_g += 2` and a second batch of samples; none for
+    /// `v = 0`, which costs nothing), and no HVP or JVP, since none was computed.
     fn products(
-        &self,
+        &mut self,
         x: &Tensor<B, 1>,
         y: &Tensor<B, 1>,
         v: &Tensor<B, 1>,
         batch: &Batch,
-        want_jvp: bool,
+        asked: (bool, bool),
     ) -> Result<(Tensor<B, 1>, Option<Tensor<B, 1>>)> {
+        let want_jvp = asked.1;
+        if let SecondOrder::FiniteDifference { eps } = self.mode {
+            if !(eps > 0.0 && eps.is_finite()) {
+                return Err(BilevelError::invalid("eps", "must be positive and finite"));
+            }
+            let len = batch.len(self.problem.inner_len()) as u64;
+            if norm(v) == 0.0 {
+                // check_product counted one batch of samples; nothing was evaluated.
+                self.counts.samples_g -= len;
+            } else {
+                self.counts.grad_g += 2;
+                self.counts.samples_g += len;
+            }
+            return Ok(fd_products(self.problem, x, y, v, batch, eps, want_jvp));
+        }
+        self.counts.hvp += u64::from(asked.0);
+        self.counts.jvp += u64::from(asked.1);
         if let Some(cf) = self.closed_form() {
             let (hv, jv) = cf.inner_products(x, y, v, batch, want_jvp);
             check_len("closed-form H v", &hv, self.problem.y_dim())?;
@@ -417,17 +438,7 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
             }
             return Ok((hv, jv));
         }
-        match self.mode {
-            SecondOrder::Exact | SecondOrder::Autodiff => {
-                Ok(exact_products(self.problem, x, y, v, batch, want_jvp))
-            }
-            SecondOrder::FiniteDifference { eps } => {
-                if !(eps > 0.0 && eps.is_finite()) {
-                    return Err(BilevelError::invalid("eps", "must be positive and finite"));
-                }
-                Ok(fd_products(self.problem, x, y, v, batch, eps, want_jvp))
-            }
-        }
+        Ok(exact_products(self.problem, x, y, v, batch, want_jvp))
     }
 }
 

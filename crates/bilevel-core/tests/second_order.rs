@@ -86,6 +86,39 @@ fn finite_difference_products_match_closed_form() {
     assert!(rel_err_host(&host(&jv), &form.jvp(&v)) < 1e-7);
 }
 
+/// A finite-difference product is counted as what it costs: two gradients of `g` (and two
+/// batches of samples) per call, whether it yields `Hv`, `Jv` or both, and nothing for `v = 0`;
+/// no HVP or JVP is counted, since none is computed. Fails (tried) with the pre-#19 counting
+/// (one HVP per FD product, no gradients).
+#[test]
+fn finite_difference_products_count_the_two_gradients_they_cost() {
+    let spec = LeastSquaresSpec {
+        inner_rows: 50,
+        outer_rows: 20,
+        ..Default::default()
+    };
+    let p = LeastSquaresBilevel::<TestBackend>::random(&spec, &dev()).unwrap();
+    let mut rng = Rng::seed(6);
+    let (x, y, v) = (rng.normal_vec(5), rng.normal_vec(5), rng.normal_vec(5));
+    let (x, y, v) = (t(&x), t(&y), t(&v));
+    let batch = Batch::Indices(vec![1, 4, 4, 9]);
+    let mut fd = Oracle::with_mode(&p, SecondOrder::FiniteDifference { eps: 1e-6 });
+    fd.hvp(&x, &y, &v, &batch).unwrap();
+    fd.jvp(&x, &y, &v, &batch).unwrap();
+    fd.hvp_jvp(&x, &y, &v, &Batch::Full).unwrap();
+    let c = fd.counts();
+    assert_eq!((c.grad_g, c.hvp, c.jvp), (6, 0, 0));
+    assert_eq!(c.samples_g, 2 * 4 + 2 * 4 + 2 * 50);
+    fd.hvp(&x, &y, &t(&[0.0; 5]), &batch).unwrap();
+    assert_eq!(fd.counts(), c, "v = 0 evaluates nothing");
+    // Exact products: one HVP / JVP each, one batch of samples.
+    let mut exact = Oracle::new(&p);
+    exact.hvp(&x, &y, &v, &batch).unwrap();
+    exact.hvp_jvp(&x, &y, &v, &batch).unwrap();
+    let c = exact.counts();
+    assert_eq!((c.grad_g, c.hvp, c.jvp, c.samples_g), (0, 2, 1, 8));
+}
+
 #[test]
 fn stochastic_products_use_the_batch() {
     let spec = LeastSquaresSpec {
