@@ -9,6 +9,14 @@
 //!   `t: 1 → 8` and `k: 1 → 8` (others `8`, `s = 256`), `s: 1 → 256` (`t = k = 8`).
 //! - `sid_deterministic`: full batches, constant `η = 1`, large `t = k`: relative error of `ĝ`
 //!   against `∇Φ(x)` on the least-squares problem and on random quadratic instances.
+//! - `alset`: ALSET (paper 002's Tables 3-4: `t = 1` from a warm-started lower level, a cold
+//!   linear solve of `k` steps), full batches, `η = 1`, from `w_0 = y*(x)` (where a warm start
+//!   has converged): one LL step keeps `w = y*`, and the cold `k = 120`-step solve leaves a bias
+//!   `q^k ≈ 2e-12`; relative error against `∇Φ(x)` on random quadratic instances. The pre-#19
+//!   `alset()` (= ALSET†, one warm LS step) fails it (0.96, tried).
+//! - `alset_dagger`: ALSET† (`t = k = 1`, both warm-started) from its fixed point
+//!   `(y*(x), v*)`, `v* = (γH)⁻¹∇_y f`: one step of each stays there, so `ĝ = ∇Φ(x)` to
+//!   round-off; a dropped `∇_w F` in the LS step moves `v` off `v*` (0.33, tried).
 //! - `sid_contraction`: the same with the problem's own contraction map, a linear map
 //!   `Ψ(w, x) = Aw + Bx + c` with non-symmetric `A`, `‖A‖₂ ≤ 0.6` (so a transpose error in
 //!   `∂_wΨᵀv` shows), against `∇Φ = μx + Bᵀ(I − A)⁻ᵀ(w* − t)`.
@@ -120,6 +128,36 @@ pub fn run(opts: &Options, worst: &mut Worst) -> Result<()> {
         );
     }
 
+    // ALSET and ALSET† at their warm-started fixed points, on random quadratic instances.
+    for i in 0..opts.instances.min(3) as u64 {
+        let seed = opts.seed.wrapping_mul(6_151).wrapping_add(i) ^ 0xa15e7;
+        let spec = QuadraticSpec {
+            x_dim: 1 + (seed % 3) as usize,
+            y_dim: 2 + (seed % 4) as usize,
+            max_curvature: 5.0,
+            seed,
+            ..Default::default()
+        };
+        let quad = QuadraticBilevel::<B>::random(&spec, &device)?;
+        let form = quad.closed_form();
+        let x = Rng::seed(seed).normal_vec(spec.x_dim);
+        let y_star = form.y_star(&x)?;
+        let exact = form.hypergradient(&x)?;
+        let gamma = 1.0 / spec.max_curvature;
+        let alset = full(120, gamma).alset();
+        let g = estimate_from(&quad, &x, &y_star, &vec![0.0; spec.y_dim], alset)?;
+        worst.record("alset", TOL_DETERMINISTIC, rel_err_host(&g, &exact));
+        // v* = (γH)⁻¹ ∇_y f at y*: v_star() solves H v = ∇_y f.
+        let v_star: Vec<f64> = form
+            .v_star(&x, &y_star)?
+            .into_iter()
+            .map(|v| v / gamma)
+            .collect();
+        let dagger = full(1, gamma).alset_dagger();
+        let g = estimate_from(&quad, &x, &y_star, &v_star, dagger)?;
+        worst.record("alset_dagger", TOL_DETERMINISTIC, rel_err_host(&g, &exact));
+    }
+
     // The problem's own (non-symmetric, linear) contraction map.
     let map = LinearMap::random(3, 6, opts.seed)?;
     let x = Rng::seed(opts.seed ^ 0xc0).normal_vec(3);
@@ -144,6 +182,21 @@ fn estimate<P: BilevelProblem<B>>(
     seed: u64,
 ) -> Result<Vec<f64>> {
     let mut state = State::new(t(x), t(&vec![0.0; p.y_dim()]), seed);
+    let mut oracle = Oracle::new(p);
+    let g = Sid::new(config).estimate(&mut oracle, &mut state)?;
+    Ok(to_vec(g)?)
+}
+
+/// One SID estimate at `x` from `state.y = y`, `state.v = v` (read by the warm-start variants).
+fn estimate_from<P: BilevelProblem<B>>(
+    p: &P,
+    x: &[f64],
+    y: &[f64],
+    v: &[f64],
+    config: SidConfig,
+) -> Result<Vec<f64>> {
+    let mut state = State::new(t(x), t(y), 0);
+    state.v = t(v);
     let mut oracle = Oracle::new(p);
     let g = Sid::new(config).estimate(&mut oracle, &mut state)?;
     Ok(to_vec(g)?)

@@ -161,6 +161,11 @@ mod tests {
             "cg_solve",
             "neumann_solve",
             "implicit_hypergrad",
+            "stocbio_x",
+            "bsa_x",
+            "ttsa_x",
+            "alset",
+            "alset_dagger",
         ] {
             assert!(names.contains(&expected), "missing row {expected}");
         }
