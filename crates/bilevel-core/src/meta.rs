@@ -82,10 +82,7 @@ impl MetaLayout {
         let (m, a) = (self.tasks, self.block());
         let shared = |range: Range<usize>| {
             let len = range.len();
-            x.clone()
-                .slice([range])
-                .reshape([1, len])
-                .repeat_dim(0, m)
+            x.clone().slice([range]).reshape([1, len]).repeat_dim(0, m)
         };
         let mut parts = Vec::with_capacity(3);
         if self.adapted.start > 0 {

@@ -114,7 +114,11 @@ fn random_spd(n: usize, lo: f64, hi: f64, rng: &mut Rng) -> Dense {
     let mut a = Dense::zeros(n, n);
     for i in 0..n {
         for j in 0..n {
-            a.set(i, j, (0..n).map(|l| u.get(i, l) * eig[l] * u.get(j, l)).sum());
+            a.set(
+                i,
+                j,
+                (0..n).map(|l| u.get(i, l) * eig[l] * u.get(j, l)).sum(),
+            );
         }
     }
     a
@@ -210,7 +214,7 @@ impl<B: Backend> MetaQuadratic<B> {
             .sum()
             .mul_scalar(0.5)
             .sub(z.mul(vecs).sum())
-            .div_scalar(k as f64)
+            .mul_scalar(1.0 / k as f64)
     }
 
     /// Host: task `i`'s adapted parameters after `steps` GD steps of size `alpha` on `L_s,i`
@@ -449,7 +453,7 @@ impl<B: Backend> MetaSine<B> {
         out.sub(v)
             .powi_scalar(2)
             .sum()
-            .div_scalar((k * points) as f64)
+            .mul_scalar(1.0 / (k * points) as f64)
     }
 }
 
