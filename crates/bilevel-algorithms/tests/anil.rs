@@ -40,7 +40,9 @@ fn estimate<P: BilevelProblem<TestBackend>>(
 
 #[test]
 fn second_order_matches_the_closed_form_on_quadratics() {
-    // Body φ = θ[0..4], head w = θ[4..6]. MUTATIONS_SO
+    // Body φ = θ[0..4], head w = θ[4..6]. Mutations tried in maml.rs (the shared code), each
+    // failing this test: dropping Sᵀa_0; dropping or flipping the sign of the J term; dropping
+    // or flipping the H term; inner step α instead of α·|𝒯|; first order in place of second.
     for (seed, steps) in [(1, 1), (2, 3), (3, 3)] {
         let p = meta_quadratic(seed, 6, Some(2), 3, 10.0);
         let theta = Rng::seed(seed + 100).normal_vec(6);
@@ -67,7 +69,9 @@ fn second_order_matches_the_closed_form_on_quadratics() {
 
 #[test]
 fn first_order_matches_its_closed_form_and_differs_from_anil() {
-    // MUTATIONS_FO
+    // Mutations tried in maml.rs, each failing this test: dropping ∇_x f from the first-order
+    // estimate (zero for MAML, the body's gradient here); second order in place of first order;
+    // inner step α instead of α·|𝒯|; dropping the H term of the second-order estimate.
     let p = meta_quadratic(4, 6, Some(3), 3, 10.0);
     let theta = Rng::seed(5).normal_vec(6);
     for steps in [1, 3] {
@@ -86,7 +90,9 @@ fn first_order_matches_its_closed_form_and_differs_from_anil() {
 
 #[test]
 fn matches_finite_differences_of_the_unrolled_objective_on_an_mlp() {
-    // The last layer (W₂, b₂) adapts; the hidden layer is the body. MUTATIONS_FD
+    // The last layer (W₂, b₂) adapts; the hidden layer is the body. Mutations tried in maml.rs,
+    // each failing here: dropping Sᵀa_0; dropping or flipping the J term; dropping or flipping
+    // the H term; inner step α instead of α·|𝒯|; first order in place of second and vice versa.
     let p = meta_sine(17, true);
     let theta = p.random_theta(0.7, &mut Rng::seed(18));
     for steps in [2, 3] {
@@ -106,6 +112,8 @@ fn matches_finite_differences_of_the_unrolled_objective_on_an_mlp() {
 
 #[test]
 fn oracle_counts_match_the_module_doc() {
+    // Mutations tried in maml.rs, each failing here: first order in place of second order and
+    // vice versa.
     let p = meta_quadratic(13, 5, Some(2), 3, 10.0);
     for (steps, first_order) in [(1, false), (4, false), (3, true)] {
         let mut solver = OuterLoop::new(
@@ -124,6 +132,7 @@ fn oracle_counts_match_the_module_doc() {
 
 #[test]
 fn layouts_adapting_the_whole_network_are_refused() {
+    // Mutation tried: without ANIL's layout check this test fails (the estimate is returned).
     let full = meta_quadratic(1, 5, None, 3, 10.0);
     let mut st = meta_state(&full, &[0.0; 5]);
     let r = Anil::new(config(0.1, 1, false))

@@ -40,6 +40,8 @@ fn estimate<P: BilevelProblem<TestBackend>>(
 #[test]
 fn start_map_and_its_transpose() {
     // S copies x[adapted] into every block; Sᵀ sums the blocks back, and ⟨S x, a⟩ = ⟨x, Sᵀa⟩.
+    // Mutations tried in bilevel-core's meta.rs, each failing this test (and the closed-form and
+    // FD tests): Sᵀ taking the first block instead of the sum; S(x) = 0.
     let p = meta_quadratic(1, 5, Some(2), 3, 10.0);
     let oracle = Oracle::new(&p);
     let x = t(&[1.0, 2.0, 3.0, 4.0, 5.0]);
@@ -62,9 +64,11 @@ fn start_map_and_its_transpose() {
 
 #[test]
 fn second_order_matches_the_closed_form_on_quadratics() {
-    // Mutations tried, each failing this test: dropping the Sᵀa_0 term; dropping the H term
-    // (a not updated); inner step α instead of α·|𝒯| (per-task step α/m); the first-order
-    // branch in place of the second-order one.
+    // Mutations tried in maml.rs, each failing this test: dropping the Sᵀa_0 term; dropping the
+    // H term (a not updated); flipping the sign of the H term; inner step α instead of α·|𝒯|
+    // (per-task step α/m); the first-order branch in place of the second-order one. The J
+    // terms are identically zero for MAML (dropping or flipping them leaves every MAML test
+    // passing, as it should); the ANIL tests catch them.
     for (seed, steps) in [(1, 1), (2, 3), (3, 3)] {
         let p = meta_quadratic(seed, 6, None, 3, 10.0);
         let mut rng = Rng::seed(seed + 100);
@@ -87,8 +91,9 @@ fn second_order_matches_the_closed_form_on_quadratics() {
 
 #[test]
 fn first_order_matches_its_closed_form_and_differs_from_maml() {
-    // Mutation tried: the second-order branch in place of the first-order one fails the first
-    // assertion (rel err ≫ 1e-10); the separation below guards against confusing the two.
+    // Mutations tried in maml.rs, each failing this test: the second-order branch in place of
+    // the first-order one; inner step α instead of α·|𝒯|; dropping the H term of the second-order
+    // estimate (which turns it into FOMAML: the separation assertion catches it).
     let p = meta_quadratic(4, 6, None, 3, 10.0);
     let theta = Rng::seed(5).normal_vec(6);
     for steps in [1, 3] {
@@ -104,8 +109,9 @@ fn first_order_matches_its_closed_form_and_differs_from_maml() {
 
 #[test]
 fn matches_finite_differences_of_the_unrolled_objective_on_an_mlp() {
-    // Nonlinear tasks: H and J vary along the trajectory. Mutations tried, each failing here:
-    // dropping Sᵀa_0, dropping the H term, first order in place of second order.
+    // Nonlinear tasks: H varies along the trajectory. Mutations tried in maml.rs, each failing
+    // here: dropping Sᵀa_0; dropping or flipping the H term; inner step α instead of α·|𝒯|;
+    // first order in place of second order and vice versa.
     let p = meta_sine(7, false);
     let theta = p.random_theta(0.7, &mut Rng::seed(8));
     for steps in [2, 3] {
@@ -126,8 +132,8 @@ fn matches_finite_differences_of_the_unrolled_objective_on_an_mlp() {
 fn task_batches_select_distinct_tasks_shared_by_g_and_f() {
     // With b = 2 of m = 4 tasks, the estimate is the closed form over exactly one pair of
     // distinct tasks, the other tasks' blocks stay at θ, and outer_loss is that pair's query
-    // loss. Mutations tried, each failing here: f on Batch::Full (not the task batch); inner
-    // step α·m instead of α·b.
+    // loss. Mutations tried in maml.rs, each failing here: f on Batch::Full (not the task
+    // batch); inner step α·m instead of α·b; dropping Sᵀa_0; dropping or flipping the H term.
     let p = meta_quadratic(9, 4, None, 4, 10.0);
     let theta = Rng::seed(10).normal_vec(4);
     let cfg = MamlConfig {
@@ -194,14 +200,17 @@ fn outer_steps_decrease_the_meta_objective() {
     let (f0, f1) = (objective(&theta0), objective(&end));
     let (g0, g1) = (grad_norm(&theta0), grad_norm(&end));
     eprintln!("F {f0} → {f1}, ‖∇F‖ {g0} → {g1}");
-    // Measured: F 1.946 → 0.0417, ‖∇F‖ GRAD0 → 0.046. With the FOMAML direction in place of
-    // MAML's (mutation tried) ‖∇F‖ stalls at MUT.
+    // Measured: F 1.946 → 0.0417, ‖∇F‖ 1.54 → 0.046 (33×). Mutations tried in maml.rs, each
+    // failing this test: dropping Sᵀa_0; dropping or flipping the H term; inner step α instead
+    // of α·|𝒯|; the first-order direction in place of MAML's.
     assert!(f0 - f1 > 1.8, "F {f0} → {f1}");
     assert!(g1 < g0 / 10.0, "‖∇F‖ {g0} → {g1}");
 }
 
 #[test]
 fn oracle_counts_match_the_module_doc() {
+    // Mutations tried in maml.rs, each failing here: first order in place of second order and
+    // vice versa; f on Batch::Full instead of the task batch (samples_f).
     let p = meta_quadratic(13, 4, None, 3, 10.0);
     for (steps, first_order) in [(1, false), (4, false), (3, true)] {
         let mut solver = OuterLoop::new(
@@ -229,6 +238,7 @@ fn oracle_counts_match_the_module_doc() {
 
 #[test]
 fn layouts_other_than_the_whole_network_are_refused() {
+    // Mutation tried: without MAML's layout check this test fails (the estimate is returned).
     let head = meta_quadratic(1, 5, Some(2), 3, 10.0);
     let mut st = meta_state(&head, &[0.0; 5]);
     let r = Maml::new(config(0.1, 1, false))
