@@ -161,6 +161,12 @@ mod tests {
             "cg_solve",
             "neumann_solve",
             "implicit_hypergrad",
+            "maml",
+            "fomaml",
+            "anil",
+            "foanil",
+            "maml_fd",
+            "anil_fd",
         ] {
             assert!(names.contains(&expected), "missing row {expected}");
         }
