@@ -9,6 +9,10 @@
 //!   whole network or its last layer adapted) against central differences (ε = `FD_EPS`) of the
 //!   unrolled objective `F(θ) = f(θ, U_T(θ))`, evaluated through the oracle (`T` steps
 //!   `y ← y − αm∇_y g` from `S(θ)`, then `f`); tolerance `TOL_FD`.
+//!
+//! Measured (seed 0, 10 instances, both backends): the closed-form rows ≤ 4.9e-16, the FD rows
+//! ≤ 6.1e-10. Mutation tried: dropping the `Sᵀa_0` term in `maml.rs` fails `maml` (1.0),
+//! `anil` (0.58), `maml_fd` and `anil_fd`.
 
 use anyhow::Result;
 use bilevel_algorithms::anil::Anil;
