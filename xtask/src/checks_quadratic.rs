@@ -68,6 +68,7 @@ pub(crate) fn run(opts: &Options, worst: &mut Worst) -> Result<()> {
     super::checks_single_loop::run(opts, worst)?;
     super::checks_contraction::run(opts, worst)?;
     super::checks_nonconvex::run(opts, worst)?;
+    super::checks_meta::run(opts, worst)?;
     Ok(())
 }
 

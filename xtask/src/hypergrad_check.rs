@@ -166,6 +166,12 @@ mod tests {
             "ttsa_x",
             "alset",
             "alset_dagger",
+            "maml",
+            "fomaml",
+            "anil",
+            "foanil",
+            "maml_fd",
+            "anil_fd",
         ] {
             assert!(names.contains(&expected), "missing row {expected}");
         }

@@ -35,6 +35,9 @@ macro_rules! checks_on {
         #[path = "checks_implicit.rs"]
         #[allow(clippy::duplicate_mod)]
         mod checks_implicit;
+        #[path = "checks_meta.rs"]
+        #[allow(clippy::duplicate_mod)]
+        mod checks_meta;
         #[path = "checks_nonconvex.rs"]
         #[allow(clippy::duplicate_mod)]
         mod checks_nonconvex;

@@ -6,12 +6,14 @@
 //! methods whose outer step is part of the method implement [`bilevel_core::Solver`] directly.
 
 pub mod aid;
+pub mod anil;
 pub mod bsa;
 pub mod fsla;
 pub mod hoag;
 pub mod hozog;
 pub mod igfm;
 pub mod itd;
+pub mod maml;
 pub mod pzobo;
 pub mod sgm;
 pub mod sid;

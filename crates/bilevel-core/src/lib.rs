@@ -9,6 +9,7 @@
 //!   problem's hand-derived [`problem::ClosedForm`]), and finite-difference fallbacks.
 //! - [`linear`]: CG, fixed point and Neumann solvers over an HVP closure.
 //! - [`inner`]: (S)GD on the lower level with warm start.
+//! - [`meta`]: the meta-learning layout of `y` (MAML, ANIL) and its start map `S(x)`.
 //! - [`problems`]: closed-form quadratic test problems.
 //!
 //! Everything is generic over `B: AutodiffBackend` (e.g. `Autodiff<Flex>`); [`backend`] is the
@@ -24,6 +25,7 @@ pub mod gpu;
 pub mod inner;
 pub mod lift;
 pub mod linear;
+pub mod meta;
 pub mod observers;
 pub mod problem;
 pub mod problems;
@@ -39,6 +41,7 @@ pub use executor::{
     Checkpoint, Checkpointing, Executor, ExecutorConfig, RunOutcome, TerminationReason,
 };
 pub use lift::Lift;
+pub use meta::MetaLayout;
 pub use observers::{CsvWriter, IterRecord, Observe, ObserverMode, ProgressBar, Recorder};
 pub use problem::{Batch, BilevelProblem, ClosedForm};
 pub use second_order::{Gradient, Oracle, OracleCounts, SecondOrder};

@@ -9,6 +9,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::constraint::Constraint;
 use crate::error::{BilevelError, Result};
 use crate::lift::Lift;
+use crate::meta::MetaLayout;
 
 /// Which samples of a data set a loss evaluation averages over.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -125,6 +126,18 @@ pub trait BilevelProblem<B: Backend> {
     /// must agree with autodiff of [`BilevelProblem::inner_loss`] /
     /// [`BilevelProblem::outer_loss`] to round-off, and tests should say so.
     fn closed_form(&self) -> Option<&dyn ClosedForm<B>> {
+        None
+    }
+
+    /// Meta-learning layout (MAML / ANIL), if the problem is posed that way: `x = θ`, the
+    /// meta-parameters; `y = (y_1, …, y_m)`, one adapted copy of `θ[adapted]` per task, task
+    /// `i`'s block at `y[i·a..(i+1)·a]`, `a = adapted.len()`; the inner loop starts at
+    /// `y_0 = S(x) = (x[adapted], …, x[adapted])` (`m` copies). `g(x, y; batch)` is the mean
+    /// support loss over the selected tasks, `f` the mean query loss, where task `i`'s network
+    /// uses `y_i` in place of `θ[adapted]` and `x` elsewhere (see [`MetaLayout::task_params`]).
+    /// A problem with a layout and a data-set size (`inner_len`, `outer_len`) counts tasks: a
+    /// [`Batch`] then selects tasks. Default: `None`.
+    fn meta_layout(&self) -> Option<MetaLayout> {
         None
     }
 }

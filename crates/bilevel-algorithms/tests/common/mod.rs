@@ -5,6 +5,7 @@
 pub mod fsla;
 pub mod hessian_free;
 pub mod implicit;
+pub mod meta;
 pub mod nonconvex;
 pub mod sid;
 pub mod stochastic;

@@ -5,17 +5,23 @@
 //! - [`LeastSquaresBilevel`]: FSLA's synthetic problem (paper 001, DESIGN.md §6 `quadratic`):
 //!   `g = (1/2n)‖A_λ x + A_ω y − b‖²`, `f = (1/2n_o)‖A_o y − b_o‖²` over rows (stochastic).
 //!
-//! Both expose a host-side [`QuadraticForm`] with `y*(x)`, `∇Φ(x)`, `Φ(x)` and `x*` in closed
+//! - [`MetaQuadratic`], [`MetaSine`]: meta-learning problems with a [`crate::MetaLayout`]
+//!   (MAML, ANIL): quadratic tasks with closed-form meta-gradients, and sine regression with an
+//!   MLP.
+//!
+//! The first two expose a host-side [`QuadraticForm`] with `y*(x)`, `∇Φ(x)`, `Φ(x)` and `x*` in closed
 //! form, computed in plain `f64` independently of burn.
 
 mod closed_form;
 mod least_squares;
 mod liu_hard;
+mod meta;
 mod quadratic;
 
 pub use closed_form::QuadraticForm;
 pub use least_squares::{LeastSquaresBilevel, LeastSquaresSpec};
 pub use liu_hard::LiuHard;
+pub use meta::{MetaQuadratic, MetaQuadraticSpec, MetaSine, MetaSineSpec};
 pub use quadratic::{QuadraticBilevel, QuadraticSpec};
 
 use crate::dense::Dense;
