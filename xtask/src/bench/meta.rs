@@ -1,6 +1,6 @@
 //! Case 5, `meta/cnn4/<estimator>`: one hypergradient of few-shot meta-learning
 //! ([`bilevel_problems::meta_learning`]: CNN4 backbone `x`, one linear head per task `y`) on a
-//! task batch, by each estimator `reproduce meta-learning` runs (ITD-BiO / ANIL, AID-BiO with
+//! task batch, by each estimator `reproduce meta-learning` runs (ITD-BiO on the heads, AID-BiO with
 //! CG, PZOBO, BSGM), with the hyper-parameters of its plan (`xtask/src/reproduce/experiments.rs`).
 //!
 //! Sizes ([`Sizes`]): 5-way 5-shot, 15 query images per class, a task batch of 4 tasks, CNN4
@@ -132,7 +132,7 @@ fn spec_of(sizes: Sizes) -> MetaLearningSpec {
 /// The estimators of `reproduce meta-learning`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum MetaEstimator {
-    /// ITD-BiO / ANIL: ITD on the heads.
+    /// ITD-BiO: ITD on the heads (from zero heads; not ANIL, which learns their initialisation).
     Itd,
     /// AID-BiO with conjugate gradients.
     AidCg,
@@ -171,7 +171,7 @@ impl MetaEstimator {
     fn describe(self, sizes: Sizes) -> String {
         let (t, tasks) = (sizes.steps, sizes.tasks);
         match self {
-            MetaEstimator::Itd => format!("ITD-BiO / ANIL, T={t}"),
+            MetaEstimator::Itd => format!("ITD-BiO, T={t}"),
             MetaEstimator::AidCg => format!("AID-BiO, T={t}, N={t} CG"),
             MetaEstimator::Pzobo => format!("PZOBO, N={t}, Q=1, μ=1e-3"),
             MetaEstimator::Bsgm => format!("BSGM (SID), t=k={t}, task batches of {tasks}"),
