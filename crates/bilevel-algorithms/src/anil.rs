@@ -26,7 +26,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
 pub use crate::maml::MamlConfig;
-use crate::maml::{checked_layout, meta_gradient, task_batch, Adapted};
+use crate::maml::{estimate_meta, Adapted};
 
 /// Settings of [`Anil`]: MAML's ([`MamlConfig`], same defaults).
 pub type AnilConfig = MamlConfig;
@@ -68,12 +68,6 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Anil {
         oracle: &mut Oracle<'_, B, P>,
         state: &mut State<B>,
     ) -> Result<Tensor<B, 1>> {
-        let layout = checked_layout(oracle, Adapted::Part)?;
-        let (batch, tasks) = task_batch(oracle, &layout, self.config.tasks_per_batch, state)?;
-        let x = state.x.clone();
-        let (grad, y, f) = meta_gradient(oracle, &x, &self.config, &batch, tasks)?;
-        state.y = y;
-        state.outer_loss = Some(f);
-        Ok(grad)
+        estimate_meta(oracle, state, &self.config, Adapted::Part)
     }
 }

@@ -24,7 +24,7 @@
 //! including the last one, whose `H a` is not needed but comes from the same double backward);
 //! no bare function values.
 
-use bilevel_core::inner::{gradient_descent, gradient_descent_trajectory, InnerGd};
+use bilevel_core::inner::{gradient_descent, gradient_descent_trajectory, InnerGd, InnerStep};
 use bilevel_core::tensor::scalar;
 use bilevel_core::{
     Batch, BilevelError, BilevelProblem, HypergradientEstimator, Oracle, Result, State,
@@ -92,6 +92,26 @@ impl ItdConfig {
     }
 }
 
+/// Reverse accumulation through recorded GD steps `y_{t+1} = y_t − α∇_y g(x, y_t)`: from
+/// `(ĝ, a) = (∇_x f, ∇_y f)` at `y_T`, for `t = T−1, …, 0`: `ĝ ← ĝ − α J(y_t) a`,
+/// `a ← a − α H(y_t) a` (one [`Oracle::hvp_jvp`] per step). Returns `(ĝ, a_0)`: `a_0` is the
+/// adjoint of `y_0`, which MAML-type estimators transport back to `x` (`crate::maml`).
+pub(crate) fn reverse_accumulate<B: AutodiffBackend, P: BilevelProblem<B>>(
+    oracle: &mut Oracle<'_, B, P>,
+    x: &Tensor<B, 1>,
+    trajectory: &[InnerStep<B>],
+    mut grad: Tensor<B, 1>,
+    mut adjoint: Tensor<B, 1>,
+    step: f64,
+) -> Result<(Tensor<B, 1>, Tensor<B, 1>)> {
+    for t in trajectory.iter().rev() {
+        let (hv, jv) = oracle.hvp_jvp(x, &t.y, &adjoint, &t.batch)?;
+        grad = grad.sub(jv.mul_scalar(step));
+        adjoint = adjoint.sub(hv.mul_scalar(step));
+    }
+    Ok((grad, adjoint))
+}
+
 /// The ITD-BiO hypergradient estimator (see the module documentation for the rule and its
 /// oracle counts).
 #[derive(Clone, Debug, PartialEq)]
@@ -150,12 +170,7 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Itd {
         let (y, trajectory) =
             gradient_descent_trajectory(oracle, &x, y_head, &tail, |_| Batch::Full)?;
         let gf = oracle.grad_f(&x, &y, &Batch::Full)?;
-        let (mut grad, mut adjoint) = (gf.x, gf.y);
-        for step in trajectory.iter().rev() {
-            let (hv, jv) = oracle.hvp_jvp(&x, &step.y, &adjoint, &step.batch)?;
-            grad = grad.sub(jv.mul_scalar(cfg.inner_step));
-            adjoint = adjoint.sub(hv.mul_scalar(cfg.inner_step));
-        }
+        let (grad, _) = reverse_accumulate(oracle, &x, &trajectory, gf.x, gf.y, cfg.inner_step)?;
         state.outer_loss = Some(scalar(gf.value));
         state.y = y;
         Ok(grad)

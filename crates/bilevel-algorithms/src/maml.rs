@@ -35,6 +35,8 @@
 //! (`samples_g += T·|𝒯_k|`, `samples_f += |𝒯_k|`).
 
 use bilevel_core::inner::{gradient_descent, gradient_descent_trajectory, InnerGd};
+
+use crate::itd::reverse_accumulate;
 use bilevel_core::tensor::scalar;
 use bilevel_core::{
     Batch, BilevelError, BilevelProblem, HypergradientEstimator, MetaLayout, Oracle, Result, State,
@@ -192,14 +194,26 @@ pub(crate) fn meta_gradient<B: AutodiffBackend, P: BilevelProblem<B>>(
     }
     let (y, trajectory) = gradient_descent_trajectory(oracle, x, y0, &gd, |_| batch.clone())?;
     let gf = oracle.grad_f(x, &y, batch)?;
-    let (mut grad, mut adjoint) = (gf.x, gf.y);
-    for t in trajectory.iter().rev() {
-        let (hv, jv) = oracle.hvp_jvp(x, &t.y, &adjoint, &t.batch)?;
-        grad = grad.sub(jv.mul_scalar(step));
-        adjoint = adjoint.sub(hv.mul_scalar(step));
-    }
+    let (grad, adjoint) = reverse_accumulate(oracle, x, &trajectory, gf.x, gf.y, step)?;
     let grad = grad.add(oracle.meta_start_transpose(&adjoint)?);
     Ok((grad, y, scalar(gf.value)))
+}
+
+/// One MAML / ANIL estimate (shared by [`Maml`] and [`crate::anil::Anil`]): checks the layout
+/// against `want`, draws the task batch, and writes `y_T` and `f(x, y_T)` to the state.
+pub(crate) fn estimate_meta<B: AutodiffBackend, P: BilevelProblem<B>>(
+    oracle: &mut Oracle<'_, B, P>,
+    state: &mut State<B>,
+    cfg: &MamlConfig,
+    want: Adapted,
+) -> Result<Tensor<B, 1>> {
+    let layout = checked_layout(oracle, want)?;
+    let (batch, tasks) = task_batch(oracle, &layout, cfg.tasks_per_batch, state)?;
+    let x = state.x.clone();
+    let (grad, y, f) = meta_gradient(oracle, &x, cfg, &batch, tasks)?;
+    state.y = y;
+    state.outer_loss = Some(f);
+    Ok(grad)
 }
 
 /// The MAML (or, with [`MamlConfig::first_order`], FOMAML) meta-gradient estimator (see the
@@ -240,12 +254,6 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Maml {
         oracle: &mut Oracle<'_, B, P>,
         state: &mut State<B>,
     ) -> Result<Tensor<B, 1>> {
-        let layout = checked_layout(oracle, Adapted::All)?;
-        let (batch, tasks) = task_batch(oracle, &layout, self.config.tasks_per_batch, state)?;
-        let x = state.x.clone();
-        let (grad, y, f) = meta_gradient(oracle, &x, &self.config, &batch, tasks)?;
-        state.y = y;
-        state.outer_loss = Some(f);
-        Ok(grad)
+        estimate_meta(oracle, state, &self.config, Adapted::All)
     }
 }
