@@ -17,6 +17,26 @@
 //! `g` is `λ`-strongly convex in each head (paper 004's assumption). `Batch::Full` is the mean
 //! over all `m` tasks (paper 004's deterministic form).
 //!
+//! # Layouts: `adapt = "heads" | "anil" | "maml"`
+//!
+//! - `"heads"` (default, the formulation above): `x = φ`, `y = (w_1, …, w_m)`; the methods of
+//!   the bilevel papers (ITD-BiO, AID-BiO, stocBiO, PZOBO, BSGM) run on it, heads from `0`.
+//! - `"anil"` (Raghu et al. 2020): `x = (φ, w₀)`, the backbone and a learned head
+//!   initialisation; `y = (w_1, …, w_m)` as above, `g` and `f` as above with `φ` from `x`. The
+//!   problem reports the meta layout ([`BilevelProblem::meta_layout`]: the `m` task blocks adapt
+//!   `x[|φ|..|φ| + |w|] = w₀`), so the inner loop of [`bilevel_algorithms::anil`] starts every
+//!   head at `w₀`.
+//! - `"maml"` (Finn et al. 2017): `x = θ = (φ, w₀)`; `y = (θ_1, …, θ_m)`, one adapted copy of the
+//!   whole network per task; task `i`'s losses use its own backbone `φ_i` and head `w_i`:
+//!   `g = (1/|B|) Σ_{i∈B} [CE_{S_i}(φ_i, w_i) + (λ/2)‖w_i‖²]`, `f` likewise on `D_i`. The meta
+//!   layout adapts all of `x`, for [`bilevel_algorithms::maml`].
+//!
+//! In every layout `λ` regularises the heads only (set `reg` small for the papers' unregularised
+//! MAML / ANIL; `reg > 0` is required). `test_accuracy` is the same representation probe in
+//! every layout (a head refitted on the meta-test support features of the learned backbone `φ`,
+//! below), so layouts compare on equal terms; it is not MAML's own protocol of fine-tuning all
+//! of `θ` from the learned initialisation at test time.
+//!
 //! # Backbone and batch norm
 //! The backbone's batch norm is transductive ([`bilevel_models::norm`]): the support set and the
 //! query set of a task are each run through the backbone as one batch and normalised with their
@@ -53,7 +73,7 @@
 use std::path::{Path, PathBuf};
 
 use bilevel_core::tensor::{check_len, to_vec, vector};
-use bilevel_core::{Batch, BilevelProblem, Lift};
+use bilevel_core::{Batch, BilevelProblem, Lift, MetaLayout};
 use bilevel_data::episodes::{Episode, EpisodeSampler, EpisodeSpec};
 use bilevel_data::miniimagenet::FewShotSplit;
 use bilevel_data::omniglot::{BACKGROUND, EVALUATION};
@@ -144,6 +164,31 @@ pub enum BackboneKind {
     Resnet12,
 }
 
+/// Which parameters the upper and lower levels hold (`adapt = "heads" | "anil" | "maml"`; see
+/// the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Adapt {
+    /// `x = φ`, `y` = one head per task (from zero heads): the bilevel papers' formulation.
+    #[default]
+    Heads,
+    /// `x = (φ, w₀)`, `y` = one head per task, adapted from `w₀` (ANIL).
+    Anil,
+    /// `x = θ = (φ, w₀)`, `y` = one copy of `θ` per task, adapted from `θ` (MAML).
+    Maml,
+}
+
+impl Adapt {
+    /// The `adapt` key's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Heads => "heads",
+            Self::Anil => "anil",
+            Self::Maml => "maml",
+        }
+    }
+}
+
 /// The `[problem]` table of `kind = "meta-learning"`. Every field is optional; defaults: 5-way
 /// 5-shot, 15 queries per class, 100 training tasks, CNN4 (64 filters, max pooling) on
 /// synthetic glyphs at 28×28.
@@ -178,6 +223,9 @@ pub struct MetaLearningSpec {
     pub image_size: Option<usize>,
     /// `λ > 0` of the head regulariser `(λ/2)‖w_i‖²` (default 0.1).
     pub reg: f64,
+    /// Layout of the upper and lower variables (default `"heads"`; `"anil"` and `"maml"` for
+    /// the methods of those names).
+    pub adapt: Adapt,
     /// Meta-test episodes of `test_accuracy` (default 100).
     pub eval_episodes: usize,
     /// Accelerated gradient steps of the test-time head fit (default 200).
@@ -208,6 +256,7 @@ impl Default for MetaLearningSpec {
             pool: PoolSpec::Max,
             image_size: None,
             reg: 0.1,
+            adapt: Adapt::Heads,
             eval_episodes: 100,
             head_steps: 200,
             glyph_alphabets: 10,
@@ -669,10 +718,41 @@ impl<B: Backend> MetaLearning<B> {
         }
     }
 
-    /// Head `i` of `y`.
+    /// The layout of `x` and `y` ([`MetaLearningSpec::adapt`]).
+    pub fn adapt(&self) -> Adapt {
+        self.spec.adapt
+    }
+
+    /// Length of one task's block of `y`: a head, or (MAML) a backbone and a head.
+    fn block_len(&self) -> usize {
+        match self.spec.adapt {
+            Adapt::Heads | Adapt::Anil => self.head.len(),
+            Adapt::Maml => self.x_len + self.head.len(),
+        }
+    }
+
+    /// The shared backbone parameters `φ` of `x` (the first `|φ|` entries).
+    fn shared_backbone<C: Backend>(&self, x: &Tensor<C, 1>) -> Tensor<C, 1> {
+        x.clone().narrow(0, 0, self.x_len)
+    }
+
+    /// Task `i`'s block of `y`.
+    fn block_of<C: Backend>(&self, y: &Tensor<C, 1>, i: usize) -> Tensor<C, 1> {
+        let b = self.block_len();
+        y.clone().narrow(0, i * b, b)
+    }
+
+    /// Head `i` of `y` (the last `|w|` entries of task `i`'s block).
     fn head_of<C: Backend>(&self, y: &Tensor<C, 1>, i: usize) -> Tensor<C, 1> {
         let h = self.head.len();
-        y.clone().narrow(0, i * h, h)
+        let b = self.block_len();
+        y.clone().narrow(0, i * b + b - h, h)
+    }
+
+    /// Task `i`'s own backbone parameters `φ_i` in the MAML layout (`None` otherwise: the
+    /// backbone is shared).
+    fn own_backbone<C: Backend>(&self, y: &Tensor<C, 1>, i: usize) -> Option<Tensor<C, 1>> {
+        (self.spec.adapt == Adapt::Maml).then(|| self.block_of(y, i).narrow(0, 0, self.x_len))
     }
 
     /// `(1/|B|) Σ_{i∈B} loss_i` with `loss_i = CE(set_i) (+ (λ/2)‖w_i‖² on the support)`.
@@ -683,7 +763,10 @@ impl<B: Backend> MetaLearning<B> {
         batch: &Batch,
         support: bool,
     ) -> Tensor<C, 1> {
-        let net = self.backbone(x);
+        let shared = match self.spec.adapt {
+            Adapt::Maml => None,
+            Adapt::Heads | Adapt::Anil => Some(self.backbone(self.shared_backbone(&x))),
+        };
         let idx = self.task_indices(batch);
         let mut total: Option<Tensor<C, 1>> = None;
         for &i in &idx {
@@ -694,7 +777,12 @@ impl<B: Backend> MetaLearning<B> {
                 (&task.query, &task.query_targets)
             };
             let head = self.head_of(&y, i);
-            let feats = net.features(C::lift(images.clone()));
+            let images = C::lift(images.clone());
+            let feats = match (&shared, self.own_backbone(&y, i)) {
+                (Some(net), _) => net.features(images),
+                (None, Some(phi_i)) => self.backbone(phi_i).features(images),
+                (None, None) => unreachable!("the MAML layout has a backbone per task"),
+            };
             let ce = cross_entropy_per_sample(
                 self.head.logits(feats, head.clone()),
                 C::lift(targets.clone()),
@@ -812,11 +900,14 @@ fn head_metrics(
 
 impl<B: Backend> BilevelProblem<B> for MetaLearning<B> {
     fn x_dim(&self) -> usize {
-        self.x_len
+        match self.spec.adapt {
+            Adapt::Heads => self.x_len,
+            Adapt::Anil | Adapt::Maml => self.x_len + self.head.len(),
+        }
     }
 
     fn y_dim(&self) -> usize {
-        self.tasks.len() * self.head.len()
+        self.tasks.len() * self.block_len()
     }
 
     fn device(&self) -> B::Device {
@@ -848,6 +939,19 @@ impl<B: Backend> BilevelProblem<B> for MetaLearning<B> {
     ) -> Tensor<C, 1> {
         self.batch_loss(x, y, batch, false)
     }
+
+    /// `"anil"`: the task blocks adapt `w₀ = x[|φ|..]`; `"maml"`: all of `x`; `"heads"`: none.
+    fn meta_layout(&self) -> Option<MetaLayout> {
+        let adapted = match self.spec.adapt {
+            Adapt::Heads => return None,
+            Adapt::Anil => self.x_len..self.x_len + self.head.len(),
+            Adapt::Maml => 0..self.x_len + self.head.len(),
+        };
+        Some(MetaLayout {
+            tasks: self.tasks.len(),
+            adapted,
+        })
+    }
 }
 
 impl<B: AutodiffBackend> Application<B> for MetaLearning<B> {
@@ -868,13 +972,28 @@ impl<B: AutodiffBackend> Application<B> for MetaLearning<B> {
                 self.spec.pool.name()
             ),
         };
+        let layout = match self.spec.adapt {
+            Adapt::Heads => "x = backbone φ, y = one linear head per task (from 0)".to_string(),
+            Adapt::Anil => format!(
+                "adapt = anil: x = (backbone φ, head initialisation w₀), y = one linear head \
+                 per task adapted from w₀ ({} + {} parameters in x)",
+                self.x_len,
+                self.head.len()
+            ),
+            Adapt::Maml => format!(
+                "adapt = maml: x = θ = (backbone φ, head initialisation w₀), y = one copy of θ \
+                 per task adapted from θ ({} × {} parameters in y)",
+                self.tasks.len(),
+                self.block_len()
+            ),
+        };
         format!(
             "meta-learning (paper 004 §5 / 000 §4.3 / 002 §7.2): {}; {}-way {}-shot, {} queries \
-             per class; {} pre-sampled training episodes (seed {}); x = backbone {} with \
-             transductive batch norm ({} parameters, {} features), y = one linear head per task \
-             ({} × {} parameters), g = support CE + (λ/2)‖w_i‖² with λ = {}, f = query CE, both \
-             averaged over the task batch; test_accuracy over {} meta-test episodes with the \
-             head refitted by {} accelerated GD steps on the same regularised support loss",
+             per class; {} pre-sampled training episodes (seed {}); {layout}; backbone {} with \
+             transductive batch norm ({} parameters, {} features), linear heads of \
+             {} tasks × {} parameters, g = support CE + (λ/2)‖w_i‖² with λ = {}, f = query CE, \
+             both averaged over the task batch; test_accuracy over {} meta-test episodes with \
+             the head refitted by {} accelerated GD steps on the same regularised support loss",
             self.source,
             self.spec.n_way,
             self.spec.k_shot,
@@ -893,18 +1012,22 @@ impl<B: AutodiffBackend> Application<B> for MetaLearning<B> {
     }
 
     /// Backbone: convolution weights He-normal from `seed`, batch-norm `γ = 1`, `β = 0`; every
-    /// head `0`.
+    /// head `0` (and `w₀ = 0`). In the MAML layout every task's copy of `θ` starts at `θ`.
     fn initial_point(&self, seed: u64) -> Result<(Tensor<B, 1>, Tensor<B, 1>)> {
-        let x = match &self.backbone {
+        let mut x = match &self.backbone {
             BackboneConfig::Cnn4(cfg) => seeded_backbone_init(&cfg.init::<B>(&self.device), seed),
             BackboneConfig::ResNet12(cfg) => {
                 seeded_backbone_init(&cfg.init::<B>(&self.device), seed)
             }
         };
-        Ok((
-            vector(&x, &self.device),
-            vector(&vec![0.0; self.y_dim()], &self.device),
-        ))
+        if self.spec.adapt != Adapt::Heads {
+            x.extend(std::iter::repeat_n(0.0, self.head.len()));
+        }
+        let y = match self.spec.adapt {
+            Adapt::Maml => x.repeat(self.tasks.len()),
+            Adapt::Heads | Adapt::Anil => vec![0.0; self.y_dim()],
+        };
+        Ok((vector(&x, &self.device), vector(&y, &self.device)))
     }
 
     fn metric_names(&self) -> Vec<&'static str> {
@@ -923,13 +1046,16 @@ impl<B: AutodiffBackend> Application<B> for MetaLearning<B> {
         check_len("x", x, self.x_dim())?;
         check_len("y", y, self.y_dim())?;
         let (x, y) = (x.clone().detach(), y.clone().detach());
-        let net = self.backbone(x);
-        // Training pool: query loss and accuracy with the current heads.
+        let net = self.backbone(self.shared_backbone(&x));
+        // Training pool: query loss and accuracy with the current heads (and, in the MAML
+        // layout, each task's own adapted backbone).
         let (mut train_loss, mut train_acc) = (0.0, 0.0);
         for (i, task) in self.tasks.iter().enumerate() {
-            let logits = self
-                .head
-                .logits(net.features(task.query.clone()), self.head_of(&y, i));
+            let feats = match self.own_backbone(&y, i) {
+                Some(phi_i) => self.backbone(phi_i).features(task.query.clone()),
+                None => net.features(task.query.clone()),
+            };
+            let logits = self.head.logits(feats, self.head_of(&y, i));
             let ce = cross_entropy_per_sample(logits.clone(), task.query_targets.clone());
             let n = ce.dims()[0];
             train_loss += to_vec(ce.sum())?[0] / n as f64;

@@ -6,10 +6,13 @@ mod problem_checks;
 
 use bilevel_algorithms::itd::{Itd, ItdConfig};
 use bilevel_core::sampling::Rng;
-use bilevel_core::{Batch, BilevelProblem, Oracle, OuterLoop, OuterOptimizer, Solver, State};
+use bilevel_core::{
+    Batch, BilevelProblem, HypergradientEstimator, MetaLayout, Oracle, OuterLoop, OuterOptimizer,
+    Solver, State,
+};
 use bilevel_data::DataError;
 use bilevel_problems::meta_learning::{
-    BackboneKind, FewShotDataset, MetaLearning, MetaLearningSpec,
+    Adapt, BackboneKind, FewShotDataset, MetaLearning, MetaLearningSpec,
 };
 use bilevel_problems::{Application, ProblemError};
 use problem_checks::{
@@ -342,4 +345,148 @@ fn problem_spec_variant_round_trips() {
     let text = toml::to_string(&c).unwrap();
     assert_eq!(toml::from_str::<Config>(&text).unwrap(), c, "{text}");
     assert!(toml::from_str::<Config>("[problem]\nkind = \"meta-learning\"\nway = 5").is_err());
+}
+
+fn with_adapt(adapt: Adapt) -> MetaLearningSpec {
+    MetaLearningSpec { adapt, ..tiny() }
+}
+
+/// The ANIL and MAML layouts pose the same losses as the heads layout: with `x = (φ, w₀)` and
+/// the same heads (ANIL), or every task's copy `θ_i = (φ, w_i)` (MAML), `g` and `f` equal the
+/// heads layout's on any task batch (`w₀` enters only through the start of the inner loop), and
+/// in the MAML layout task `i`'s own backbone enters only task `i`'s loss. The meta layouts
+/// adapt `x[|φ|..]` (ANIL) and all of `x` (MAML). Fails (tried) with the MAML layout's tasks
+/// reading the shared `φ` of `x` instead of their own, and with the MAML head read from the
+/// start of its task's block.
+#[test]
+fn anil_and_maml_layouts_pose_the_heads_layouts_losses() {
+    let heads = build(&tiny(), 11);
+    let anil = build(&with_adapt(Adapt::Anil), 11);
+    let maml = build(&with_adapt(Adapt::Maml), 11);
+    let (phi, h, m) = (heads.x_dim(), heads.head_len(), heads.num_tasks());
+    assert_eq!((anil.x_dim(), anil.y_dim()), (phi + h, m * h));
+    assert_eq!((maml.x_dim(), maml.y_dim()), (phi + h, m * (phi + h)));
+    assert_eq!(heads.meta_layout(), None);
+    let layout = |tasks, adapted| Some(MetaLayout { tasks, adapted });
+    assert_eq!(anil.meta_layout(), layout(m, phi..phi + h));
+    assert_eq!(maml.meta_layout(), layout(m, 0..phi + h));
+
+    let (x, y) = point(&heads, 12, 0.5);
+    let w0 = Rng::seed(13).normal_vec(h);
+    let x_meta: Vec<f64> = x.iter().chain(&w0).copied().collect();
+    let y_maml: Vec<f64> = (0..m)
+        .flat_map(|i| x.iter().chain(&y[i * h..(i + 1) * h]).copied())
+        .collect();
+    let value = |p: &MetaLearning<TB>, x: &[f64], y: &[f64], batch: &Batch, inner: bool| {
+        let mut oracle = Oracle::new(p);
+        let v = if inner {
+            oracle.g_value(&t(x), &t(y), batch)
+        } else {
+            oracle.f_value(&t(x), &t(y), batch)
+        };
+        host(&v.unwrap())[0]
+    };
+    for batch in [Batch::Full, Batch::Indices(vec![2, 0, 2])] {
+        for inner in [true, false] {
+            let want = value(&heads, &x, &y, &batch, inner);
+            let a = value(&anil, &x_meta, &y, &batch, inner);
+            let b = value(&maml, &x_meta, &y_maml, &batch, inner);
+            assert!((a - want).abs() <= 1e-12 * want.abs(), "ANIL {a} vs {want}");
+            assert!((b - want).abs() <= 1e-12 * want.abs(), "MAML {b} vs {want}");
+        }
+    }
+    // Task 1's own backbone moves task 1's loss only.
+    let mut moved = y_maml.clone();
+    let block = phi + h;
+    moved[block..block + phi].iter_mut().for_each(|v| *v *= 1.5);
+    let others = Batch::Indices(vec![0, 2, 3]);
+    let task1 = Batch::Indices(vec![1]);
+    assert_eq!(
+        value(&maml, &x_meta, &moved, &others, true),
+        value(&maml, &x_meta, &y_maml, &others, true)
+    );
+    let (a, b) = (
+        value(&maml, &x_meta, &moved, &task1, true),
+        value(&maml, &x_meta, &y_maml, &task1, true),
+    );
+    assert!((a - b).abs() > 1e-6 * b.abs(), "{a} vs {b}");
+}
+
+/// Gradients of both levels against central differences in the ANIL and MAML layouts (the
+/// MAML layout differentiates through every task's own backbone).
+#[test]
+fn anil_and_maml_layouts_have_exact_gradients() {
+    for adapt in [Adapt::Anil, Adapt::Maml] {
+        let p = build(&with_adapt(adapt), 14);
+        let (x, y) = point(&p, 15, 0.5);
+        for level in [Level::Inner, Level::Outer] {
+            let batch = Batch::Indices(vec![1, 3]);
+            let err = directional_gradient_error(&p, level, &x, &y, &batch, 1, 1e-6, 16);
+            println!("{adapt:?} {level:?}: gradient error {err:e}");
+            assert!(err < 1e-6, "{adapt:?} {level:?}: {err:e}");
+        }
+    }
+}
+
+/// A few outer steps of MAML (second order through every task's copy of the CNN4) and of ANIL
+/// on their layouts lower the post-adaptation query loss `f(θ, y_T(θ))`, and the metrics
+/// evaluate; each estimator refuses the other's layout and the heads layout.
+#[test]
+fn maml_and_anil_outer_steps_lower_the_query_loss() {
+    use bilevel_algorithms::anil::Anil;
+    use bilevel_algorithms::maml::{Maml, MamlConfig};
+    let cfg = MamlConfig {
+        inner_step: 0.5,
+        inner_steps: 2,
+        first_order: false,
+        tasks_per_batch: None,
+    };
+    for adapt in [Adapt::Anil, Adapt::Maml] {
+        let s = MetaLearningSpec {
+            tasks: 3,
+            ..with_adapt(adapt)
+        };
+        let p = build(&s, 17);
+        let (x0, y0) = p.initial_point(17).unwrap();
+        let mut oracle = Oracle::new(&p);
+        let mut state = State::new(x0, y0, 17);
+        let mut losses = Vec::new();
+        for _ in 0..5 {
+            state = match adapt {
+                Adapt::Maml => OuterLoop::new(Maml::new(cfg).unwrap(), OuterOptimizer::sgd(0.2))
+                    .next_iter(&mut oracle, state),
+                _ => OuterLoop::new(Anil::new(cfg).unwrap(), OuterOptimizer::sgd(0.2))
+                    .next_iter(&mut oracle, state),
+            }
+            .unwrap();
+            losses.push(state.outer_loss.unwrap());
+        }
+        let m = p.evaluate(&state.x, &state.y).unwrap();
+        println!("{adapt:?}: f = {losses:?}; {m:?}");
+        assert!(losses[4] < losses[0], "{adapt:?}: {losses:?}");
+        assert!(metric(&m, "test_accuracy").is_finite());
+    }
+    for (adapt, maml) in [
+        (Adapt::Anil, true),
+        (Adapt::Maml, false),
+        (Adapt::Heads, true),
+    ] {
+        let p = build(
+            &MetaLearningSpec {
+                tasks: 3,
+                ..with_adapt(adapt)
+            },
+            18,
+        );
+        let (x0, y0) = p.initial_point(18).unwrap();
+        let mut oracle = Oracle::new(&p);
+        let mut state = State::new(x0, y0, 18);
+        let err = if maml {
+            Maml::new(cfg).unwrap().estimate(&mut oracle, &mut state)
+        } else {
+            Anil::new(cfg).unwrap().estimate(&mut oracle, &mut state)
+        }
+        .unwrap_err();
+        assert!(err.to_string().contains("meta_layout"), "{adapt:?}: {err}");
+    }
 }
