@@ -23,12 +23,14 @@
 //! (which takes no decay).
 
 use bilevel_algorithms::aid::{Aid, AidConfig, InnerSteps, LinearSolver};
+use bilevel_algorithms::anil::Anil;
 use bilevel_algorithms::bsa::{Bsa, BsaConfig, RandomizedNeumann};
 use bilevel_algorithms::fsla::{Fsla, FslaConfig};
 use bilevel_algorithms::hoag::{Hoag, HoagConfig};
 use bilevel_algorithms::hozog::{DirectionDistribution, Hozog, HozogConfig};
 use bilevel_algorithms::igfm::{IgfmConfig, IgfmEstimator};
 use bilevel_algorithms::itd::{Itd, ItdConfig};
+use bilevel_algorithms::maml::{Maml, MamlConfig};
 use bilevel_algorithms::pzobo::{InnerStart, Pzobo, PzoboConfig};
 use bilevel_algorithms::sgm::{Sgm, SgmConfig};
 use bilevel_algorithms::sid::{InnerStepSchedule, LowerLevel, Sid, SidConfig};
@@ -640,6 +642,40 @@ spec_struct! {
 }
 
 spec_struct! {
+    /// `maml`: MAML (Finn, Abbeel & Levine 2017; `first_order = true`: first-order MAML). The
+    /// inner loop adapts a copy of all of `θ` per task; needs a problem in the MAML layout
+    /// (`kind = "meta-learning"` with `adapt = "maml"`).
+    MamlSpec {
+        /// Per-task inner GD step `α` (default 0.01).
+        inner_step: f64 = 0.01,
+        /// Inner steps `T` (default 5).
+        inner_steps: usize = 5,
+        /// Drop every second-order term (first-order MAML; default false).
+        first_order: bool = false,
+        /// Tasks per meta-batch, drawn without replacement (default `"full"`: every task).
+        tasks_per_batch: BatchSize = BatchSize::Full,
+    }
+    outer(0.1, 0.0)
+}
+
+spec_struct! {
+    /// `anil`: ANIL (Raghu, Raghu, Bengio & Vinyals 2020): MAML with the inner loop on the head
+    /// only; needs a problem in the ANIL layout (`kind = "meta-learning"` with
+    /// `adapt = "anil"`).
+    AnilSpec {
+        /// Per-task inner GD step `α` (default 0.01).
+        inner_step: f64 = 0.01,
+        /// Inner steps `T` (default 5).
+        inner_steps: usize = 5,
+        /// Drop every second-order term (default false).
+        first_order: bool = false,
+        /// Tasks per meta-batch, drawn without replacement (default `"full"`: every task).
+        tasks_per_batch: BatchSize = BatchSize::Full,
+    }
+    outer(0.1, 0.0)
+}
+
+spec_struct! {
     /// `sgm`: paper 003's switching gradient method (Alg. 1) at the FIXED initial `x`: every
     /// iteration runs one SGM solve from the previous output, so `f(x₀, y_out) ≈ φ(x₀)`; the
     /// upper variable never moves (SGM is IGFM's lower-level sub-routine, not an outer method).
@@ -715,6 +751,10 @@ pub enum MethodSpec {
     Alset(AlsetSpec),
     /// ALSET† (paper 002 §7.3; warm starts on LL and LS, `t = k = 1`).
     AlsetDagger(AlsetDaggerSpec),
+    /// MAML / first-order MAML (Finn et al. 2017).
+    Maml(MamlSpec),
+    /// ANIL (Raghu et al. 2020).
+    Anil(AnilSpec),
     /// SGM at a fixed `x` (paper 003, Alg. 1).
     Sgm(SgmSpec),
     /// IGFM (paper 003, Alg. 2).
@@ -811,6 +851,18 @@ pub const METHODS: &[MethodInfo] = &[
         paper: "Grazzi, Pontil & Salzo 2023 (paper 002), §7.3",
     },
     MethodInfo {
+        name: "maml",
+        description: "MAML: differentiate T inner steps of every task's copy of θ from θ \
+                      (meta-learning, adapt = \"maml\")",
+        paper: "Finn, Abbeel & Levine 2017, Alg. 1 (first_order: §5.2)",
+    },
+    MethodInfo {
+        name: "anil",
+        description: "ANIL: MAML with the inner loop on the head only \
+                      (meta-learning, adapt = \"anil\")",
+        paper: "Raghu, Raghu, Bengio & Vinyals 2020",
+    },
+    MethodInfo {
         name: "sgm",
         description: "switching gradient method on the lower level at a fixed x (evaluates φ(x))",
         paper: "Chen, Xu & Zhang 2023 (paper 003), Alg. 1",
@@ -835,6 +887,20 @@ fn check_fraction(name: &str, v: f64) -> Result<()> {
         return Err(BilevelError::invalid(name, format!("must lie in (0, 1], got {v}")).into());
     }
     Ok(())
+}
+
+fn maml_config(
+    inner_step: f64,
+    inner_steps: usize,
+    first_order: bool,
+    tasks_per_batch: BatchSize,
+) -> MamlConfig {
+    MamlConfig {
+        inner_step,
+        inner_steps,
+        first_order,
+        tasks_per_batch: tasks_per_batch.get(),
+    }
 }
 
 fn sid_config(
@@ -943,6 +1009,8 @@ impl MethodSpec {
             MethodSpec::Amigo(_) => "amigo",
             MethodSpec::Alset(_) => "alset",
             MethodSpec::AlsetDagger(_) => "alset-dagger",
+            MethodSpec::Maml(_) => "maml",
+            MethodSpec::Anil(_) => "anil",
             MethodSpec::Sgm(_) => "sgm",
             MethodSpec::Igfm(_) => "igfm",
         }
@@ -966,6 +1034,8 @@ impl MethodSpec {
             "amigo" => MethodSpec::Amigo(Default::default()),
             "alset" => MethodSpec::Alset(Default::default()),
             "alset-dagger" => MethodSpec::AlsetDagger(Default::default()),
+            "maml" => MethodSpec::Maml(Default::default()),
+            "anil" => MethodSpec::Anil(Default::default()),
             "sgm" => MethodSpec::Sgm(Default::default()),
             "igfm" => MethodSpec::Igfm(Default::default()),
             _ => return None,
@@ -989,6 +1059,8 @@ impl MethodSpec {
             MethodSpec::Amigo(s) => s.outer()?,
             MethodSpec::Alset(s) => s.outer()?,
             MethodSpec::AlsetDagger(s) => s.outer()?,
+            MethodSpec::Maml(s) => s.outer()?,
+            MethodSpec::Anil(s) => s.outer()?,
             MethodSpec::Igfm(s) => {
                 outer_optimizer(s.step, OptimizerKind::Sgd, 0.0).map_err(|_| {
                     BilevelError::invalid("step", format!("must be > 0 and finite, got {}", s.step))
@@ -1248,6 +1320,24 @@ impl MethodSpec {
                     (true, true),
                 );
                 go(OuterLoop::new(Sid::new(cfg), outer()), visitor)
+            }
+            MethodSpec::Maml(s) => {
+                let cfg = maml_config(
+                    s.inner_step,
+                    s.inner_steps,
+                    s.first_order,
+                    s.tasks_per_batch,
+                );
+                go(OuterLoop::new(Maml::new(cfg)?, outer()), visitor)
+            }
+            MethodSpec::Anil(s) => {
+                let cfg = maml_config(
+                    s.inner_step,
+                    s.inner_steps,
+                    s.first_order,
+                    s.tasks_per_batch,
+                );
+                go(OuterLoop::new(Anil::new(cfg)?, outer()), visitor)
             }
             MethodSpec::Sgm(s) => {
                 let cfg = sgm_config(

@@ -52,7 +52,7 @@ fn unknown_algorithm_lists_the_known_ones() {
 
 #[test]
 fn every_method_parses_from_its_name_alone_and_round_trips() {
-    assert_eq!(METHODS.len(), 17);
+    assert_eq!(METHODS.len(), 19);
     for info in METHODS {
         let config = parse(&format!("[algorithm]\nname = \"{}\"\n", info.name)).unwrap();
         assert_eq!(config.algorithm.name(), info.name);
@@ -114,6 +114,9 @@ fn out_of_range_settings_are_errors_naming_the_key() {
         ("sgm", "switching_steps = 0", "switching_steps"),
         ("ttsa", "optimizer = \"adam\"", "outer_step_decay"),
         ("pzobo", "smoothing_radius = -1e-3", "smoothing_radius"),
+        ("maml", "inner_steps = 0", "inner_steps"),
+        ("anil", "inner_step = 0.0", "inner_step"),
+        ("anil", "tasks_per_batch = 0", "tasks_per_batch"),
     ];
     for (name, line, key) in cases {
         let c = parse(&format!("[algorithm]\nname = \"{name}\"\n{line}\n")).unwrap();
@@ -166,6 +169,7 @@ fn cheap(name: &str) -> MethodSpec {
         "igfm" => "lower_value_steps = 10\nswitching_steps = 20\nfeasibility_threshold = 1.0\n",
         "fsla" => "momentum_ratio = 1.0\n",
         "alset" | "alset-dagger" => "",
+        "maml" | "anil" => "inner_step = 0.5\ninner_steps = 2\n",
         "ttsa" => "",
         _ => "inner_steps = 3\n",
     };
@@ -182,6 +186,10 @@ fn every_method_runs_on_the_quadratic_and_liu_hard_problems() {
         ..Default::default()
     };
     for info in METHODS {
+        // MAML and ANIL need a meta-learning layout: see `maml_and_anil_run_on_their_layouts`.
+        if matches!(info.name, "maml" | "anil") {
+            continue;
+        }
         for problem in [small_quadratic(), ProblemSpec::LiuHard(Default::default())] {
             let method = cheap(info.name);
             let report = run_spec(&problem, &method, &run, &ctx(1), RunHooks::default())
@@ -544,6 +552,59 @@ fn hand_derived_and_autodiff_runs_agree_on_hyper_cleaning() {
                     "{method} {na}: {va} vs {vb}"
                 );
             }
+        }
+    }
+}
+
+/// The meta-learning application in the `maml` / `anil` layout runs the method of that name
+/// through the runner (records, metrics); on a problem without that layout (the quadratic) or
+/// the other layout the run fails at its first iteration with an error naming `meta_layout`.
+#[test]
+fn maml_and_anil_run_on_their_layouts() {
+    use bilevel_problems::meta_learning::{Adapt, MetaLearningSpec};
+    let spec = |adapt| {
+        ProblemSpec::MetaLearning(MetaLearningSpec {
+            adapt,
+            n_way: 3,
+            k_shot: 2,
+            n_query: 2,
+            tasks: 3,
+            filters: 2,
+            image_size: Some(16),
+            eval_episodes: 2,
+            head_steps: 20,
+            glyph_alphabets: 3,
+            glyph_characters: 4,
+            glyph_instances: 6,
+            glyph_test_alphabets: 1,
+            ..Default::default()
+        })
+    };
+    let run = RunSpec {
+        max_iters: 2,
+        eval_every: 1,
+        ..Default::default()
+    };
+    for (name, adapt, other) in [
+        ("maml", Adapt::Maml, Adapt::Anil),
+        ("anil", Adapt::Anil, Adapt::Maml),
+    ] {
+        let method = cheap(name);
+        let report = run_spec(&spec(adapt), &method, &run, &ctx(2), RunHooks::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(report.iterations, 2, "{name}");
+        assert!(report
+            .final_metric("test_accuracy")
+            .is_some_and(f64::is_finite));
+        for problem in [spec(other), small_quadratic()] {
+            let err = run_spec(&problem, &method, &run, &ctx(2), RunHooks::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("meta_layout"),
+                "{name} on {}: {err}",
+                problem.id()
+            );
         }
     }
 }
