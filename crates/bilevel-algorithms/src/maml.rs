@@ -37,6 +37,7 @@
 use bilevel_core::inner::{gradient_descent, gradient_descent_trajectory, InnerGd};
 
 use crate::itd::reverse_accumulate;
+use crate::validate::{check_batch, check_count, check_step};
 use bilevel_core::tensor::scalar;
 use bilevel_core::{
     Batch, BilevelError, BilevelProblem, HypergradientEstimator, MetaLayout, Oracle, Result, State,
@@ -74,24 +75,9 @@ impl Default for MamlConfig {
 impl MamlConfig {
     /// Checks every field; errors are [`BilevelError::InvalidParameter`].
     pub fn validate(&self) -> Result<()> {
-        if !(self.inner_step > 0.0 && self.inner_step.is_finite()) {
-            return Err(BilevelError::invalid(
-                "inner_step",
-                format!("must be > 0 and finite, got {}", self.inner_step),
-            ));
-        }
-        if self.inner_steps == 0 {
-            return Err(BilevelError::invalid(
-                "inner_steps",
-                "must be ≥ 1 (with no inner step there is no adaptation to differentiate)",
-            ));
-        }
-        if self.tasks_per_batch == Some(0) {
-            return Err(BilevelError::invalid(
-                "tasks_per_batch",
-                "must be ≥ 1 (or None for all tasks)",
-            ));
-        }
+        check_step("inner_step", self.inner_step)?;
+        check_count("inner_steps", self.inner_steps)?;
+        check_batch("tasks_per_batch", self.tasks_per_batch)?;
         Ok(())
     }
 }

@@ -658,22 +658,10 @@ spec_struct! {
     outer(0.1, 0.0)
 }
 
-spec_struct! {
-    /// `anil`: ANIL (Raghu, Raghu, Bengio & Vinyals 2020): MAML with the inner loop on the head
-    /// only; needs a problem in the ANIL layout (`kind = "meta-learning"` with
-    /// `adapt = "anil"`).
-    AnilSpec {
-        /// Per-task inner GD step `α` (default 0.01).
-        inner_step: f64 = 0.01,
-        /// Inner steps `T` (default 5).
-        inner_steps: usize = 5,
-        /// Drop every second-order term (default false).
-        first_order: bool = false,
-        /// Tasks per meta-batch, drawn without replacement (default `"full"`: every task).
-        tasks_per_batch: BatchSize = BatchSize::Full,
-    }
-    outer(0.1, 0.0)
-}
+/// `anil`: ANIL (Raghu, Raghu, Bengio & Vinyals 2020): MAML with the inner loop on the head
+/// only; the same keys as [`MamlSpec`]; needs a problem in the ANIL layout
+/// (`kind = "meta-learning"` with `adapt = "anil"`).
+pub type AnilSpec = MamlSpec;
 
 spec_struct! {
     /// `sgm`: paper 003's switching gradient method (Alg. 1) at the FIXED initial `x`: every
