@@ -10,8 +10,8 @@
 //!   = 0`) must stay there: 20 iterations of the paper's schedule, worst relative drift of
 //!   `x`, `y`, `v`. Any sign or scale error in the `ω`, `v`, `h` or STORM updates moves it.
 //! - `fsla_one_step`: three iterations from a random `(x, y, v, d)` against a host replica of
-//!   the rule of DESIGN.md §4 (which catches what the fixed point cannot: the points each
-//!   quantity is evaluated at, and the STORM correction at the previous state).
+//!   the rule in `docs/ALGORITHMS.md` "FSLA" (which catches what the fixed point cannot: the
+//!   points each quantity is evaluated at, and the STORM correction at the previous state).
 //! - `lemma2_ns_equals_bp`: back-propagation through `K` GD steps from a random `ω_0` against
 //!   the `K`-term Neumann series at `ω_K` with the same step (equal for constant Hessians).
 //! - `lemma2_cg`: Lemma 2's forward mode fed with `n = dim(y)` CG steps at `y*(x)`, against
@@ -195,7 +195,7 @@ fn fixed_point_drift(
 }
 
 /// Relative error of `(x, y, v, d)` after three solver iterations from a random state, against
-/// the host replica of DESIGN.md §4.
+/// the host replica of the rule in `docs/ALGORITHMS.md` "FSLA".
 fn replica_error(
     p: &QuadraticBilevel<B>,
     form: &QuadraticForm,

@@ -1,4 +1,5 @@
-//! `cargo xtask reproduce`: runs a paper's comparison (DESIGN.md §6) and writes its report.
+//! `cargo xtask reproduce`: runs a paper's comparison and writes its report (one section per
+//! experiment id in `docs/REPRODUCTION.md`).
 //!
 //! `reproduce --list` prints the experiment table; `reproduce <id> [--quick] [--seeds N]
 //! [--backend flex|ndarray|wgpu] [--precision f32|f64] [--data-dir D] [--out DIR]` runs every method
@@ -45,7 +46,7 @@ use report::{SeedRun, Summary};
 
 const USAGE: &str = "usage:
   cargo xtask reproduce --list
-      the experiments of DESIGN.md §6: id, paper, methods, whether it can run yet
+      the experiments (docs/REPRODUCTION.md): id, paper, methods, whether it can run yet
   cargo xtask reproduce <id> [--quick] [--seeds N] [--budget S] [--backend flex|ndarray|wgpu]
                              [--precision f32|f64] [--data-dir D] [--out DIR]
       run the paper's comparison; write metrics.csv, summary.md/json, PNG plots and

@@ -1,7 +1,7 @@
 //! # BSA — bilevel stochastic approximation (Ghadimi & Wang 2018, "Approximation methods for
 //! bilevel programming"; a baseline of paper 004)
 //!
-//! Per outer iteration at `x = x_k` (DESIGN.md §4):
+//! Per outer iteration at `x = x_k` (`docs/ALGORITHMS.md` "BSA"):
 //!
 //! 1. Inner SGD with decreasing steps from the previous iterate (warm start `y_0 = state.y`):
 //!    `y_{t+1} = y_t − α_t ∇_y G(x, y_t; S_t)`, `α_t = α / (t + 1)^{power}`, `t = 0..T−1`,

@@ -1,10 +1,11 @@
 //! # FSLA — Fully Single Loop Algorithm (paper 001, Li, Gu & Huang, "A Fully Single Loop
 //! Algorithm for Bilevel Optimization without Hessian Inverse", AAAI 2022, Alg. 1)
 //!
-//! The extraction of Alg. 1 garbles lines 6–10; this is the rule restated in DESIGN.md §4, with
-//! `λ = x` (upper), `ω = y` (lower). At outer iteration `k` (0-based, `= state.iter`), with
-//! `δ` = [`FslaConfig::base_step`], `p` = [`FslaConfig::step_decay`] (the paper's `p = 1/2`) and
-//! `c_τ, c_β, c_η` = [`FslaConfig::inner_step_ratio`], [`FslaConfig::linear_step_ratio`],
+//! The extraction of Alg. 1 garbles lines 6–10; this is our restatement of the rule (also in
+//! `docs/ALGORITHMS.md` "FSLA"), with `λ = x` (upper), `ω = y` (lower). At outer iteration `k`
+//! (0-based, `= state.iter`), with `δ` = [`FslaConfig::base_step`], `p` =
+//! [`FslaConfig::step_decay`] (the paper's `p = 1/2`) and `c_τ, c_β, c_η` =
+//! [`FslaConfig::inner_step_ratio`], [`FslaConfig::linear_step_ratio`],
 //! [`FslaConfig::momentum_ratio`]:
 //!
 //! 1. `α_k = δ / (k + 1)^p`; `λ_{k+1} = P_Λ(λ_k − α_k d_k)` (`P_Λ` the problem's

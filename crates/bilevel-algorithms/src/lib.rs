@@ -1,7 +1,7 @@
 //! # bilevel-algorithms
 //!
 //! One file per algorithm, each opening with its update rule and the paper it comes from
-//! (rules as restated in `shared/DESIGN.md` §4). Estimators implement
+//! (all of them summarised in `docs/ALGORITHMS.md`). Estimators implement
 //! [`bilevel_core::HypergradientEstimator`] and run inside [`bilevel_core::OuterLoop`];
 //! methods whose outer step is part of the method implement [`bilevel_core::Solver`] directly.
 

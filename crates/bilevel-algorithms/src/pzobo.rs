@@ -1,6 +1,6 @@
 //! # PZOBO and PZOBO-S — partial zeroth-order-like bilevel optimizer (paper 000, Sow, Ji &
 //! Liang, "On the Convergence Theory for Hessian-Free Bilevel Algorithms", Alg. 1, eqs. (4),
-//! (5) and (7); DESIGN.md §4)
+//! (5) and (7); `docs/ALGORITHMS.md` "PZOBO and PZOBO-S")
 //!
 //! Per outer iteration at `x = x_k`, with `α` = [`PzoboConfig::inner_step`], `N` =
 //! [`PzoboConfig::inner_steps`], `Q` = [`PzoboConfig::directions`] and `μ` =

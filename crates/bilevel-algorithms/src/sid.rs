@@ -3,8 +3,9 @@
 //! Alg. 2 (BSGM)); AmIGO (Arbel & Mairal 2021), ALSET (Chen, Sun & Yin 2021) and ALSET† as
 //! warm-start configurations of the same estimator, as in the paper's §7.3 baselines.
 //!
-//! The extraction of paper 002 lost its formulas; the rule is DESIGN.md §4's. The lower level is
-//! the fixed point `w*(x) = Ψ(w*(x), x)` of a contraction, given either by the problem
+//! The extraction of paper 002 lost its formulas; the rule is our reconstruction (also in
+//! `docs/ALGORITHMS.md` "SID / BSGM, AmIGO, ALSET, ALSET†"). The lower level is the fixed
+//! point `w*(x) = Ψ(w*(x), x)` of a contraction, given either by the problem
 //! ([`LowerLevel::Contraction`], [`BilevelProblem::contraction_map`]) or as `argmin_w g` through
 //! the gradient step `Ψ(w, x; ζ) = w − γ∇_w G(x, w; ζ)` ([`LowerLevel::GradientStep`], a
 //! contraction for `0 < γ < 2/L_g` when `g` is `μ`-strongly convex and `L_g`-smooth). At

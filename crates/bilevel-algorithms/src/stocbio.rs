@@ -1,6 +1,6 @@
 //! # stocBiO — stochastic bilevel optimizer (paper 004, Ji, Yang & Liang, Alg. 2–3, eqs. (5)–(6))
 //!
-//! Per outer iteration at `x = x_k` (DESIGN.md §4):
+//! Per outer iteration at `x = x_k` (`docs/ALGORITHMS.md` "stocBiO"):
 //!
 //! 1. Inner SGD from the previous iterate (warm start `y_0 = state.y`):
 //!    `y_{t+1} = y_t − α ∇_y G(x, y_t; S_t)`, `t = 0..T−1`, `|S_t| = S`.
@@ -26,8 +26,8 @@
 //! contains, gets the largest batch. The paper needs `B ≥ 1/(Q(1 − ημ)^{Q−1})` so that every
 //! batch has at least one sample; the ceiling guarantees that here.
 //!
-//! This follows the paper's formula; DESIGN.md §4 records that the authors' released code
-//! differs from it.
+//! This follows the paper's formula; the authors' released code differs from it
+//! (`docs/ALGORITHMS.md` "stocBiO").
 
 use crate::validate::{check_batch, check_count, check_step};
 use bilevel_core::inner::{gradient_descent, InnerGd};

@@ -174,7 +174,8 @@ fn oracle_counts_per_iteration_are_exact() {
 #[test]
 fn iterations_match_a_host_replica_of_the_rule() {
     // From an arbitrary (x, y, v, d) on the deterministic quadratic, with the paper's schedule
-    // and η < 1, three iterations against the host replica written from DESIGN.md §4.
+    // and η < 1, three iterations against the host replica written from the rule in
+    // docs/ALGORITHMS.md "FSLA".
     let p = quadratic();
     let form = p.closed_form();
     let cfg = config(0.25, 0.5, 0.8, 2.0, None);

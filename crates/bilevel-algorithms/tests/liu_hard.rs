@@ -1,6 +1,6 @@
-//! liu-hard (paper 003, Example 5.3; DESIGN.md §6): the problem's oracle against its closed
-//! forms, and the experiment — IGFM approaches `x* = 1` while AID and ITD stall where the initial
-//! `y₂` puts them.
+//! liu-hard (paper 003, Example 5.3; `docs/REPRODUCTION.md`): the problem's oracle against its
+//! closed forms, and the experiment — IGFM approaches `x* = 1` while AID and ITD stall where
+//! the initial `y₂` puts them.
 
 mod common;
 

@@ -513,7 +513,8 @@ fn pzobo_matches_its_host_replay_and_ndarray() {
     assert!(vs_cpu <= 1e-4, "{name} vs ndarray: {vs_cpu:e}");
 }
 
-/// One FSLA iteration in host f64 (DESIGN.md §4), deterministic problem, constant steps.
+/// One FSLA iteration in host f64 (`docs/ALGORITHMS.md` "FSLA"), deterministic problem,
+/// constant steps.
 #[allow(clippy::too_many_arguments)]
 fn host_fsla_step(
     form: &QuadraticForm,

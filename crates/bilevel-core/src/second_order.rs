@@ -3,12 +3,12 @@
 //! Every estimator needs only `∇_x f, ∇_y f, ∇_y g`, the Hessian-vector product
 //! `H v = ∇²_yy g · v` and the mixed product `J v = ∇_x∇_y g · v` (a vector in x-space).
 //!
-//! **Exact products** come from one double backward (DESIGN.md §2): evaluate `g` on
-//! `Autodiff<B>` with `x, y` lifted from tracked `B` leaves; the gradient `∇_y g` comes back as
-//! a `B` tensor that is still tracked; with `s = ⟨∇_y g, v⟩`, one backward of `s` on `B` gives
-//! `∇_y s = H v` and `∇_x s = J v` together. burn has no double backward of its own: this is
-//! the only burn-specific module, and a port to a later burn touches only this file and
-//! [`crate::lift`].
+//! **Exact products** come from one double backward (`docs/ARCHITECTURE.md`, "Numerics on
+//! burn 0.21"): evaluate `g` on `Autodiff<B>` with `x, y` lifted from tracked `B` leaves; the
+//! gradient `∇_y g` comes back as a `B` tensor that is still tracked; with `s = ⟨∇_y g, v⟩`, one
+//! backward of `s` on `B` gives `∇_y s = H v` and `∇_x s = J v` together. burn has no double
+//! backward of its own: this is the only burn-specific module, and a port to a later burn
+//! touches only this file and [`crate::lift`].
 //!
 //! **Finite-difference products** (central, step `ε` along the unit direction `v/‖v‖`):
 //! `H v ≈ ‖v‖ (∇_y g(y + εu) − ∇_y g(y − εu)) / 2ε`, and `J v` likewise from `∇_x g`. They are a

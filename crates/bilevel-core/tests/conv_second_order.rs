@@ -1,5 +1,6 @@
 //! Nested-autodiff products through conv2d + relu + log_softmax, against f64 central
-//! differences (DESIGN.md §2 measured 4e-11 here), on both CPU backends in f64.
+//! differences (4e-11 measured here, `docs/ARCHITECTURE.md` "Numerics on burn 0.21"), on both
+//! CPU backends in f64.
 
 mod common;
 

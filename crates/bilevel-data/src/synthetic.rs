@@ -1,7 +1,7 @@
 //! `synthetic-glyphs`: an offline, procedurally generated few-shot image set in the Omniglot
 //! folder layout.
 //!
-//! Omniglot and miniImageNet cannot be obtained here (DESIGN §7), so the meta-learning
+//! Omniglot and miniImageNet cannot be obtained here (`README.md`, "Data"), so the meta-learning
 //! experiments run on this **labelled substitute**. It is not Omniglot: no glyph comes from a
 //! real alphabet, and results on it are not comparable with published Omniglot or
 //! miniImageNet numbers; it exercises the same code paths (folder loader, episode sampler,

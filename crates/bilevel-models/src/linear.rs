@@ -9,7 +9,8 @@
 //!
 //! The losses are written with `exp`, `log`, `max_dim`, `abs` and `relu` only, and average with
 //! `mul_scalar(1/n)`: they keep full `f64` precision on ndarray through nested autodiff
-//! (DESIGN.md §2: `div_scalar`'s backward and burn's `sigmoid` lose `f64` precision).
+//! (`div_scalar`'s backward and burn's `sigmoid` lose `f64` precision: `docs/ARCHITECTURE.md`,
+//! "Numerics on burn 0.21").
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};

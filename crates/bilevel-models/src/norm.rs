@@ -25,7 +25,8 @@
 //! Written with elementary tensor ops only (`sum_dim` + `mul_scalar` for means, `sqrt`, `recip`,
 //! broadcasting `sub`/`mul`/`add`), whose backward passes are themselves recorded when the inner
 //! backend is an autodiff backend. Means use `mul_scalar(1/m)` rather than `div_scalar` (whose
-//! backward rounds the divisor through f32, see DESIGN.md §2).
+//! backward rounds the divisor through f32, see `docs/ARCHITECTURE.md`, "Numerics on burn
+//! 0.21").
 
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};

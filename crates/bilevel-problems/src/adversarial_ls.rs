@@ -1,6 +1,6 @@
 //! `adversarial-ls`: adversarial training with least squares at both levels (paper 003, §7.1
-//! and Example 5.4, after Brückner & Scheffer 2011 and Bishop et al. 2020; DESIGN.md §6 row
-//! `adversarial-ls`).
+//! and Example 5.4, after Brückner & Scheffer 2011 and Bishop et al. 2020;
+//! `docs/REPRODUCTION.md` `adversarial-ls`).
 //!
 //! The learner picks `x ∈ ℝ^d`; a data provider reports labels `y ∈ ℝ^n` in place of the true
 //! ones `b`, paying for the change in a weighted norm:

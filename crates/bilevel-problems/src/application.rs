@@ -29,7 +29,7 @@ impl Metric {
 
 /// A bilevel problem that can be run end to end and evaluated.
 pub trait Application<B: AutodiffBackend>: BilevelProblem<B> {
-    /// The experiment id of `DESIGN.md` §6 (e.g. `"hyper-cleaning"`).
+    /// The experiment id, as in `docs/REPRODUCTION.md` (e.g. `"hyper-cleaning"`).
     fn id(&self) -> &'static str;
 
     /// A human-readable description including the data actually used (substitutes named

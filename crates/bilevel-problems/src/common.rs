@@ -3,7 +3,8 @@
 //! its losses and metrics, and spec range checks.
 //!
 //! Every loss here is written with `exp`, `log`, `matmul`, `mul`, `sum` and `mul_scalar(1/n)`
-//! only, so it is exact in `f64` through nested autodiff (DESIGN.md §2).
+//! only, so it is exact in `f64` through nested autodiff (`docs/ARCHITECTURE.md`, "Numerics on
+//! burn 0.21").
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,6 @@
 //! `equilibrium`: an equilibrium (fixed-point) model on MNIST with a lower level in contraction
-//! form (paper 002 §7.1, after Grazzi et al. 2020 §3.2; DESIGN.md §6 row `equilibrium`).
+//! form (paper 002 §7.1, after Grazzi et al. 2020 §3.2; `docs/REPRODUCTION.md`
+//! `equilibrium`).
 //!
 //! Each training image `i` has an equilibrium state `z_i ∈ ℝᵈ`,
 //! `z_i = Ψ_i(z_i, x) = tanh(A z_i + B u_i + c)`, and is classified by `C z_i + d`:

@@ -1,5 +1,5 @@
 //! `ho-l2-mnist`: tuning a log-scale ℓ2 regularisation weight of multinomial logistic
-//! regression on MNIST with noisy training labels (paper 003, §7.2; DESIGN.md §6 row
+//! regression on MNIST with noisy training labels (paper 003, §7.2; `docs/REPRODUCTION.md`
 //! `ho-l2-mnist`).
 //!
 //! `x ∈ ℝ` is the log-regularisation coefficient, `y = vec(W)`, `W ∈ ℝ^{784×10}` (row-major; the

@@ -1,6 +1,6 @@
 //! `ho-logreg-text`: per-feature ℓ2 regularisation of a logistic regression on text (paper 004,
 //! App. A "Logistic Regression on 20 Newsgroup"; paper 000 §4.4; Grazzi et al. 2020;
-//! DESIGN.md §6 row `ho-logreg-text`).
+//! `docs/REPRODUCTION.md` `ho-logreg-text`).
 //!
 //! **Data substitute.** The papers use 20 Newsgroups (20 classes, 130 107 features), which
 //! cannot be obtained offline. This problem runs on the SpamAssassin public mail corpus
@@ -38,7 +38,7 @@
 //! The logistic loss is evaluated as `h z + log(1 + e^{−s z})` with `s = ±1` the sign of `z`
 //! (`h = [z ≥ 0]`, an untracked constant): the same function on each side, stable for any
 //! `z`, and written with `exp`/`log`/`mul` only so it is exact in `f64` through nested
-//! autodiff (DESIGN.md §2).
+//! autodiff (`docs/ARCHITECTURE.md`, "Numerics on burn 0.21").
 
 use std::path::{Path, PathBuf};
 

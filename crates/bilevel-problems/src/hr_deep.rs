@@ -1,5 +1,5 @@
-//! `hr-deep`: deep hyper-representation with LeNet-5 on MNIST (paper 000 §4.2; DESIGN.md §6 row
-//! `hr-deep`).
+//! `hr-deep`: deep hyper-representation with LeNet-5 on MNIST (paper 000 §4.2;
+//! `docs/REPRODUCTION.md` `hr-deep`).
 //!
 //! The whole LeNet-5 is learned in two phases: `x = λ` is the backbone
 //! ([`bilevel_models::LeNetFeatures`]: conv5×5(6) – ReLU – pool – conv5×5(16) – ReLU – pool –

@@ -1,5 +1,5 @@
 //! `hr-shallow`: shallow hyper-representation on generated data (paper 000 §4.1, eq. (8);
-//! DESIGN.md §6 row `hr-shallow`).
+//! `docs/REPRODUCTION.md` `hr-shallow`).
 //!
 //! Regression with a learned embedding `T(·; λ)` and a ridge head `w`:
 //!

@@ -1,5 +1,5 @@
 //! `hyper-cleaning`: data hyper-cleaning on MNIST (paper 004, App. A; Franceschi et al. 2017,
-//! Shaban et al. 2019; DESIGN.md §6 row `hyper-cleaning`).
+//! Shaban et al. 2019; `docs/REPRODUCTION.md` `hyper-cleaning`).
 //!
 //! Each training label is replaced, with probability `p`, by a uniformly drawn *other* class
 //! ([`bilevel_data::corrupt_labels`]). The upper variable is one weight per training sample,

@@ -1,5 +1,5 @@
 //! `hyper-cleaning-cnn`: data hyper-cleaning of a CNN4 on MNIST or Fashion-MNIST (paper 001,
-//! FSLA, §"Hyper Data-cleaning"; DESIGN.md §6 row `hyper-cleaning-cnn`).
+//! FSLA, §"Hyper Data-cleaning"; `docs/REPRODUCTION.md` `hyper-cleaning-cnn`).
 //!
 //! Paper 001 draws 5 000 training images `D_i` and another 5 000 validation images `D_o` from
 //! the training set, "randomly perturbs the label of γ percentage" of the training images
@@ -16,9 +16,10 @@
 //! `g(λ, ω; S) = (1/|S|) Σ_{i∈S} σ(λ_i) CE(net_ω(a_i), ỹ_i) + C_r ‖ω‖²`,
 //! `f(λ, ω; S) = (1/|S|) Σ_{i∈S} CE(net_ω(a_i), y_i)` over the clean validation images,
 //!
-//! `σ(t) = 1/(1 + e^{−t})` (written out, DESIGN.md §2). The paper's inner objective has no
-//! regulariser; the small ridge `C_r ‖ω‖²` (default `10⁻³`, over all of `ω` including batch-norm
-//! `γ`, `β` and the head bias) is an addition of this implementation.
+//! `σ(t) = 1/(1 + e^{−t})` (written out: `docs/ARCHITECTURE.md`, "Numerics on burn 0.21").
+//! The paper's inner objective has no regulariser; the small ridge `C_r ‖ω‖²` (default `10⁻³`,
+//! over all of `ω` including batch-norm `γ`, `β` and the head bias) is an addition of this
+//! implementation.
 //!
 //! # Pooling and second order
 //! burn 0.21's fused `max_pool2d` cannot be differentiated twice; the models crate's

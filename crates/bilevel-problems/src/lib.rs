@@ -1,8 +1,9 @@
 //! # bilevel-problems
 //!
-//! The applications of `DESIGN.md` §6 as [`bilevel_core::BilevelProblem`]s built from models and
-//! data, each an [`Application`] (seeded start, evaluation metrics), plus the serde specs that
-//! build them and the runner that pairs them with an algorithm.
+//! The applications of the experiments in `docs/REPRODUCTION.md` as
+//! [`bilevel_core::BilevelProblem`]s built from models and data, each an [`Application`]
+//! (seeded start, evaluation metrics), plus the serde specs that build them and the runner that
+//! pairs them with an algorithm.
 
 pub mod adversarial_ls;
 pub mod application;

@@ -1,5 +1,5 @@
 //! `liu-hard`: Liu et al. (2020)'s instance without lower-level strong convexity (paper 003,
-//! Example 5.3; DESIGN.md §6 row `liu-hard`), as an application.
+//! Example 5.3; `docs/REPRODUCTION.md` `liu-hard`), as an application.
 //!
 //! `min (x − y₂)² + (y₁ − 1)²` over `y ∈ argmin y₁² − 2x y₁`; the optimistic solution is
 //! `x* = 1`, `φ(x) = (x − 1)²` (see [`bilevel_core::problems::LiuHard`] for the closed forms and

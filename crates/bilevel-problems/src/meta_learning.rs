@@ -1,6 +1,6 @@
 //! `meta-learning`: few-shot meta-learning with a shared embedding and per-task linear heads
 //! (paper 004 §5.1, eq. (11); paper 000 §4.3; paper 002 §7.2; Franceschi et al. 2018's
-//! hyper-representation; DESIGN.md §6 row `meta-learning`).
+//! hyper-representation; `docs/REPRODUCTION.md` `meta-learning`).
 //!
 //! A fixed pool of `m = tasks` N-way K-shot training episodes `T_i = (S_i, D_i)` (support `S_i`,
 //! query `D_i`) is drawn once from the meta-training classes. The upper variable is the
@@ -47,8 +47,8 @@
 //! # Data
 //! - `"synthetic-glyphs"` (default): [`bilevel_data::synthetic`] generated in memory from the
 //!   run's seed — *synthetic glyphs, a labelled substitute for Omniglot / miniImageNet*, which
-//!   cannot be obtained offline here (DESIGN.md §7). Meta-train / meta-test classes are disjoint
-//!   by alphabet: the last `glyph_test_alphabets` alphabets are the meta-test classes.
+//!   cannot be obtained offline here (`README.md`, "Data"). Meta-train / meta-test classes are
+//!   disjoint by alphabet: the last `glyph_test_alphabets` alphabets are the meta-test classes.
 //! - `"omniglot"`: `<root>/images_background` (meta-train) and `<root>/images_evaluation`
 //!   (meta-test), the official background / evaluation alphabets, resampled to `image_size`.
 //! - `"miniimagenet"`: the Ravi & Larochelle layout (`train.csv` meta-train, `test.csv`
@@ -391,8 +391,9 @@ impl MetaLearningSpec {
                 path: path.display().to_string(),
                 hint: format!(
                     "{} is not bundled and cannot be obtained offline in this environment \
-                     (DESIGN.md §7; no package registry carries it): {what}, set `dataset_dir`, \
-                     or use dataset = \"synthetic-glyphs\" (the default, generated in memory)",
+                     (see README.md, \"Data\"; no package registry carries it): {what}, set \
+                     `dataset_dir`, or use dataset = \"synthetic-glyphs\" (the default, \
+                     generated in memory)",
                     self.dataset.name()
                 ),
             })

@@ -1,5 +1,5 @@
 //! `poisoning`: a data-poisoning attack on a linear MNIST classifier (paper 002, §7.3;
-//! DESIGN.md §6 row `poisoning`).
+//! `docs/REPRODUCTION.md` `poisoning`).
 //!
 //! An attacker adds noise `δ_i` to a random subset `I_p` of the training images, inside the
 //! L∞ ball `‖δ‖_∞ ≤ ε`, to *raise* the validation loss of the classifier trained on the

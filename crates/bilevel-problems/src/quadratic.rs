@@ -1,5 +1,5 @@
 //! `quadratic`: FSLA's synthetic least-squares bilevel problem (paper 001, synthetic experiment;
-//! DESIGN.md §6 row `quadratic`), with closed-form evaluation.
+//! `docs/REPRODUCTION.md` `quadratic`), with closed-form evaluation.
 //!
 //! `g(λ, ω; S) = (1/2|S|) Σ_{i∈S} (a_λ,iᵀλ + a_ω,iᵀω − b_i)²`,
 //! `f(λ, ω; S) = (1/2|S|) Σ_{i∈S} (a_o,iᵀω − b_o,i)²` with Gaussian designs and labels from a
@@ -19,7 +19,7 @@ use crate::application::{Application, Metric};
 use crate::error::{ProblemError, Result};
 
 /// The `[problem]` table of `kind = "quadratic"`. Every field is optional; the defaults are
-/// DESIGN.md §6's sizes (dimension 5, 10⁴ rows per level).
+/// the experiment's sizes (dimension 5, 10⁴ rows per level; `docs/REPRODUCTION.md` `quadratic`).
 ///
 /// The instance (designs, planted point, noise) is drawn from the run's seed
 /// ([`crate::spec::BuildContext::seed`]).

@@ -1,5 +1,5 @@
 //! Serde specs that build the applications: `[problem]` tables of a TOML config, one variant per
-//! experiment id of `DESIGN.md` §6. Unknown keys are errors.
+//! experiment id of `docs/REPRODUCTION.md`. Unknown keys are errors.
 //!
 //! Building is by visitor, because every application is its own type: the caller passes an
 //! [`ApplicationVisitor`] whose `visit` is generic over the problem type and receives the built

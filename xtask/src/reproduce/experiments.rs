@@ -1,7 +1,7 @@
-//! The experiment table of DESIGN.md §6: for each id, the paper, the problem variants, the
-//! methods that paper compares (with its hyper-parameters where it gives them), the run
-//! lengths of the full and quick modes, the headline metrics and the checks a quick run must
-//! pass.
+//! The experiment table (one section per id in `docs/REPRODUCTION.md`): for each id, the
+//! paper, the problem variants, the methods that paper compares (with its hyper-parameters
+//! where it gives them), the run lengths of the full and quick modes, the headline metrics and
+//! the checks a quick run must pass.
 //!
 //! Where a paper grid-searched its hyper-parameters without printing the winners, the values
 //! here were chosen by a small search on the quick variant and are marked "ours".
@@ -29,7 +29,7 @@ use bilevel_problems::MethodSpec;
 
 use super::report::{CheckResult, CheckedValue, SeedRun};
 
-/// Every experiment id of DESIGN.md §6, in its order.
+/// Every experiment id (`docs/REPRODUCTION.md`), in the order of that document.
 #[cfg(test)]
 pub(crate) const DESIGN_IDS: [&str; 12] = [
     "quadratic",

@@ -108,8 +108,8 @@ pub fn host_h(form: &QuadraticForm, x: &[f64], y: &[f64], v: &[f64]) -> Vec<f64>
     axpy(&form.grad_x_f(x, y), -1.0, &form.jvp(v))
 }
 
-/// One FSLA iteration in host `f64` on a deterministic quadratic, written from DESIGN.md §4
-/// independently of the solver (unconstrained).
+/// One FSLA iteration in host `f64` on a deterministic quadratic, written from the rule in
+/// `docs/ALGORITHMS.md` "FSLA" independently of the solver (unconstrained).
 pub fn host_fsla_step(
     form: &QuadraticForm,
     it: &HostIterate,

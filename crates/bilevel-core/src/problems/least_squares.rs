@@ -222,7 +222,8 @@ impl<B: Backend> BilevelProblem<B> for LeastSquaresBilevel<B> {
         let r = matvec(batch.rows(C::lift(self.a_x.clone())), x)
             .add(matvec(batch.rows(C::lift(self.a_y.clone())), y))
             .sub(batch.rows(C::lift(self.b.clone())));
-        // mul_scalar, not div_scalar: the latter's backward loses f64 precision (DESIGN §2).
+        // mul_scalar, not div_scalar: the latter's backward loses f64 precision
+        // (docs/ARCHITECTURE.md, "Numerics on burn 0.21").
         r.powi_scalar(2).sum().mul_scalar(0.5 / rows as f64)
     }
 

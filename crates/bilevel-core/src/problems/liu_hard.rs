@@ -1,5 +1,5 @@
 //! Liu et al. (2020)'s hard instance without lower-level strong convexity (paper 003,
-//! Example 5.3; DESIGN.md §6 `liu-hard`):
+//! Example 5.3; `docs/REPRODUCTION.md` `liu-hard`):
 //!
 //! `min_{x ∈ ℝ, y ∈ Y*(x)} f(x, y) = (x − y₂)² + (y₁ − 1)²`,
 //! `Y*(x) = argmin_{y ∈ ℝ²} g(x, y) = y₁² − 2x y₁`.

@@ -2,7 +2,8 @@
 //!
 //! - [`QuadraticBilevel`]: `g = ½yᵀAy − yᵀ(Bx + c)`, `f = ½‖y − t‖² + ½μ‖x‖² + xᵀKy`, random SPD
 //!   `A` with a chosen spectrum (deterministic).
-//! - [`LeastSquaresBilevel`]: FSLA's synthetic problem (paper 001, DESIGN.md §6 `quadratic`):
+//! - [`LeastSquaresBilevel`]: FSLA's synthetic problem (paper 001, `docs/REPRODUCTION.md`
+//!   `quadratic`):
 //!   `g = (1/2n)‖A_λ x + A_ω y − b‖²`, `f = (1/2n_o)‖A_o y − b_o‖²` over rows (stochastic).
 //!
 //! - [`MetaQuadratic`], [`MetaSine`]: meta-learning problems with a [`crate::MetaLayout`]
