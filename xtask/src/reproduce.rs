@@ -750,7 +750,7 @@ mod tests {
     #[test]
     fn list_names_every_design_experiment() {
         let text = list_text();
-        for id in experiments::DESIGN_IDS {
+        for id in experiments::EXPERIMENT_IDS {
             assert!(text.contains(id), "{id} missing from --list");
         }
     }

@@ -7,7 +7,7 @@
 //!    `y_{t+1} = y_t − α_t ∇_y G(x, y_t; S_t)`, `α_t = α / (t + 1)^{power}`, `t = 0..T−1`,
 //!    single-sample batches `S_t` by default. The schedule restarts at `t = 0` every outer
 //!    iteration. Ghadimi & Wang's analysis uses steps of order `1/(μ_g t)` (`power = 1`,
-//!    `α ∝ 1/μ_g`; the paper itself is not in `shared/papers`, so the exact constant is not
+//!    `α ∝ 1/μ_g`; the paper is not among the seed papers, so the exact constant is not
 //!    restated here); with `α ≤ 1/L` for stability, a `power` below 1 forgets the warm start
 //!    faster in practice.
 //! 2. The randomized truncated Neumann hypergradient ([`RandomizedNeumann`]) at `y_T`:

@@ -31,7 +31,7 @@ use super::report::{CheckResult, CheckedValue, SeedRun};
 
 /// Every experiment id (`docs/REPRODUCTION.md`), in the order of that document.
 #[cfg(test)]
-pub(crate) const DESIGN_IDS: [&str; 12] = [
+pub(crate) const EXPERIMENT_IDS: [&str; 12] = [
     "quadratic",
     "hr-shallow",
     "hr-deep",
@@ -1410,7 +1410,7 @@ mod tests {
     #[test]
     fn ids_are_design_ids_and_plans_validate() {
         let all = all();
-        assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), DESIGN_IDS);
+        assert_eq!(all.iter().map(|e| e.id).collect::<Vec<_>>(), EXPERIMENT_IDS);
         for e in &all {
             let Some(plan) = e.plan else {
                 assert!(!e.missing.is_empty(), "{}", e.id);
