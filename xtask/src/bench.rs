@@ -961,7 +961,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
         .collect::<Vec<_>>()
         .join("; ");
     let report = Report {
-        timestamp_utc: utc_compact(),
+        timestamp_utc: bilevel_core::utc::Utc::now().compact(),
         command: std::iter::once(invocation.to_string())
             .chain(args.iter().cloned())
             .collect::<Vec<_>>()
@@ -1438,29 +1438,6 @@ fn print_table(
             );
         }
     }
-}
-
-/// `YYYYMMDDTHHMMSSZ` (UTC) now (civil-from-days, Howard Hinnant).
-fn utc_compact() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]

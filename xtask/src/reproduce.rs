@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use bilevel_core::utc::Utc;
 
 use experiments::{Experiment, Mode, Plan, Precision};
 use provenance::{GitInfo, Host, Provenance, RunTiming};
@@ -303,7 +304,7 @@ fn run(opts: &Options) -> Result<()> {
     std::fs::create_dir_all(&partial)
         .with_context(|| format!("cannot create {}", partial.display()))?;
 
-    let start_unix = provenance::unix_now();
+    let start_unix = bilevel_core::utc::unix_now();
     let start = Instant::now();
     eprintln!(
         "reproduce {} ({} mode, {} seeds, {} variant(s) × {} method(s), {}, {}): writing {}",
@@ -378,8 +379,8 @@ fn run(opts: &Options) -> Result<()> {
         crate_versions: provenance::crate_versions(),
         rustc: provenance::rustc_version(),
         host: Host::current(),
-        start_utc: provenance::utc_iso(start_unix),
-        end_utc: provenance::utc_iso(provenance::unix_now()),
+        start_utc: Utc::from_unix(start_unix).iso(),
+        end_utc: Utc::now().iso(),
         wall_time_s: start.elapsed().as_secs_f64(),
         runs: runs
             .iter()
@@ -479,7 +480,7 @@ fn partial_dir(dir: &Path) -> PathBuf {
 
 /// `<base>/<UTC time>-<mode>`, with a counter if that exists already.
 fn unique_run_dir(base: &Path, mode: Mode) -> PathBuf {
-    let stamp = provenance::utc_compact(provenance::unix_now());
+    let stamp = Utc::now().compact();
     let first = base.join(format!("{stamp}-{}", mode.name()));
     if !first.exists() && !partial_dir(&first).exists() {
         return first;

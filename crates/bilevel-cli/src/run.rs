@@ -116,31 +116,6 @@ fn read_status(dir: &Path) -> Option<Status> {
     serde_json::from_str(&text).ok()
 }
 
-/// `YYYYMMDD-HHMMSS` in UTC.
-fn utc_timestamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 fn default_out_dir(config: &Config) -> PathBuf {
     let base = PathBuf::from("results")
         .join(config.problem.id())
@@ -148,7 +123,7 @@ fn default_out_dir(config: &Config) -> PathBuf {
             "{}-seed{}-{}",
             config.algorithm.name(),
             config.run.seed,
-            utc_timestamp()
+            bilevel_core::utc::Utc::now().folder()
         ));
     let mut dir = base.clone();
     let mut n = 2;

@@ -34,12 +34,12 @@ pub mod second_order;
 pub mod solver;
 pub mod state;
 pub mod tensor;
+pub mod termination;
+pub mod utc;
 
 pub use constraint::Constraint;
 pub use error::{BilevelError, Result};
-pub use executor::{
-    Checkpoint, Checkpointing, Executor, ExecutorConfig, RunOutcome, TerminationReason,
-};
+pub use executor::{Checkpoint, Checkpointing, Executor, ExecutorConfig, RunOutcome};
 pub use lift::Lift;
 pub use meta::MetaLayout;
 pub use observers::{CsvWriter, IterRecord, Observe, ObserverMode, ProgressBar, Recorder};
@@ -49,6 +49,7 @@ pub use solver::{
     HypergradientEstimator, OuterLoop, OuterOptimizer, ReportedPoint, Solver, StepSchedule,
 };
 pub use state::{State, StateRecord};
+pub use termination::TerminationReason;
 
 /// How this build compiled burn-ndarray (for reports and provenance).
 ///

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::error::{BilevelError, Result};
-use crate::executor::TerminationReason;
 use crate::second_order::OracleCounts;
 use crate::state::State;
+use crate::termination::TerminationReason;
 
 /// What is known about one completed outer iteration.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

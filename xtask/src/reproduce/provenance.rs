@@ -4,7 +4,6 @@
 //! end times and the wall time of every run.
 
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -136,64 +135,9 @@ pub(crate) fn crate_versions() -> Vec<(String, String)> {
     out
 }
 
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` (UTC) for Unix seconds (proleptic Gregorian, Howard Hinnant's
-/// civil-from-days).
-pub(crate) fn utc_iso(unix_s: f64) -> String {
-    let (date, (h, m, s)) = utc_parts(unix_s);
-    format!("{}T{h:02}:{m:02}:{s:02}Z", date_string(date))
-}
-
-/// `YYYYMMDDTHHMMSSZ`, for run ids.
-pub(crate) fn utc_compact(unix_s: f64) -> String {
-    let ((y, mo, d), (h, m, s)) = utc_parts(unix_s);
-    format!("{y:04}{mo:02}{d:02}T{h:02}{m:02}{s:02}Z")
-}
-
-fn date_string((y, m, d): (i64, u32, u32)) -> String {
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-type Ymd = (i64, u32, u32);
-type Hms = (u32, u32, u32);
-
-fn utc_parts(unix_s: f64) -> (Ymd, Hms) {
-    let secs = unix_s.floor() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let hms = (
-        (rem / 3600) as u32,
-        ((rem % 3600) / 60) as u32,
-        (rem % 60) as u32,
-    );
-    ((y, m, d), hms)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_formatting_matches_known_dates() {
-        assert_eq!(utc_iso(0.0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_iso(951_782_400.0), "2000-02-29T00:00:00Z");
-        assert_eq!(utc_iso(1_709_251_199.5), "2024-02-29T23:59:59Z");
-        assert_eq!(utc_compact(1_767_225_600.0), "20260101T000000Z");
-    }
 
     #[test]
     fn versions_include_burn() {
