@@ -32,7 +32,7 @@ use bilevel_core::tensor::{matrix, matvec, rel_err_host, to_vec, vector};
 use bilevel_core::{Batch, BilevelProblem, HypergradientEstimator, Lift, Oracle, State};
 use burn::tensor::Tensor;
 
-use crate::hypergrad_check::{Options, Worst};
+use crate::check_rows::{Options, Worst};
 
 use super::B;
 

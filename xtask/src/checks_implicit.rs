@@ -23,7 +23,7 @@ use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::{rel_err_host, to_vec, vector};
 use bilevel_core::{HypergradientEstimator, Oracle, Solver, State};
 
-use crate::hypergrad_check::{Options, Worst};
+use crate::check_rows::{Options, Worst};
 
 use super::B;
 

@@ -23,7 +23,7 @@ use bilevel_core::tensor::{rel_err_host, scalar, to_vec, vector};
 use bilevel_core::{Batch, BilevelProblem, HypergradientEstimator, Oracle, State};
 
 use super::B;
-use crate::hypergrad_check::{Options, Worst, FD_EPS, TOL_EXACT, TOL_FD};
+use crate::check_rows::{Options, Worst, FD_EPS, TOL_EXACT, TOL_FD};
 
 /// MLP instances (at most; `--instances` caps it): each FD row costs `2·(3H + 1)·(T + 1)`
 /// oracle calls.

@@ -30,7 +30,7 @@ use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::{to_vec, vector};
 use bilevel_core::{Constraint, Oracle, Solver, State};
 
-use crate::hypergrad_check::{Options, Worst};
+use crate::check_rows::{Options, Worst};
 
 use super::B;
 type Liu = LiuHard<B>;

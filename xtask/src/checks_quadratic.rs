@@ -1,6 +1,6 @@
 //! The quadratic checks of `cargo xtask hypergrad-check` (gradients, exact and FD products,
-//! linear solvers, the implicit hypergradient) and the entry point of the other `checks_*`
-//! files, on the backend `super::B` (compiled once per CPU backend: see `hypergrad_check`).
+//! linear solvers, the implicit hypergradient), on the backend `super::B` (compiled once per CPU
+//! backend: see `hypergrad_check`).
 
 use anyhow::Result;
 use bilevel_core::linear::{conjugate_gradient, fixed_point, neumann, CgConfig, FixedPointConfig};
@@ -12,7 +12,7 @@ use bilevel_core::tensor::{rel_err_host, to_vec, vector};
 use bilevel_core::{Batch, BilevelProblem, Oracle, SecondOrder};
 
 use super::B;
-use crate::hypergrad_check::{Options, Worst, FD_EPS, TOL_EXACT, TOL_FD};
+use crate::check_rows::{Options, Worst, FD_EPS, TOL_EXACT, TOL_FD};
 
 fn t(v: &[f64]) -> burn::tensor::Tensor<B, 1> {
     vector(v, &Default::default())
@@ -26,7 +26,8 @@ fn concat(a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
     a.into_iter().chain(b).collect()
 }
 
-/// Runs every check on this module's backend `B`, recording the worst errors in `worst`.
+/// Runs the quadratic checks on this module's backend `B`, recording the worst errors in
+/// `worst`.
 pub(crate) fn run(opts: &Options, worst: &mut Worst) -> Result<()> {
     let device = Default::default();
     for i in 0..opts.instances as u64 {
@@ -62,13 +63,6 @@ pub(crate) fn run(opts: &Options, worst: &mut Worst) -> Result<()> {
     let x = rng.normal_vec(ls.x_dim());
     let err = implicit_hypergrad_error(&ls, ls.closed_form(), &x)?;
     worst.record("implicit_hypergrad_least_squares", TOL_EXACT, err);
-    super::checks_implicit::run(opts, worst)?;
-    super::checks_stochastic::run(opts, worst)?;
-    super::checks_hessian_free::run(opts, worst)?;
-    super::checks_single_loop::run(opts, worst)?;
-    super::checks_contraction::run(opts, worst)?;
-    super::checks_nonconvex::run(opts, worst)?;
-    super::checks_meta::run(opts, worst)?;
     Ok(())
 }
 

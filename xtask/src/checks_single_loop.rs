@@ -28,7 +28,7 @@ use bilevel_core::tensor::{rel_err_host, to_vec, vector};
 use bilevel_core::{Batch, Oracle, Solver, State};
 use burn::tensor::Tensor;
 
-use crate::hypergrad_check::{Options, Worst};
+use crate::check_rows::{Options, Worst};
 
 use super::B;
 

@@ -57,7 +57,7 @@ use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::{to_vec, vector};
 use bilevel_core::{HypergradientEstimator, Oracle, State};
 
-use crate::hypergrad_check::{Options, Worst};
+use crate::check_rows::{Options, Worst};
 
 use super::B;
 

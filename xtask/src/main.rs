@@ -7,6 +7,7 @@
 //!   non-zero exit if any fails.
 
 mod bench;
+mod check_rows;
 mod data;
 mod hypergrad_check;
 mod reproduce;
@@ -44,13 +45,29 @@ macro_rules! checks_on {
         mod checks_nonconvex;
         #[path = "checks_quadratic.rs"]
         #[allow(clippy::duplicate_mod)]
-        pub(crate) mod checks_quadratic;
+        mod checks_quadratic;
         #[path = "checks_single_loop.rs"]
         #[allow(clippy::duplicate_mod)]
         mod checks_single_loop;
         #[path = "checks_stochastic.rs"]
         #[allow(clippy::duplicate_mod)]
         mod checks_stochastic;
+
+        /// Every check on `B`, in row order, recording the worst errors in `worst`.
+        pub(crate) fn run_all(
+            opts: &crate::check_rows::Options,
+            worst: &mut crate::check_rows::Worst,
+        ) -> anyhow::Result<()> {
+            checks_quadratic::run(opts, worst)?;
+            checks_implicit::run(opts, worst)?;
+            checks_stochastic::run(opts, worst)?;
+            checks_hessian_free::run(opts, worst)?;
+            checks_single_loop::run(opts, worst)?;
+            checks_contraction::run(opts, worst)?;
+            checks_nonconvex::run(opts, worst)?;
+            checks_meta::run(opts, worst)?;
+            Ok(())
+        }
     };
 }
 mod on_flex;
