@@ -92,6 +92,41 @@ impl<B: AutodiffBackend> Observe<B> for Recorder {
     }
 }
 
+/// The header of a metrics CSV: `iter,wall_time_s,outer_loss,hypergrad_norm`, the oracle
+/// counters ([`OracleCounts::COLUMNS`]), then `metric_names`. The one definition of the format,
+/// shared by [`CsvWriter`] and the run folders' `metrics.csv`.
+pub fn csv_header(metric_names: &[&str]) -> String {
+    let mut h = String::from("iter,wall_time_s,outer_loss,hypergrad_norm");
+    for name in OracleCounts::COLUMNS.iter().chain(metric_names) {
+        h.push(',');
+        h.push_str(name);
+    }
+    h
+}
+
+/// One row of [`csv_header`]'s format for `record`; the metric cells are empty unless
+/// `with_metrics` (an iteration whose metrics were not evaluated).
+pub fn csv_row(record: &IterRecord, with_metrics: bool) -> String {
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
+    let mut row = format!(
+        "{},{:.6},{},{}",
+        record.iter,
+        record.wall_time_s,
+        opt(record.outer_loss),
+        opt(record.hypergrad_norm)
+    );
+    for c in record.counts.values() {
+        row.push_str(&format!(",{c}"));
+    }
+    for (_, v) in &record.metrics {
+        row.push(',');
+        if with_metrics {
+            row.push_str(&format!("{v:e}"));
+        }
+    }
+    row
+}
+
 /// Appends one CSV row per observed iteration:
 /// `iter,wall_time_s,outer_loss,hypergrad_norm,<counts…>,<metrics…>`.
 ///
@@ -110,43 +145,6 @@ impl CsvWriter {
             file: None,
         }
     }
-
-    fn row(record: &IterRecord) -> String {
-        let opt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
-        let c = &record.counts;
-        let mut row = format!(
-            "{},{:.6},{},{},{},{},{},{},{},{},{},{},{},{}",
-            record.iter,
-            record.wall_time_s,
-            opt(record.outer_loss),
-            opt(record.hypergrad_norm),
-            c.f_values,
-            c.g_values,
-            c.grad_f,
-            c.grad_g,
-            c.hvp,
-            c.jvp,
-            c.map_values,
-            c.map_vjps,
-            c.samples_f,
-            c.samples_g
-        );
-        for (_, v) in &record.metrics {
-            row.push_str(&format!(",{v:e}"));
-        }
-        row
-    }
-
-    fn header(record: &IterRecord) -> String {
-        let mut h = String::from(
-            "iter,wall_time_s,outer_loss,hypergrad_norm,f_values,g_values,grad_f,grad_g,hvp,jvp,map_values,map_vjps,samples_f,samples_g",
-        );
-        for (name, _) in &record.metrics {
-            h.push(',');
-            h.push_str(name);
-        }
-        h
-    }
 }
 
 impl<B: AutodiffBackend> Observe<B> for CsvWriter {
@@ -161,12 +159,13 @@ impl<B: AutodiffBackend> Observe<B> for CsvWriter {
                 .map_err(err)?;
             let mut file = std::io::BufWriter::new(file);
             if !exists {
-                writeln!(file, "{}", Self::header(record)).map_err(err)?;
+                let names: Vec<&str> = record.metrics.iter().map(|(n, _)| n.as_str()).collect();
+                writeln!(file, "{}", csv_header(&names)).map_err(err)?;
             }
             self.file = Some(file);
         }
         let file = self.file.as_mut().expect("opened above");
-        writeln!(file, "{}", Self::row(record)).map_err(|e| BilevelError::io(&self.path, e))
+        writeln!(file, "{}", csv_row(record, true)).map_err(|e| BilevelError::io(&self.path, e))
     }
 
     fn observe_end(&mut self, _state: &State<B>, _reason: &TerminationReason) -> Result<()> {

@@ -74,6 +74,39 @@ pub struct OracleCounts {
     pub samples_g: u64,
 }
 
+impl OracleCounts {
+    /// The counters' names, in the order of [`OracleCounts::values`] (the columns of every CSV
+    /// and report that lists them).
+    pub const COLUMNS: [&'static str; 10] = [
+        "f_values",
+        "g_values",
+        "grad_f",
+        "grad_g",
+        "hvp",
+        "jvp",
+        "map_values",
+        "map_vjps",
+        "samples_f",
+        "samples_g",
+    ];
+
+    /// The counters, in the order of [`OracleCounts::COLUMNS`].
+    pub fn values(&self) -> [u64; 10] {
+        [
+            self.f_values,
+            self.g_values,
+            self.grad_f,
+            self.grad_g,
+            self.hvp,
+            self.jvp,
+            self.map_values,
+            self.map_vjps,
+            self.samples_f,
+            self.samples_g,
+        ]
+    }
+}
+
 impl std::ops::Sub for OracleCounts {
     type Output = OracleCounts;
     fn sub(self, o: OracleCounts) -> OracleCounts {

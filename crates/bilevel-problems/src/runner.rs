@@ -30,7 +30,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bilevel_core::observers::ProgressBar;
+use bilevel_core::observers::{csv_header, csv_row, ProgressBar};
 use bilevel_core::second_order::SecondOrder;
 use bilevel_core::tensor::{norm, to_vec};
 use bilevel_core::{
@@ -405,47 +405,6 @@ impl Sinks {
             }
         }
     }
-}
-
-fn csv_header(metric_names: &[&str]) -> String {
-    let mut h = String::from(
-        "iter,wall_time_s,outer_loss,hypergrad_norm,f_values,g_values,grad_f,grad_g,hvp,jvp,\
-         map_values,map_vjps,samples_f,samples_g",
-    );
-    for name in metric_names {
-        h.push(',');
-        h.push_str(name);
-    }
-    h
-}
-
-fn csv_row(record: &IterRecord, with_metrics: bool) -> String {
-    let opt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
-    let c = &record.counts;
-    let mut row = format!(
-        "{},{:.6},{},{},{},{},{},{},{},{},{},{},{},{}",
-        record.iter,
-        record.wall_time_s,
-        opt(record.outer_loss),
-        opt(record.hypergrad_norm),
-        c.f_values,
-        c.g_values,
-        c.grad_f,
-        c.grad_g,
-        c.hvp,
-        c.jvp,
-        c.map_values,
-        c.map_vjps,
-        c.samples_f,
-        c.samples_g
-    );
-    for (_, v) in &record.metrics {
-        row.push(',');
-        if with_metrics {
-            row.push_str(&format!("{v:e}"));
-        }
-    }
-    row
 }
 
 /// Keeps the CSV's header and rows up to `iter` (complete lines only); creates it with a header

@@ -111,34 +111,6 @@ pub(crate) fn distinct<'a>(
 // ---------------------------------------------------------------------------------------------
 // metrics.csv
 
-const COUNT_COLUMNS: [&str; 10] = [
-    "f_values",
-    "g_values",
-    "grad_f",
-    "grad_g",
-    "hvp",
-    "jvp",
-    "map_values",
-    "map_vjps",
-    "samples_f",
-    "samples_g",
-];
-
-fn count_values(c: &OracleCounts) -> [u64; 10] {
-    [
-        c.f_values,
-        c.g_values,
-        c.grad_f,
-        c.grad_g,
-        c.hvp,
-        c.jvp,
-        c.map_values,
-        c.map_vjps,
-        c.samples_f,
-        c.samples_g,
-    ]
-}
-
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -155,7 +127,7 @@ fn opt(v: Option<f64>) -> String {
 pub(crate) fn metrics_csv(runs: &[SeedRun]) -> String {
     let metrics = metric_names(runs);
     let mut out = String::from("variant,method,seed,iter,wall_time_s,");
-    out.push_str(&COUNT_COLUMNS.join(","));
+    out.push_str(&OracleCounts::COLUMNS.join(","));
     out.push_str(",outer_loss,hypergrad_norm");
     for m in &metrics {
         out.push(',');
@@ -173,7 +145,7 @@ pub(crate) fn metrics_csv(runs: &[SeedRun]) -> String {
                 r.iter,
                 r.wall_time_s
             );
-            for c in count_values(&r.counts) {
+            for c in r.counts.values() {
                 let _ = write!(out, ",{c}");
             }
             let _ = write!(out, ",{},{}", opt(r.outer_loss), opt(r.hypergrad_norm));
@@ -363,13 +335,13 @@ pub(crate) fn summarize_variant(
             let of = |f: &dyn Fn(&SeedRun) -> f64| {
                 Stats::of(&mine.iter().map(|r| f(r)).collect::<Vec<_>>()).expect("≥ 1 run")
             };
-            let counts = COUNT_COLUMNS
+            let counts = OracleCounts::COLUMNS
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
                     (
                         c.to_string(),
-                        of(&|r: &SeedRun| count_values(&r.counts)[i] as f64),
+                        of(&|r: &SeedRun| r.counts.values()[i] as f64),
                     )
                 })
                 .collect();
