@@ -17,7 +17,7 @@ use std::ops::Range;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-use super::random_orthogonal;
+use super::{check_curvatures, random_spd};
 use crate::dense::{axpy, Dense};
 use crate::error::{BilevelError, Result};
 use crate::lift::Lift;
@@ -74,19 +74,7 @@ impl MetaQuadraticSpec {
                 ));
             }
         }
-        if !(self.min_curvature > 0.0
-            && self.max_curvature >= self.min_curvature
-            && self.max_curvature.is_finite())
-        {
-            return Err(BilevelError::invalid(
-                "min_curvature/max_curvature",
-                format!(
-                    "need 0 < min_curvature ≤ max_curvature < ∞, got {} and {}",
-                    self.min_curvature, self.max_curvature
-                ),
-            ));
-        }
-        Ok(())
+        check_curvatures(self.min_curvature, self.max_curvature)
     }
 
     /// The coordinates of `θ` the inner loop adapts.
@@ -96,32 +84,6 @@ impl MetaQuadraticSpec {
             Some(h) => self.dim - h..self.dim,
         }
     }
-}
-
-/// A random SPD matrix `UΛUᵀ` with log-spaced eigenvalues in `[lo, hi]`.
-fn random_spd(n: usize, lo: f64, hi: f64, rng: &mut Rng) -> Dense {
-    let u = random_orthogonal(n, rng);
-    let eig: Vec<f64> = (0..n)
-        .map(|i| {
-            let s = if n == 1 {
-                0.0
-            } else {
-                i as f64 / (n - 1) as f64
-            };
-            lo * (hi / lo).powf(s)
-        })
-        .collect();
-    let mut a = Dense::zeros(n, n);
-    for i in 0..n {
-        for j in 0..n {
-            a.set(
-                i,
-                j,
-                (0..n).map(|l| u.get(i, l) * eig[l] * u.get(j, l)).sum(),
-            );
-        }
-    }
-    a
 }
 
 fn tensor3<B: Backend>(mats: &[Dense], device: &B::Device) -> Tensor<B, 3> {

@@ -26,7 +26,49 @@ pub use meta::{MetaQuadratic, MetaQuadraticSpec, MetaSine, MetaSineSpec};
 pub use quadratic::{QuadraticBilevel, QuadraticSpec};
 
 use crate::dense::Dense;
+use crate::error::{BilevelError, Result};
 use crate::sampling::Rng;
+
+/// A random SPD matrix `UΛUᵀ` (`U` from [`random_orthogonal`]) with eigenvalues log-spaced
+/// from `lo` to `hi`.
+pub(crate) fn random_spd(n: usize, lo: f64, hi: f64, rng: &mut Rng) -> Dense {
+    let u = random_orthogonal(n, rng);
+    let eig: Vec<f64> = (0..n)
+        .map(|i| {
+            let s = if n == 1 {
+                0.0
+            } else {
+                i as f64 / (n - 1) as f64
+            };
+            lo * (hi / lo).powf(s)
+        })
+        .collect();
+    let mut a = Dense::zeros(n, n);
+    for i in 0..n {
+        for j in 0..n {
+            a.set(
+                i,
+                j,
+                (0..n).map(|l| u.get(i, l) * eig[l] * u.get(j, l)).sum(),
+            );
+        }
+    }
+    a
+}
+
+/// Fails unless `0 < min_curvature ≤ max_curvature < ∞` (the spectrum of [`random_spd`]).
+pub(crate) fn check_curvatures(min_curvature: f64, max_curvature: f64) -> Result<()> {
+    if !(min_curvature > 0.0 && max_curvature >= min_curvature && max_curvature.is_finite()) {
+        return Err(BilevelError::invalid(
+            "min_curvature/max_curvature",
+            format!(
+                "need 0 < min_curvature ≤ max_curvature < ∞, got {min_curvature} and \
+                 {max_curvature}"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// A random orthogonal `n × n` matrix (Gram–Schmidt on a Gaussian matrix).
 pub(crate) fn random_orthogonal(n: usize, rng: &mut Rng) -> Dense {

@@ -1,7 +1,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
-use super::{random_matrix, random_orthogonal, QuadraticForm};
+use super::{check_curvatures, random_matrix, random_spd, QuadraticForm};
 use crate::dense::Dense;
 use crate::error::{BilevelError, Result};
 use crate::lift::Lift;
@@ -52,18 +52,7 @@ impl QuadraticSpec {
                 "dimensions must be ≥ 1",
             ));
         }
-        if !(self.min_curvature > 0.0
-            && self.max_curvature >= self.min_curvature
-            && self.max_curvature.is_finite())
-        {
-            return Err(BilevelError::invalid(
-                "min_curvature/max_curvature",
-                format!(
-                    "need 0 < min_curvature ≤ max_curvature < ∞, got {} and {}",
-                    self.min_curvature, self.max_curvature
-                ),
-            ));
-        }
+        check_curvatures(self.min_curvature, self.max_curvature)?;
         if !(self.x_regularization >= 0.0 && self.cross_scale >= 0.0) {
             return Err(BilevelError::invalid(
                 "x_regularization/cross_scale",
@@ -94,25 +83,7 @@ impl<B: Backend> QuadraticBilevel<B> {
         spec.validate()?;
         let (m, n) = (spec.x_dim, spec.y_dim);
         let mut rng = Rng::seed(spec.seed);
-        let q = random_orthogonal(n, &mut rng);
-        let ratio = spec.max_curvature / spec.min_curvature;
-        let eig: Vec<f64> = (0..n)
-            .map(|i| {
-                let s = if n == 1 {
-                    0.0
-                } else {
-                    i as f64 / (n - 1) as f64
-                };
-                spec.min_curvature * ratio.powf(s)
-            })
-            .collect();
-        let mut a = Dense::zeros(n, n);
-        for i in 0..n {
-            for j in 0..n {
-                let v: f64 = (0..n).map(|l| q.get(i, l) * eig[l] * q.get(j, l)).sum();
-                a.set(i, j, v);
-            }
-        }
+        let a = random_spd(n, spec.min_curvature, spec.max_curvature, &mut rng);
         let b = random_matrix(n, m, 1.0 / (m as f64).sqrt(), &mut rng);
         let c = rng.normal_vec(n);
         let t = rng.normal_vec(n);
