@@ -452,14 +452,23 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
                 return Err(BilevelError::invalid("eps", "must be positive and finite"));
             }
             let len = batch.len(self.problem.inner_len()) as u64;
-            if norm(v) == 0.0 {
+            let scale = norm(v);
+            if scale == 0.0 {
                 // check_product counted one batch of samples; nothing was evaluated.
                 self.counts.samples_g -= len;
             } else {
                 self.counts.grad_g += 2;
                 self.counts.samples_g += len;
             }
-            return Ok(fd_products(self.problem, x, y, v, batch, eps, want_jvp));
+            return Ok(fd_products(
+                self.problem,
+                x,
+                y,
+                (v, scale),
+                batch,
+                eps,
+                want_jvp,
+            ));
         }
         self.counts.hvp += u64::from(asked.0);
         self.counts.jvp += u64::from(asked.1);
@@ -567,17 +576,17 @@ fn exact_products<B: AutodiffBackend, P: BilevelProblem<B>>(
     (hv, jv)
 }
 
-/// `(H v, J v)` by central differences of `∇g` along `v/‖v‖`.
+/// `(H v, J v)` by central differences of `∇g` along `v/‖v‖` (`scale = ‖v‖`, computed once
+/// by the caller, which also counts the two gradients).
 fn fd_products<B: AutodiffBackend, P: BilevelProblem<B>>(
     problem: &P,
     x: &Tensor<B, 1>,
     y: &Tensor<B, 1>,
-    v: &Tensor<B, 1>,
+    (v, scale): (&Tensor<B, 1>, f64),
     batch: &Batch,
     eps: f64,
     want_jvp: bool,
 ) -> (Tensor<B, 1>, Option<Tensor<B, 1>>) {
-    let scale = norm(v);
     if scale == 0.0 {
         let jv = want_jvp.then(|| x.zeros_like().detach());
         return (y.zeros_like().detach(), jv);
