@@ -4,11 +4,11 @@
 //! [problem]            # bilevel_problems::spec::ProblemSpec
 //! kind = "quadratic"
 //!
-//! [algorithm]          # bilevel_problems::method::MethodSpec
+//! [algorithm]          # bilevel_run::method::MethodSpec
 //! name = "aid-cg"
 //! outer_step = 0.5
 //!
-//! [run]                # bilevel_problems::RunSpec (optional)
+//! [run]                # bilevel_run::RunSpec (optional)
 //! max_iters = 200
 //!
 //! [output]             # OutputSpec (optional)
@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 
 use bilevel_problems::spec::ProblemSpec;
-use bilevel_problems::{MethodSpec, RunSpec};
+use bilevel_run::{MethodSpec, RunSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::failure::{self, Failure};

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bilevel_problems::method::{MethodSpec, METHODS};
+use bilevel_run::method::{MethodSpec, METHODS};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;

@@ -14,9 +14,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use bilevel_core::{IterRecord, Observe, ObserverMode, State, TerminationReason};
-use bilevel_problems::runner::CHECKPOINT_FILE;
 use bilevel_problems::spec::BuildContext;
-use bilevel_problems::{run_spec, ResumeFrom, RunHooks, RunReport};
+use bilevel_run::runner::CHECKPOINT_FILE;
+use bilevel_run::{run_spec, ResumeFrom, RunHooks, RunReport};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
@@ -306,7 +306,7 @@ struct RunTask {
 }
 
 impl BackendTask for RunTask {
-    type Output = (String, bilevel_problems::Result<RunReport>);
+    type Output = (String, bilevel_run::Result<RunReport>);
 
     fn run<B: AutodiffBackend>(self, device: B::Device, label: &str) -> Self::Output {
         let RunTask {

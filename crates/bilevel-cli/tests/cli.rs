@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bilevel_problems::method::METHODS;
+use bilevel_run::method::METHODS;
 
 struct Out {
     code: i32,

@@ -55,6 +55,10 @@ pub enum BilevelError {
     /// Reading tensor data back from the device failed.
     #[error("backend error: {0}")]
     Backend(String),
+    /// A metric added with [`crate::Executor::add_metrics`] could not be evaluated (e.g. a
+    /// model or data error of the application's evaluation).
+    #[error("evaluating the metrics failed: {0}")]
+    Evaluation(String),
 }
 
 /// Result alias for this crate.

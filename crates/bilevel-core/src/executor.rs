@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
 
 use crate::error::{BilevelError, Result};
 use crate::observers::{IterRecord, Observe, ObserverMode};
 use crate::problem::BilevelProblem;
 use crate::second_order::{Oracle, SecondOrder};
-use crate::solver::Solver;
+use crate::solver::{ReportedPoint, Solver};
 use crate::state::{State, StateRecord};
 use crate::tensor::{norm, scalar};
 use crate::termination::TerminationReason;
@@ -95,9 +96,35 @@ pub struct RunOutcome<B: AutodiffBackend> {
     pub termination: TerminationReason,
     /// Wall time including time before a resume.
     pub elapsed_s: f64,
+    /// The method's output at the final state ([`Solver::reported_x`] and
+    /// [`Solver::reported_y`]); for most methods `(state.x, state.y)`, for IGFM Alg. 2's
+    /// returned iterate.
+    pub reported: ReportedPoint<B>,
+    /// Further points the method reports beside its output ([`Solver::reported_alternatives`]).
+    pub alternatives: Vec<ReportedPoint<B>>,
 }
 
-type Metric<'a, B> = (String, Box<dyn FnMut(&State<B>) -> f64 + 'a>);
+/// What a metric sees after an iteration: the state and the method's reported point at that
+/// state ([`Solver::reported_x`], [`Solver::reported_y`]), so a metric evaluates the method's
+/// output (IGFM's returned iterate, not its last one) without access to the solver.
+#[derive(Debug)]
+pub struct MetricPoint<'s, B: AutodiffBackend> {
+    /// The state after the iteration.
+    pub state: &'s State<B>,
+    /// The method's reported upper-level point.
+    pub x: Tensor<B, 1>,
+    /// The lower-level point paired with it.
+    pub y: Tensor<B, 1>,
+}
+
+/// A group of named metrics computed together every `every` iterations.
+struct MetricGroup<'a, B: AutodiffBackend> {
+    names: Vec<String>,
+    every: u64,
+    compute: MetricFn<'a, B>,
+}
+
+type MetricFn<'a, B> = Box<dyn FnMut(&MetricPoint<'_, B>) -> Result<Vec<f64>> + 'a>;
 
 /// Runs a solver on a problem.
 pub struct Executor<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> {
@@ -105,7 +132,7 @@ pub struct Executor<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> 
     solver: S,
     config: ExecutorConfig,
     observers: Vec<(Box<dyn Observe<B> + 'a>, ObserverMode)>,
-    metrics: Vec<Metric<'a, B>>,
+    metrics: Vec<MetricGroup<'a, B>>,
     checkpointing: Option<Checkpointing>,
     interrupt: Option<Arc<AtomicBool>>,
 }
@@ -136,11 +163,33 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
         self
     }
 
-    /// Adds a named metric computed from the state after each iteration (e.g. test accuracy, or
-    /// the exact `‖∇Φ‖` of a closed-form problem); it appears in every [`IterRecord`]. Metrics
-    /// must not call the problem's oracle: they are not counted.
-    pub fn add_metric(mut self, name: &str, metric: impl FnMut(&State<B>) -> f64 + 'a) -> Self {
-        self.metrics.push((name.to_string(), Box::new(metric)));
+    /// Adds a named metric computed at the method's reported point after each recorded
+    /// iteration (e.g. the exact `Φ` of a closed-form problem); it appears in every
+    /// [`IterRecord`]. Metrics must not call the problem's oracle: they are not counted.
+    pub fn add_metric(
+        self,
+        name: &str,
+        mut metric: impl FnMut(&MetricPoint<'_, B>) -> f64 + 'a,
+    ) -> Self {
+        self.add_metrics(&[name], 1, move |point| Ok(vec![metric(point)]))
+    }
+
+    /// Adds metrics that are computed together (e.g. an application's evaluation, which
+    /// returns test accuracy and loss from one pass), at the method's reported point, on
+    /// records whose iteration is a multiple of `every` (≥ 1); on other records their values
+    /// are NaN ("not evaluated"). An error from `compute`, or a result of the wrong length,
+    /// ends the run with that error. Metrics must not call the problem's oracle.
+    pub fn add_metrics(
+        mut self,
+        names: &[&str],
+        every: u64,
+        compute: impl FnMut(&MetricPoint<'_, B>) -> Result<Vec<f64>> + 'a,
+    ) -> Self {
+        self.metrics.push(MetricGroup {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            every: every.max(1),
+            compute: Box::new(compute),
+        });
         self
     }
 
@@ -235,17 +284,15 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
                 .map(|(_, m)| m.wants(state.iter))
                 .collect();
             if wanted.iter().any(|w| *w) {
+                let wall_time_s = elapsed(&start);
+                let metrics = self.evaluate_metrics(&state)?;
                 let record = IterRecord {
                     iter: state.iter,
-                    wall_time_s: elapsed(&start),
+                    wall_time_s,
                     outer_loss: state.outer_loss,
                     hypergrad_norm: grad_norm,
                     counts: state.counts,
-                    metrics: self
-                        .metrics
-                        .iter_mut()
-                        .map(|(n, m)| (n.clone(), m(&state)))
-                        .collect(),
+                    metrics,
                 };
                 for ((obs, _), want) in self.observers.iter_mut().zip(wanted) {
                     if want {
@@ -275,11 +322,46 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
         for (obs, _) in &mut self.observers {
             obs.observe_end(&state, &termination)?;
         }
+        let elapsed_s = elapsed(&start);
         Ok(RunOutcome {
+            reported: ReportedPoint {
+                name: "returned",
+                x: self.solver.reported_x(&state),
+                y: self.solver.reported_y(&state),
+            },
+            alternatives: self.solver.reported_alternatives(&state),
             state,
             termination,
-            elapsed_s: elapsed(&start),
+            elapsed_s,
         })
+    }
+
+    /// The metric groups' values at the state's reported point (NaN where a group is off its
+    /// cadence), named, in the order they were added.
+    fn evaluate_metrics(&mut self, state: &State<B>) -> Result<Vec<(String, f64)>> {
+        let mut values = Vec::new();
+        let mut point = None;
+        for group in &mut self.metrics {
+            if state.iter % group.every != 0 {
+                values.extend(group.names.iter().map(|n| (n.clone(), f64::NAN)));
+                continue;
+            }
+            let point = point.get_or_insert_with(|| MetricPoint {
+                state,
+                x: self.solver.reported_x(state),
+                y: self.solver.reported_y(state),
+            });
+            let got = (group.compute)(point)?;
+            if got.len() != group.names.len() {
+                return Err(BilevelError::ShapeMismatch {
+                    what: format!("values of the metrics {:?}", group.names),
+                    expected: vec![group.names.len()],
+                    got: vec![got.len()],
+                });
+            }
+            values.extend(group.names.iter().cloned().zip(got));
+        }
+        Ok(values)
     }
 
     fn write_checkpoint(

@@ -39,7 +39,7 @@ pub mod utc;
 
 pub use constraint::Constraint;
 pub use error::{BilevelError, Result};
-pub use executor::{Checkpoint, Checkpointing, Executor, ExecutorConfig, RunOutcome};
+pub use executor::{Checkpoint, Checkpointing, Executor, ExecutorConfig, MetricPoint, RunOutcome};
 pub use lift::Lift;
 pub use meta::MetaLayout;
 pub use observers::{CsvWriter, IterRecord, Observe, ObserverMode, ProgressBar, Recorder};

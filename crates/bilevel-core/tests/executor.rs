@@ -141,7 +141,7 @@ fn converges_records_and_writes_csv() {
         })
         .add_observer(recorder.clone(), ObserverMode::Always)
         .add_observer(CsvWriter::new(&csv), ObserverMode::Every(10))
-        .add_metric("phi", |s| form.phi(&host(&s.x)).unwrap())
+        .add_metric("phi", |m| form.phi(&host(&m.x)).unwrap())
         .run(state)
         .unwrap();
     assert_eq!(out.termination, TerminationReason::Converged);
@@ -209,4 +209,102 @@ fn bad_inputs_are_errors() {
     bad.optimizer = OuterOptimizer::sgd(-1.0);
     assert!(bad.optimizer.validate().is_err());
     assert!(Checkpoint::load(std::path::Path::new("/nonexistent/ckpt.json")).is_err());
+}
+
+/// [`NoisyExact`] reporting `−x` and `−y` as its output, so that a metric that read the state
+/// instead of the reported point would be seen.
+#[derive(Clone)]
+struct ReportsNegated(NoisyExact);
+
+impl Solver<B> for ReportsNegated {
+    fn name(&self) -> String {
+        "reports-negated".into()
+    }
+    fn next_iter<P: BilevelProblem<B>>(
+        &mut self,
+        oracle: &mut Oracle<'_, B, P>,
+        state: State<B>,
+    ) -> Result<State<B>> {
+        self.0.next_iter(oracle, state)
+    }
+    fn reported_x(&self, state: &State<B>) -> Tensor<B, 1> {
+        state.x.clone().neg()
+    }
+    fn reported_y(&self, state: &State<B>) -> Tensor<B, 1> {
+        state.y.clone().neg()
+    }
+}
+
+/// Metrics see the method's reported point (not the state's), grouped metrics run on their
+/// cadence only (NaN elsewhere), and the outcome carries the reported point. Fails if the
+/// executor hands metrics `state.x` (the `x` column would equal `state.x[0]`, not its
+/// negation), if the cadence test is dropped (no NaN rows) or inverted, or if the outcome's
+/// `reported` is the state's point.
+#[test]
+fn metrics_see_the_reported_point_on_their_cadence() {
+    let (p, solver, state) = setup(0.0, 0.05);
+    let recorder = Recorder::new();
+    let calls = std::cell::Cell::new(0u32);
+    let out = Executor::new(&p, ReportsNegated(solver))
+        .configure(|c| bilevel_core::ExecutorConfig { max_iters: 7, ..c })
+        .add_observer(recorder.clone(), ObserverMode::Always)
+        .add_metric("x0", |m| host(&m.x)[0])
+        .add_metrics(&["y0", "state_x0"], 3, |m| {
+            calls.set(calls.get() + 1);
+            Ok(vec![host(&m.y)[0], host(&m.state.x)[0]])
+        })
+        .run(state)
+        .unwrap();
+    let records = recorder.records();
+    assert_eq!(records.len(), 7);
+    for r in &records {
+        let names: Vec<&str> = r.metrics.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["x0", "y0", "state_x0"]);
+        let (x0, y0, sx0) = (r.metrics[0].1, r.metrics[1].1, r.metrics[2].1);
+        assert!(x0.is_finite());
+        if r.iter % 3 == 0 {
+            assert!(y0.is_finite() && sx0.is_finite(), "iteration {}", r.iter);
+            assert_eq!(x0, -sx0, "metrics must see the reported x = −state.x");
+        } else {
+            assert!(y0.is_nan() && sx0.is_nan(), "iteration {}", r.iter);
+        }
+    }
+    assert_eq!(calls.get(), 2, "evaluated at iterations 3 and 6 only");
+    assert_eq!(host(&out.reported.x), host(&out.state.x.clone().neg()));
+    assert_eq!(host(&out.reported.y), host(&out.state.y.clone().neg()));
+    assert_eq!(out.reported.name, "returned");
+    assert!(out.alternatives.is_empty());
+}
+
+/// A metric group that fails, or returns the wrong number of values, ends the run with an
+/// error (fails if errors were swallowed into NaN, as the runner's cache once did).
+#[test]
+fn metric_errors_end_the_run() {
+    let (p, solver, state) = setup(0.0, 0.05);
+    let err = Executor::new(&p, solver.clone())
+        .configure(|c| bilevel_core::ExecutorConfig { max_iters: 3, ..c })
+        .add_observer(Recorder::new(), ObserverMode::Always)
+        .add_metrics(&["a", "b"], 1, |_| Ok(vec![1.0]))
+        .run(state.clone())
+        .unwrap_err();
+    assert!(
+        matches!(err, bilevel_core::BilevelError::ShapeMismatch { .. }),
+        "{err}"
+    );
+    let err = Executor::new(&p, solver)
+        .configure(|c| bilevel_core::ExecutorConfig { max_iters: 3, ..c })
+        .add_observer(Recorder::new(), ObserverMode::Always)
+        .add_metrics(&["a"], 2, |m| {
+            if m.state.iter == 2 {
+                Err(bilevel_core::BilevelError::invalid(
+                    "a",
+                    "evaluation failed",
+                ))
+            } else {
+                Ok(vec![0.0])
+            }
+        })
+        .run(state)
+        .unwrap_err();
+    assert!(err.to_string().contains("evaluation failed"), "{err}");
 }

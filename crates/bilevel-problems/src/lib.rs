@@ -2,8 +2,9 @@
 //!
 //! The applications of the experiments in `docs/REPRODUCTION.md` as
 //! [`bilevel_core::BilevelProblem`]s built from models and data, each an [`Application`]
-//! (seeded start, evaluation metrics), plus the serde specs that build them and the runner that
-//! pairs them with an algorithm.
+//! (seeded start, evaluation metrics), plus the serde specs that build them ([`spec`]: the
+//! `[problem]` table, one line per application). This crate never imports an algorithm: the
+//! `bilevel-run` crate pairs applications with the methods of `bilevel-algorithms`.
 
 pub mod adversarial_ls;
 pub mod application;
@@ -19,14 +20,10 @@ pub mod hyper_cleaning_cnn;
 pub mod linear_ce;
 pub mod liu_hard;
 pub mod meta_learning;
-pub mod method;
 pub mod poisoning;
 pub mod quadratic;
-pub mod runner;
 pub mod spec;
 
 pub use application::{Application, Metric};
 pub use error::{ProblemError, Result};
-pub use method::{MethodSpec, SolverVisitor};
-pub use runner::{run_application, run_spec, ResumeFrom, RunHooks, RunReport, RunSpec};
 pub use spec::{ApplicationVisitor, BuildContext, ProblemSpec};

@@ -8,7 +8,8 @@ use anyhow::Result;
 use bilevel_core::backend::{dispatch, BackendTask};
 use bilevel_core::TerminationReason;
 use bilevel_problems::spec::BuildContext;
-use bilevel_problems::{run_spec, ProblemError, RunHooks, RunReport, RunSpec};
+use bilevel_problems::ProblemError;
+use bilevel_run::{run_spec, RunHooks, RunReport, RunSpec};
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::json;
 

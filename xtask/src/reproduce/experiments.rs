@@ -17,15 +17,15 @@ use bilevel_problems::hyper_cleaning::HyperCleaningSpec;
 use bilevel_problems::hyper_cleaning_cnn::{HyperCleaningCnnSpec, ImageDataset};
 use bilevel_problems::liu_hard::LiuHardSpec;
 use bilevel_problems::meta_learning::MetaLearningSpec;
-use bilevel_problems::method::{
+use bilevel_problems::poisoning::PoisoningSpec;
+use bilevel_problems::quadratic::QuadraticSpec;
+use bilevel_problems::spec::ProblemSpec;
+use bilevel_run::method::{
     AidCgSpec, AidFpSpec, AlsetDaggerSpec, AlsetSpec, AmigoSpec, BatchSize, BsaSpec,
     ConstraintSpec, FslaSpec, HoagSpec, HozogSpec, IgfmSpec, ItdSpec, LowerLevelKind,
     OptimizerKind, PzoboSSpec, PzoboSpec, SidSpec, StocBioSpec, TtsaSpec,
 };
-use bilevel_problems::poisoning::PoisoningSpec;
-use bilevel_problems::quadratic::QuadraticSpec;
-use bilevel_problems::spec::ProblemSpec;
-use bilevel_problems::MethodSpec;
+use bilevel_run::MethodSpec;
 
 use super::report::{CheckResult, CheckedValue, SeedRun};
 

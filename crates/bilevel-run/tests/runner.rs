@@ -4,11 +4,12 @@
 use std::path::Path;
 
 use bilevel_core::TerminationReason;
-use bilevel_problems::method::{BatchSize, MethodSpec, METHODS};
 use bilevel_problems::quadratic::QuadraticSpec;
-use bilevel_problems::runner::{CHECKPOINT_FILE, RECORDS_FILE};
 use bilevel_problems::spec::{BuildContext, ProblemSpec};
-use bilevel_problems::{run_spec, ProblemError, ResumeFrom, RunHooks, RunReport, RunSpec};
+use bilevel_problems::ProblemError;
+use bilevel_run::method::{BatchSize, MethodSpec, METHODS};
+use bilevel_run::runner::{CHECKPOINT_FILE, RECORDS_FILE};
+use bilevel_run::{run_spec, ResumeFrom, RunHooks, RunReport, RunSpec};
 use burn::backend::{Autodiff, NdArray};
 
 type TB = Autodiff<NdArray<f64>>;

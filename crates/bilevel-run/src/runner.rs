@@ -35,16 +35,16 @@ use bilevel_core::second_order::SecondOrder;
 use bilevel_core::tensor::{norm, to_vec};
 use bilevel_core::{
     BilevelError, Checkpoint, Checkpointing, Executor, ExecutorConfig, IterRecord, Observe,
-    ObserverMode, OracleCounts, ReportedPoint, RunOutcome, Solver, State, TerminationReason,
+    ObserverMode, OracleCounts, RunOutcome, Solver, State, TerminationReason,
 };
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::application::{Application, Metric};
-use crate::error::{ProblemError, Result};
+use bilevel_problems::spec::{ApplicationVisitor, BuildContext, ProblemSpec};
+use bilevel_problems::{Application, Metric, ProblemError, Result};
+
 use crate::method::{MethodSpec, SolverVisitor};
-use crate::spec::{ApplicationVisitor, BuildContext, ProblemSpec};
 
 /// File name of the executor checkpoint inside a checkpoint directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
@@ -368,14 +368,6 @@ pub fn run_application<B: AutodiffBackend, P: Application<B>>(
     })
 }
 
-/// Metric values of the iteration being recorded, computed once per iteration for all metric
-/// columns.
-struct EvalCache {
-    iter: Option<u64>,
-    values: Vec<f64>,
-    error: Option<ProblemError>,
-}
-
 /// Shared sinks: the records of the report and the files they are mirrored to.
 struct Sinks {
     records: Vec<IterRecord>,
@@ -485,63 +477,6 @@ impl<B: AutodiffBackend> Observe<B> for CsvRows {
     }
 }
 
-/// Shares the solver between the executor, which runs it, and the metrics and `final_y`, which
-/// report its [`Solver::reported_y`]. The executor holds no borrow between iterations, when the
-/// metrics run.
-struct SharedSolver<S>(Rc<RefCell<S>>);
-
-impl<B: AutodiffBackend, S: Solver<B>> Solver<B> for SharedSolver<S> {
-    fn name(&self) -> String {
-        self.0.borrow().name()
-    }
-
-    fn validate(&self) -> bilevel_core::Result<()> {
-        self.0.borrow().validate()
-    }
-
-    fn init<P: bilevel_core::BilevelProblem<B>>(
-        &mut self,
-        oracle: &mut bilevel_core::Oracle<'_, B, P>,
-        state: State<B>,
-    ) -> bilevel_core::Result<State<B>> {
-        self.0.borrow_mut().init(oracle, state)
-    }
-
-    fn next_iter<P: bilevel_core::BilevelProblem<B>>(
-        &mut self,
-        oracle: &mut bilevel_core::Oracle<'_, B, P>,
-        state: State<B>,
-    ) -> bilevel_core::Result<State<B>> {
-        self.0.borrow_mut().next_iter(oracle, state)
-    }
-
-    fn reported_x(&self, state: &State<B>) -> Tensor<B, 1> {
-        self.0.borrow().reported_x(state)
-    }
-
-    fn reported_y(&self, state: &State<B>) -> Tensor<B, 1> {
-        self.0.borrow().reported_y(state)
-    }
-
-    fn reported_alternatives(&self, state: &State<B>) -> Vec<ReportedPoint<B>> {
-        self.0.borrow().reported_alternatives(state)
-    }
-}
-
-fn evaluate<B: AutodiffBackend, P: Application<B>, S: Solver<B>>(
-    problem: &P,
-    solver: &S,
-    state: &State<B>,
-    names: &[&'static str],
-) -> Result<Vec<f64>> {
-    evaluate_at(
-        problem,
-        &solver.reported_x(state),
-        &solver.reported_y(state),
-        names,
-    )
-}
-
 /// The application's metric values at `(x, y)`, checked against `names`.
 fn evaluate_at<B: AutodiffBackend, P: Application<B>>(
     problem: &P,
@@ -584,7 +519,6 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             hooks,
         } = self;
         let names = problem.metric_names();
-        let solver = Rc::new(RefCell::new(solver));
         let resume_iter = hooks.resume.as_ref().map(|r| r.checkpoint.state.iter);
         if let Some(r) = &hooks.resume {
             r.checkpoint
@@ -628,7 +562,12 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             None => {
                 let (x0, y0) = problem.initial_point(run.seed)?;
                 let state = State::new(x0, y0, run.seed);
-                let values = evaluate(problem, &*solver.borrow(), &state, &names)?;
+                let values = evaluate_at(
+                    problem,
+                    &solver.reported_x(&state),
+                    &solver.reported_y(&state),
+                    &names,
+                )?;
                 let record = IterRecord {
                     iter: 0,
                     wall_time_s: 0.0,
@@ -647,34 +586,15 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             }
         };
 
-        let cache = Rc::new(RefCell::new(EvalCache {
-            iter: None,
-            values: Vec::new(),
-            error: None,
-        }));
         let eval_every = run.eval_every;
-        let mut executor = Executor::new(problem, SharedSolver(Rc::clone(&solver)))
-            .configure(|_| run.executor_config());
-        for (i, name) in names.iter().enumerate() {
-            let cache = Rc::clone(&cache);
-            let solver = Rc::clone(&solver);
-            let names = names.clone();
-            executor = executor.add_metric(name, move |state: &State<B>| {
-                if state.iter % eval_every != 0 {
-                    return f64::NAN;
-                }
-                let mut c = cache.borrow_mut();
-                if c.iter != Some(state.iter) {
-                    c.iter = Some(state.iter);
-                    match evaluate(problem, &*solver.borrow(), state, &names) {
-                        Ok(v) => c.values = v,
-                        Err(e) => {
-                            c.values = vec![f64::NAN; names.len()];
-                            c.error.get_or_insert(e);
-                        }
-                    }
-                }
-                c.values.get(i).copied().unwrap_or(f64::NAN)
+        let mut executor = Executor::new(problem, solver).configure(|_| run.executor_config());
+        if !names.is_empty() {
+            let metric_names = names.clone();
+            executor = executor.add_metrics(&names, eval_every, move |point| {
+                evaluate_at(problem, &point.x, &point.y, &metric_names).map_err(|e| match e {
+                    ProblemError::Bilevel(e) => e,
+                    other => BilevelError::Evaluation(other.to_string()),
+                })
             });
         }
         executor = executor.add_observer(
@@ -706,9 +626,6 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             Start::Resume(checkpoint) => executor.resume(&checkpoint)?,
             Start::Fresh(state) => executor.run(state)?,
         };
-        if let Some(e) = cache.borrow_mut().error.take() {
-            return Err(e);
-        }
 
         let state = &outcome.state;
         let last = sinks.borrow().records.last().cloned();
@@ -717,7 +634,8 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
                 r.metrics.iter().map(|(_, v)| *v).collect()
             }
             _ => {
-                let values = evaluate(problem, &*solver.borrow(), state, &names)?;
+                let values =
+                    evaluate_at(problem, &outcome.reported.x, &outcome.reported.y, &names)?;
                 // An interrupted run continues later: its records must not hold an off-cadence
                 // row that an uninterrupted run would not have.
                 if outcome.termination != TerminationReason::Interrupted {
@@ -750,17 +668,16 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             }
         };
         let records = std::mem::take(&mut sinks.borrow_mut().records);
-        let final_y = to_vec(solver.borrow().reported_y(state))?;
-        let final_x = to_vec(solver.borrow().reported_x(state))?;
-        let alternatives = solver
-            .borrow()
-            .reported_alternatives(state)
-            .into_iter()
+        let final_y = to_vec(outcome.reported.y.clone())?;
+        let final_x = to_vec(outcome.reported.x.clone())?;
+        let alternatives = outcome
+            .alternatives
+            .iter()
             .map(|point| {
                 let values = evaluate_at(problem, &point.x, &point.y, &names)?;
                 Ok(ReportedMetrics {
                     name: point.name.to_string(),
-                    x: to_vec(point.x)?,
+                    x: to_vec(point.x.clone())?,
                     metrics: names
                         .iter()
                         .zip(values)

@@ -44,7 +44,7 @@ use bilevel_core::{
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use bilevel_problems::Result;
 
 // ---------------------------------------------------------------------------------------------
 // Small value types of the config format.
