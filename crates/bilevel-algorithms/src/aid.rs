@@ -76,7 +76,7 @@ impl InnerSteps {
             )),
             InnerSteps::Increasing { scale } if !(scale > 0.0 && scale.is_finite()) => {
                 Err(BilevelError::invalid(
-                    "inner_steps.scale",
+                    "inner_steps_growth",
                     format!("must be > 0 and finite, got {scale}"),
                 ))
             }
@@ -116,31 +116,31 @@ impl LinearSolver {
     /// Checks `N ≥ 1`, `tol ≥ 0`, `η > 0`.
     pub fn validate(&self) -> Result<()> {
         if self.steps() == 0 {
+            let key = match self {
+                LinearSolver::ConjugateGradient { .. } => "cg_steps",
+                LinearSolver::FixedPoint { .. } => "linear_steps",
+            };
             return Err(BilevelError::invalid(
-                "linear_solver.steps",
+                key,
                 "must be ≥ 1 (with no update v is never solved for)",
             ));
         }
         match *self {
-            LinearSolver::ConjugateGradient { tol, .. } if !(tol >= 0.0 && tol.is_finite()) => {
-                Err(BilevelError::invalid(
-                    "linear_solver.tol",
-                    format!("must be ≥ 0 and finite, got {tol}"),
-                ))
-            }
-            LinearSolver::FixedPoint { step, .. } if !(step > 0.0 && step.is_finite()) => {
-                Err(BilevelError::invalid(
-                    "linear_solver.step",
-                    format!("must be > 0 and finite, got {step}"),
-                ))
-            }
+            LinearSolver::ConjugateGradient { tol, .. } if !(tol >= 0.0 && tol.is_finite()) => Err(
+                BilevelError::invalid("cg_tol", format!("must be ≥ 0 and finite, got {tol}")),
+            ),
+            LinearSolver::FixedPoint { step, .. } if !(step > 0.0 && step.is_finite()) => Err(
+                BilevelError::invalid("linear_step", format!("must be > 0 and finite, got {step}")),
+            ),
             _ => Ok(()),
         }
     }
 }
 
-/// Settings of [`Aid`].
+/// Settings of [`Aid`]; its serde form is the `[algorithm]` table of `aid-cg` / `aid-fp` (see
+/// [`AidTable`]).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "AidTable", into = "AidTable")]
 pub struct AidConfig {
     /// Inner GD step `α > 0` (contracts for `α < 2/L_g`).
     pub inner_step: f64,
@@ -170,7 +170,128 @@ impl Default for AidConfig {
     }
 }
 
+/// The flat `[algorithm]` table of `aid-cg` / `aid-fp`, the serde form of [`AidConfig`]:
+///
+/// ```toml
+/// inner_step = 0.1            # α
+/// inner_steps = 10            # T (or inner_steps_growth = c: T_k = ⌈c (k+1)^{1/4}⌉)
+/// warm_start_inner = true
+/// cg_steps = 10               # aid-cg: N CG steps, stop early at cg_tol (0: never)
+/// cg_tol = 0.0
+/// # linear_step = 0.1         # aid-fp: N = linear_steps fixed-point steps of size η
+/// # linear_steps = 10
+/// warm_start_linear = true
+/// ```
+///
+/// The CG keys and the fixed-point keys select the solver and cannot be combined.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AidTable {
+    /// Inner GD step `α`.
+    pub inner_step: f64,
+    /// Inner steps `T` (ignored when `inner_steps_growth` is set).
+    pub inner_steps: usize,
+    /// `c > 0`: `T_k = ⌈c (k+1)^{1/4}⌉` instead of `inner_steps` (AID-increasing).
+    pub inner_steps_growth: Option<f64>,
+    /// Warm-start the inner loop.
+    pub warm_start_inner: bool,
+    /// CG steps `N` (aid-cg).
+    pub cg_steps: Option<usize>,
+    /// Relative CG residual tolerance, 0 = run all `N` (aid-cg).
+    pub cg_tol: Option<f64>,
+    /// Fixed-point step `η` (aid-fp).
+    pub linear_step: Option<f64>,
+    /// Fixed-point steps `N` (aid-fp).
+    pub linear_steps: Option<usize>,
+    /// Warm-start the linear solver.
+    pub warm_start_linear: bool,
+}
+
+impl Default for AidTable {
+    /// [`AidConfig::default`]'s keys with no solver key set (= CG with `N = 10`, `tol = 0`), so
+    /// that a table naming the fixed-point keys alone selects AID-FP.
+    fn default() -> Self {
+        Self {
+            cg_steps: None,
+            cg_tol: None,
+            ..AidConfig::default().into()
+        }
+    }
+}
+
+impl From<AidConfig> for AidTable {
+    fn from(c: AidConfig) -> Self {
+        let (inner_steps, inner_steps_growth) = match c.inner_steps {
+            InnerSteps::Constant { steps } => (steps, None),
+            InnerSteps::Increasing { scale } => (10, Some(scale)),
+        };
+        let (cg_steps, cg_tol, linear_step, linear_steps) = match c.linear_solver {
+            LinearSolver::ConjugateGradient { steps, tol } => (Some(steps), Some(tol), None, None),
+            LinearSolver::FixedPoint { step, steps } => (None, None, Some(step), Some(steps)),
+        };
+        Self {
+            inner_step: c.inner_step,
+            inner_steps,
+            inner_steps_growth,
+            warm_start_inner: c.warm_start_inner,
+            cg_steps,
+            cg_tol,
+            linear_step,
+            linear_steps,
+            warm_start_linear: c.warm_start_linear,
+        }
+    }
+}
+
+impl TryFrom<AidTable> for AidConfig {
+    type Error = BilevelError;
+
+    fn try_from(t: AidTable) -> Result<Self> {
+        let cg = t.cg_steps.is_some() || t.cg_tol.is_some();
+        let fixed_point = t.linear_step.is_some() || t.linear_steps.is_some();
+        let linear_solver = match (cg, fixed_point) {
+            (true, true) => {
+                return Err(BilevelError::invalid(
+                    if t.cg_steps.is_some() { "cg_steps" } else { "cg_tol" },
+                    "the CG keys (cg_steps, cg_tol: aid-cg) and the fixed-point keys                      (linear_step, linear_steps: aid-fp) cannot be combined",
+                ))
+            }
+            (false, true) => LinearSolver::FixedPoint {
+                step: t.linear_step.unwrap_or(0.1),
+                steps: t.linear_steps.unwrap_or(10),
+            },
+            _ => LinearSolver::ConjugateGradient {
+                steps: t.cg_steps.unwrap_or(10),
+                tol: t.cg_tol.unwrap_or(0.0),
+            },
+        };
+        Ok(Self {
+            inner_step: t.inner_step,
+            inner_steps: match t.inner_steps_growth {
+                Some(scale) => InnerSteps::Increasing { scale },
+                None => InnerSteps::Constant {
+                    steps: t.inner_steps,
+                },
+            },
+            warm_start_inner: t.warm_start_inner,
+            linear_solver,
+            warm_start_linear: t.warm_start_linear,
+        })
+    }
+}
+
 impl AidConfig {
+    /// AID-FP's defaults: [`AidConfig::default`] with `N = 10` fixed-point steps of `η = 0.1`.
+    pub fn fixed_point() -> Self {
+        Self {
+            linear_solver: LinearSolver::FixedPoint {
+                step: 0.1,
+                steps: 10,
+            },
+            ..Self::default()
+        }
+    }
+
     /// Checks every field; errors are [`BilevelError::InvalidParameter`].
     pub fn validate(&self) -> Result<()> {
         if !(self.inner_step > 0.0 && self.inner_step.is_finite()) {

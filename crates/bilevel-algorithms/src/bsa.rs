@@ -133,14 +133,15 @@ pub(crate) fn sgd_step<B: AutodiffBackend, P: BilevelProblem<B>>(
     Ok(y.sub(grad.mul_scalar(step)))
 }
 
-/// Settings of [`Bsa`].
+/// Settings of [`Bsa`]; its serde form is the flat `[algorithm]` table of `bsa`
+/// ([`BsaTable`]: these keys with the [`RandomizedNeumann`] keys inlined).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "BsaTable", into = "BsaTable")]
 pub struct BsaConfig {
     /// Inner SGD steps per outer iteration (`T`, ≥ 1), unless `inner_steps_growth` is set.
     pub inner_steps: usize,
     /// `Some(c)` (`c > 0`): Ghadimi & Wang's growing `T_k = ⌈c (k + 1)^{1/2}⌉` instead of
     /// `inner_steps` (module documentation); `None` (default): constant `T`.
-    #[serde(default)]
     pub inner_steps_growth: Option<f64>,
     /// Base inner step `α` (> 0): step `t` uses `α / (t + 1)^{inner_step_decay}`.
     pub inner_step: f64,
@@ -150,6 +151,79 @@ pub struct BsaConfig {
     pub inner_batch: Option<usize>,
     /// The hypergradient at `y_T`.
     pub hypergradient: RandomizedNeumann,
+}
+
+/// The flat `[algorithm]` table of `bsa`, the serde form of [`BsaConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BsaTable {
+    /// Inner SGD steps `T` (unless `inner_steps_growth` is set).
+    pub inner_steps: usize,
+    /// `c > 0`: `T_k = ⌈c (k+1)^{1/2}⌉` instead of `inner_steps`.
+    pub inner_steps_growth: Option<f64>,
+    /// Base inner step `α`.
+    pub inner_step: f64,
+    /// `α_t = α / (t+1)^decay`.
+    pub inner_step_decay: f64,
+    /// Samples per inner step.
+    #[serde(with = "crate::table::batch")]
+    pub inner_batch: Option<usize>,
+    /// Samples of `∇F` (`ξ`).
+    #[serde(with = "crate::table::batch")]
+    pub outer_batch: Option<usize>,
+    /// Samples of each HVP (`ζ_j`).
+    #[serde(with = "crate::table::batch")]
+    pub hessian_batch: Option<usize>,
+    /// Samples of the JVP (`ζ_0`).
+    #[serde(with = "crate::table::batch")]
+    pub jacobian_batch: Option<usize>,
+    /// Truncation `Q`: `p ~ U{0..Q−1}` HVPs.
+    pub neumann_terms: usize,
+    /// Neumann step `η`.
+    pub neumann_step: f64,
+}
+
+impl Default for BsaTable {
+    fn default() -> Self {
+        BsaConfig::default().into()
+    }
+}
+
+impl From<BsaConfig> for BsaTable {
+    fn from(c: BsaConfig) -> Self {
+        let n = c.hypergradient;
+        Self {
+            inner_steps: c.inner_steps,
+            inner_steps_growth: c.inner_steps_growth,
+            inner_step: c.inner_step,
+            inner_step_decay: c.inner_step_decay,
+            inner_batch: c.inner_batch,
+            outer_batch: n.outer_batch,
+            hessian_batch: n.hessian_batch,
+            jacobian_batch: n.jacobian_batch,
+            neumann_terms: n.neumann_terms,
+            neumann_step: n.neumann_step,
+        }
+    }
+}
+
+impl From<BsaTable> for BsaConfig {
+    fn from(t: BsaTable) -> Self {
+        Self {
+            inner_steps: t.inner_steps,
+            inner_steps_growth: t.inner_steps_growth,
+            inner_step: t.inner_step,
+            inner_step_decay: t.inner_step_decay,
+            inner_batch: t.inner_batch,
+            hypergradient: RandomizedNeumann {
+                outer_batch: t.outer_batch,
+                hessian_batch: t.hessian_batch,
+                jacobian_batch: t.jacobian_batch,
+                neumann_terms: t.neumann_terms,
+                neumann_step: t.neumann_step,
+            },
+        }
+    }
 }
 
 impl Default for BsaConfig {

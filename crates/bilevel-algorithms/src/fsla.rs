@@ -77,6 +77,7 @@ pub const DIRECTION: &str = "fsla_direction";
 
 /// Settings of [`Fsla`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FslaConfig {
     /// `δ > 0`: the outer step is `α_k = δ / (k + 1)^p`.
     pub base_step: f64,
@@ -90,12 +91,16 @@ pub struct FslaConfig {
     /// `η_k ≤ 1` at every `k` (`α_k` never grows). `c_η δ = 1` with `p = 0` makes `d = h`.
     pub momentum_ratio: f64,
     /// Samples `ξ1` of `∂_ωG` in the `ω` step (`None`: the full data set).
+    #[serde(with = "crate::table::batch")]
     pub inner_batch: Option<usize>,
     /// Samples `ξ2` and `ξ4` of each gradient of `F` (`None`: the full data set).
+    #[serde(with = "crate::table::batch")]
     pub outer_batch: Option<usize>,
     /// Samples `ξ3` of the Hessian-vector product (`None`: the full data set).
+    #[serde(with = "crate::table::batch")]
     pub hessian_batch: Option<usize>,
     /// Samples `ξ5` of the Jacobian-vector products (`None`: the full data set).
+    #[serde(with = "crate::table::batch")]
     pub jacobian_batch: Option<usize>,
 }
 

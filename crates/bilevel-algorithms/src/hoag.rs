@@ -82,6 +82,7 @@ const GROWTH: f64 = 0.95;
 
 /// Settings of [`Hoag`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HoagConfig {
     /// Inner GD step `α > 0`.
     pub inner_step: f64,

@@ -44,6 +44,7 @@ use crate::validate::{check_count, check_step};
 
 /// The distribution of the random directions `u_j`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum DirectionDistribution {
     /// `u ~ N(0, I_p)`, estimate scaled by 1.
     #[default]
@@ -54,6 +55,7 @@ pub enum DirectionDistribution {
 
 /// Settings of [`Hozog`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HozogConfig {
     /// Inner GD steps per evaluation of `Φ_N` (`N`, ≥ 1).
     pub inner_steps: usize,

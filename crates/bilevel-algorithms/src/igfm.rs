@@ -48,8 +48,8 @@
 
 use bilevel_core::tensor::{scalar, vector};
 use bilevel_core::{
-    Batch, BilevelError, BilevelProblem, HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer,
-    ReportedPoint, Result, State,
+    Batch, BilevelError, BilevelProblem, Constraint, HypergradientEstimator, Oracle, OuterLoop,
+    OuterOptimizer, ReportedPoint, Result, State,
 };
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
@@ -81,7 +81,10 @@ pub const VALUE_MINUS: &str = "igfm_value_minus";
 pub const FEASIBLE_STEPS: &str = "igfm_feasible_steps";
 
 /// Settings of IGFM (paper 003, Alg. 2); the horizon `T` is the executor's `max_iters`.
+///
+/// Its serde form is the flat `[algorithm]` table of `igfm` ([`IgfmTable`]).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "IgfmTable", into = "IgfmTable")]
 pub struct IgfmConfig {
     /// Outer step `η > 0`.
     pub step: f64,
@@ -103,8 +106,68 @@ impl Default for IgfmConfig {
     }
 }
 
+/// The flat `[algorithm]` table of `igfm`, the serde form of [`IgfmConfig`]: `step`,
+/// `smoothing_radius`, and SGM's keys with its step renamed `sgm_step`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IgfmTable {
+    /// Outer step `η`.
+    pub step: f64,
+    /// Smoothing radius `δ`.
+    pub smoothing_radius: f64,
+    /// SGM step `τ`.
+    pub sgm_step: f64,
+    /// SGM `K₀`.
+    pub lower_value_steps: usize,
+    /// SGM `K`.
+    pub switching_steps: usize,
+    /// SGM `θ`.
+    pub feasibility_threshold: f64,
+    /// SGM's set `Y`.
+    #[serde(with = "crate::table::constraint")]
+    pub lower_constraint: Constraint,
+}
+
+impl Default for IgfmTable {
+    fn default() -> Self {
+        IgfmConfig::default().into()
+    }
+}
+
+impl From<IgfmConfig> for IgfmTable {
+    fn from(c: IgfmConfig) -> Self {
+        let s = c.lower_solver;
+        Self {
+            step: c.step,
+            smoothing_radius: c.smoothing_radius,
+            sgm_step: s.step,
+            lower_value_steps: s.lower_value_steps,
+            switching_steps: s.switching_steps,
+            feasibility_threshold: s.feasibility_threshold,
+            lower_constraint: s.lower_constraint,
+        }
+    }
+}
+
+impl From<IgfmTable> for IgfmConfig {
+    fn from(t: IgfmTable) -> Self {
+        Self {
+            step: t.step,
+            smoothing_radius: t.smoothing_radius,
+            lower_solver: SgmConfig {
+                step: t.sgm_step,
+                lower_value_steps: t.lower_value_steps,
+                switching_steps: t.switching_steps,
+                feasibility_threshold: t.feasibility_threshold,
+                lower_constraint: t.lower_constraint,
+            },
+        }
+    }
+}
+
 impl IgfmConfig {
-    /// Checks every field; errors are [`BilevelError::InvalidParameter`].
+    /// Checks every field; errors are [`BilevelError::InvalidParameter`] naming the table key
+    /// (SGM's `step` is `sgm_step`).
     pub fn validate(&self) -> Result<()> {
         if !(self.step > 0.0 && self.step.is_finite()) {
             return Err(BilevelError::invalid(
@@ -118,7 +181,15 @@ impl IgfmConfig {
                 format!("must be > 0 and finite, got {}", self.smoothing_radius),
             ));
         }
-        self.lower_solver.validate()
+        self.lower_solver.validate().map_err(|e| match e {
+            BilevelError::InvalidParameter { name, reason } if name == "step" => {
+                BilevelError::InvalidParameter {
+                    name: "sgm_step".into(),
+                    reason,
+                }
+            }
+            e => e,
+        })
     }
 }
 

@@ -34,6 +34,7 @@ use burn::tensor::Tensor;
 
 /// Settings of [`Itd`].
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ItdConfig {
     /// Inner GD step `α > 0`.
     pub inner_step: f64,

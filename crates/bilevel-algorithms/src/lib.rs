@@ -18,5 +18,6 @@ pub mod pzobo;
 pub mod sgm;
 pub mod sid;
 pub mod stocbio;
+pub mod table;
 pub mod ttsa;
 mod validate;

@@ -47,6 +47,7 @@ use burn::tensor::Tensor;
 
 /// Settings of [`Maml`] (and of [`crate::anil::Anil`]).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct MamlConfig {
     /// Per-task inner GD step `α > 0` (Finn et al.'s `α`).
     pub inner_step: f64,
@@ -56,6 +57,7 @@ pub struct MamlConfig {
     pub first_order: bool,
     /// Tasks per meta-batch, drawn without replacement each iteration (`1 ≤ b ≤ m`); `None` =
     /// all tasks every iteration.
+    #[serde(with = "crate::table::batch")]
     pub tasks_per_batch: Option<usize>,
 }
 

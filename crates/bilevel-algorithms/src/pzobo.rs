@@ -45,6 +45,7 @@ use burn::tensor::Tensor;
 
 /// Where every inner run of an outer iteration starts (`y_0`; the same for all `Q + 1` runs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum InnerStart {
     /// `y_0 = 0` at every outer iteration.
     Zeros,
@@ -59,6 +60,7 @@ pub enum InnerStart {
 
 /// Settings of [`Pzobo`] (PZOBO when both batches are `None`, PZOBO-S otherwise).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PzoboConfig {
     /// Inner (S)GD steps per run (`N`, ≥ 1).
     pub inner_steps: usize,
@@ -73,8 +75,10 @@ pub struct PzoboConfig {
     pub inner_start: InnerStart,
     /// Samples per inner SGD step, shared by all `Q + 1` runs (`|S_t|` = `S`; `None`: full batch,
     /// i.e. PZOBO).
+    #[serde(with = "crate::table::batch")]
     pub inner_batch: Option<usize>,
     /// Samples of the outer gradients `∇F(x, y^N; D_F)` (`D_f`; `None`: full batch).
+    #[serde(with = "crate::table::batch")]
     pub outer_batch: Option<usize>,
 }
 
@@ -90,6 +94,17 @@ impl Default for PzoboConfig {
             inner_start: InnerStart::Initial,
             inner_batch: None,
             outer_batch: None,
+        }
+    }
+}
+
+impl PzoboConfig {
+    /// PZOBO-S: [`PzoboConfig::default`] with `batch` samples per inner step and of `∇F`.
+    pub fn stochastic(batch: usize) -> Self {
+        Self {
+            inner_batch: Some(batch),
+            outer_batch: Some(batch),
+            ..Self::default()
         }
     }
 }

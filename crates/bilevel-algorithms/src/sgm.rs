@@ -30,12 +30,15 @@
 //! - no `f` values, HVPs or JVPs. [`SgmOutput::feasible_steps`] reports `|I|`.
 
 use bilevel_core::tensor::scalar;
-use bilevel_core::{Batch, BilevelError, BilevelProblem, Constraint, Oracle, Result};
+use bilevel_core::{
+    Batch, BilevelError, BilevelProblem, Constraint, Oracle, Result, Solver, State,
+};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
 /// Settings of [`Sgm`] (paper 003, Alg. 1).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SgmConfig {
     /// Step `τ > 0` of every projected gradient step (on `g` and on `f`).
     pub step: f64,
@@ -47,6 +50,7 @@ pub struct SgmConfig {
     pub feasibility_threshold: f64,
     /// The lower-level set `Y` (compact in Theorem 6.1; [`Constraint::Unconstrained`] runs the
     /// same steps without projection).
+    #[serde(with = "crate::table::constraint")]
     pub lower_constraint: Constraint,
 }
 
@@ -182,5 +186,47 @@ impl Sgm {
             feasible_steps,
             last_iterate: y,
         })
+    }
+}
+
+/// `sgm` as a runnable method: one SGM solve (Alg. 1) per iteration at the fixed initial `x`,
+/// from the previous output `y`; `outer_loss = f(x, y_out)`, so a run shows `f(x₀, y_out) → φ(x₀)`.
+/// No hypergradient: the upper variable never moves (SGM is IGFM's lower-level sub-routine,
+/// not an outer method).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SgmAtFixedX {
+    sgm: Sgm,
+}
+
+impl SgmAtFixedX {
+    /// A solver with a validated configuration.
+    pub fn new(config: SgmConfig) -> Result<Self> {
+        Ok(Self {
+            sgm: Sgm::new(config)?,
+        })
+    }
+}
+
+impl<B: AutodiffBackend> Solver<B> for SgmAtFixedX {
+    fn name(&self) -> String {
+        "sgm".into()
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.sgm.config().validate()
+    }
+
+    fn next_iter<P: BilevelProblem<B>>(
+        &mut self,
+        oracle: &mut Oracle<'_, B, P>,
+        mut state: State<B>,
+    ) -> Result<State<B>> {
+        let out = self.sgm.solve(oracle, &state.x, state.y.clone())?;
+        let value = scalar(oracle.f_value(&state.x, &out.solution, &Batch::Full)?);
+        state.y = out.solution;
+        state.outer_loss = Some(value);
+        state.hypergradient = None;
+        state.iter += 1;
+        Ok(state)
     }
 }

@@ -99,7 +99,7 @@ impl LowerLevel {
             LowerLevel::GradientStep { step } => {
                 if !(step > 0.0 && step.is_finite()) {
                     return Err(BilevelError::invalid(
-                        "lower_level.step",
+                        "lower_level_step",
                         format!("γ must be > 0 and finite, got {step}"),
                     ));
                 }
@@ -166,20 +166,20 @@ impl InnerStepSchedule {
             Ok(())
         };
         match *self {
-            InnerStepSchedule::Constant { step } => check_unit("inner_step_schedule.step", step),
+            InnerStepSchedule::Constant { step } => check_unit("fixed_point_step", step),
             InnerStepSchedule::Decreasing {
                 initial,
                 offset,
                 power,
             } => {
-                check_unit("inner_step_schedule.initial", initial)?;
+                check_unit("fixed_point_step", initial)?;
                 if !(offset > 0.0 && offset.is_finite()) {
                     return Err(BilevelError::invalid(
-                        "inner_step_schedule.offset",
+                        "fixed_point_step_offset",
                         format!("must be > 0 and finite, got {offset}"),
                     ));
                 }
-                check_exponent("inner_step_schedule.power", power)
+                check_exponent("fixed_point_step_decay", power)
             }
         }
     }
@@ -188,7 +188,11 @@ impl InnerStepSchedule {
 /// Settings of [`Sid`]. Build with a struct literal over [`Default`], then pick a variant with
 /// [`SidConfig::warm_inner`], [`SidConfig::amigo`], [`SidConfig::alset`] or
 /// [`SidConfig::alset_dagger`].
+///
+/// Its serde form is the flat `[algorithm]` table of `sid-bsgm`, `amigo`, `alset` and
+/// `alset-dagger` ([`SidTable`]).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "SidTable", into = "SidTable")]
 pub struct SidConfig {
     /// The contraction `Ψ`.
     pub lower_level: LowerLevel,
@@ -225,6 +229,133 @@ impl Default for SidConfig {
             inner_step_schedule: InnerStepSchedule::Constant { step: 1.0 },
             warm_start_inner: false,
             warm_start_linear: false,
+        }
+    }
+}
+
+/// How SID's lower level is posed in a table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LowerLevelKind {
+    /// `Ψ(w, x) = w − γ ∇_w g(x, w)` with `γ = lower_level_step`.
+    #[default]
+    GradientStep,
+    /// The problem's own contraction map (an error if it has none).
+    Contraction,
+}
+
+/// The flat `[algorithm]` table of the SID family, the serde form of [`SidConfig`]:
+///
+/// ```toml
+/// lower_level = "gradient-step"   # or "contraction"
+/// lower_level_step = 0.1          # γ of Ψ = w − γ∇_w g
+/// inner_steps = 10                # t
+/// linear_steps = 10               # k
+/// batch_size = 50                 # s (or "full")
+/// inner_batch = 1
+/// linear_batch = 1
+/// fixed_point_step = 1.0          # η_0 ∈ (0, 1]
+/// fixed_point_step_decay = 0.0    # p: η_j = η_0 (c/(c+j))^p, 0 = constant
+/// fixed_point_step_offset = 1.0   # c
+/// warm_start_inner = false
+/// warm_start_linear = false
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SidTable {
+    /// `"gradient-step"` or `"contraction"`.
+    pub lower_level: LowerLevelKind,
+    /// `γ` of the gradient step.
+    pub lower_level_step: f64,
+    /// LL fixed-point steps `t`.
+    pub inner_steps: usize,
+    /// LS fixed-point steps `k`.
+    pub linear_steps: usize,
+    /// Samples `s` of `∇F` and `∂_xΨᵀv`.
+    #[serde(with = "crate::table::batch")]
+    pub batch_size: Option<usize>,
+    /// Samples per LL step.
+    #[serde(with = "crate::table::batch")]
+    pub inner_batch: Option<usize>,
+    /// Samples per LS step.
+    #[serde(with = "crate::table::batch")]
+    pub linear_batch: Option<usize>,
+    /// `η_0 ∈ (0, 1]` of both fixed-point solvers.
+    pub fixed_point_step: f64,
+    /// `p ≥ 0` (0: constant steps).
+    pub fixed_point_step_decay: f64,
+    /// `c > 0` of the decreasing schedule.
+    pub fixed_point_step_offset: f64,
+    /// Start the LL from the previous `w`.
+    pub warm_start_inner: bool,
+    /// Start the LS from the previous `v`.
+    pub warm_start_linear: bool,
+}
+
+impl Default for SidTable {
+    fn default() -> Self {
+        SidConfig::default().into()
+    }
+}
+
+impl From<SidConfig> for SidTable {
+    fn from(c: SidConfig) -> Self {
+        let (lower_level, lower_level_step) = match c.lower_level {
+            LowerLevel::GradientStep { step } => (LowerLevelKind::GradientStep, step),
+            LowerLevel::Contraction => (LowerLevelKind::Contraction, 0.1),
+        };
+        let (step, decay, offset) = match c.inner_step_schedule {
+            InnerStepSchedule::Constant { step } => (step, 0.0, 1.0),
+            InnerStepSchedule::Decreasing {
+                initial,
+                offset,
+                power,
+            } => (initial, power, offset),
+        };
+        Self {
+            lower_level,
+            lower_level_step,
+            inner_steps: c.inner_steps,
+            linear_steps: c.linear_steps,
+            batch_size: c.batch_size,
+            inner_batch: c.inner_batch,
+            linear_batch: c.linear_batch,
+            fixed_point_step: step,
+            fixed_point_step_decay: decay,
+            fixed_point_step_offset: offset,
+            warm_start_inner: c.warm_start_inner,
+            warm_start_linear: c.warm_start_linear,
+        }
+    }
+}
+
+impl From<SidTable> for SidConfig {
+    fn from(t: SidTable) -> Self {
+        Self {
+            lower_level: match t.lower_level {
+                LowerLevelKind::GradientStep => LowerLevel::GradientStep {
+                    step: t.lower_level_step,
+                },
+                LowerLevelKind::Contraction => LowerLevel::Contraction,
+            },
+            inner_steps: t.inner_steps,
+            linear_steps: t.linear_steps,
+            batch_size: t.batch_size,
+            inner_batch: t.inner_batch,
+            linear_batch: t.linear_batch,
+            inner_step_schedule: if t.fixed_point_step_decay == 0.0 {
+                InnerStepSchedule::Constant {
+                    step: t.fixed_point_step,
+                }
+            } else {
+                InnerStepSchedule::Decreasing {
+                    initial: t.fixed_point_step,
+                    offset: t.fixed_point_step_offset,
+                    power: t.fixed_point_step_decay,
+                }
+            },
+            warm_start_inner: t.warm_start_inner,
+            warm_start_linear: t.warm_start_linear,
         }
     }
 }

@@ -83,11 +83,11 @@ impl HessianBatch {
             HessianBatch::Fixed(size) => check_batch("hessian_batch", size),
             HessianBatch::Geometric { first, ratio } => {
                 if first == 0 {
-                    return Err(BilevelError::invalid("hessian_batch.first", "must be ≥ 1"));
+                    return Err(BilevelError::invalid("hessian_batch", "must be ≥ 1"));
                 }
                 if !(ratio > 0.0 && ratio <= 1.0) {
                     return Err(BilevelError::invalid(
-                        "hessian_batch.ratio",
+                        "hessian_batch_ratio",
                         format!("must lie in (0, 1], got {ratio}"),
                     ));
                 }
@@ -111,8 +111,10 @@ impl HessianBatch {
     }
 }
 
-/// Settings of [`StocBio`].
+/// Settings of [`StocBio`]; its serde form is the flat `[algorithm]` table of `stocbio`
+/// ([`StocBioTable`]).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "StocBioTable", into = "StocBioTable")]
 pub struct StocBioConfig {
     /// Inner SGD steps per outer iteration (`T`, ≥ 1).
     pub inner_steps: usize,
@@ -146,6 +148,90 @@ impl Default for StocBioConfig {
             neumann_terms: 10,
             neumann_step: 0.5,
         }
+    }
+}
+
+/// The flat `[algorithm]` table of `stocbio`, the serde form of [`StocBioConfig`]: the same
+/// keys, batch sizes as a number or `"full"`, and the Hessian batches as `hessian_batch = B`
+/// plus, for Prop. 3's geometric schedule, `hessian_batch_ratio = r` (the `j`-th HVP uses
+/// `⌈B · r^{j−1}⌉` samples).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StocBioTable {
+    /// Inner SGD steps `T`.
+    pub inner_steps: usize,
+    /// Inner step `α`.
+    pub inner_step: f64,
+    /// Samples per inner step `S`.
+    #[serde(with = "crate::table::batch")]
+    pub inner_batch: Option<usize>,
+    /// Samples of `∇F` (`D_f`).
+    #[serde(with = "crate::table::batch")]
+    pub outer_batch: Option<usize>,
+    /// Samples of the JVP (`D_g`).
+    #[serde(with = "crate::table::batch")]
+    pub jacobian_batch: Option<usize>,
+    /// Samples of each HVP, or of the first with `hessian_batch_ratio`.
+    #[serde(with = "crate::table::batch")]
+    pub hessian_batch: Option<usize>,
+    /// `r ∈ (0, 1]` of the geometric schedule (Prop. 3); unset: fixed batches.
+    pub hessian_batch_ratio: Option<f64>,
+    /// Neumann terms `Q`.
+    pub neumann_terms: usize,
+    /// Neumann step `η`.
+    pub neumann_step: f64,
+}
+
+impl Default for StocBioTable {
+    fn default() -> Self {
+        StocBioConfig::default().into()
+    }
+}
+
+impl From<StocBioConfig> for StocBioTable {
+    fn from(c: StocBioConfig) -> Self {
+        let (hessian_batch, hessian_batch_ratio) = match c.hessian_batch {
+            HessianBatch::Fixed(size) => (size, None),
+            HessianBatch::Geometric { first, ratio } => (Some(first), Some(ratio)),
+        };
+        Self {
+            inner_steps: c.inner_steps,
+            inner_step: c.inner_step,
+            inner_batch: c.inner_batch,
+            outer_batch: c.outer_batch,
+            jacobian_batch: c.jacobian_batch,
+            hessian_batch,
+            hessian_batch_ratio,
+            neumann_terms: c.neumann_terms,
+            neumann_step: c.neumann_step,
+        }
+    }
+}
+
+impl TryFrom<StocBioTable> for StocBioConfig {
+    type Error = BilevelError;
+
+    fn try_from(t: StocBioTable) -> Result<Self> {
+        let hessian_batch = match (t.hessian_batch_ratio, t.hessian_batch) {
+            (None, size) => HessianBatch::Fixed(size),
+            (Some(ratio), Some(first)) => HessianBatch::Geometric { first, ratio },
+            (Some(_), None) => {
+                return Err(BilevelError::invalid(
+                    "hessian_batch",
+                    "a geometric schedule (hessian_batch_ratio) needs a number of samples,                      not \"full\"",
+                ))
+            }
+        };
+        Ok(Self {
+            inner_steps: t.inner_steps,
+            inner_step: t.inner_step,
+            inner_batch: t.inner_batch,
+            outer_batch: t.outer_batch,
+            jacobian_batch: t.jacobian_batch,
+            hessian_batch,
+            neumann_terms: t.neumann_terms,
+            neumann_step: t.neumann_step,
+        })
     }
 }
 

@@ -42,8 +42,10 @@ pub const OUTER_STEP_DECAY: f64 = 0.6;
 /// Default exponent of TTSA's inner step `α_k = α₀ (k + 1)^{−2/5}` (the fast time scale).
 pub const INNER_STEP_DECAY: f64 = 0.4;
 
-/// Settings of [`Ttsa`].
+/// Settings of [`Ttsa`]; its serde form is the flat `[algorithm]` table of `ttsa`
+/// ([`TtsaTable`]: these keys with the [`RandomizedNeumann`] keys inlined).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "TtsaTable", into = "TtsaTable")]
 pub struct TtsaConfig {
     /// Base inner step `α₀` (> 0).
     pub inner_step: f64,
@@ -54,6 +56,71 @@ pub struct TtsaConfig {
     pub inner_batch: Option<usize>,
     /// The hypergradient at the new `y`.
     pub hypergradient: RandomizedNeumann,
+}
+
+/// The flat `[algorithm]` table of `ttsa`, the serde form of [`TtsaConfig`].
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TtsaTable {
+    /// Base inner step `α₀`.
+    pub inner_step: f64,
+    /// `α_k = α₀ (k+1)^{−decay}` (2/5: the fast time scale).
+    pub inner_step_decay: f64,
+    /// Samples of the inner step.
+    #[serde(with = "crate::table::batch")]
+    pub inner_batch: Option<usize>,
+    /// Samples of `∇F` (`ξ`).
+    #[serde(with = "crate::table::batch")]
+    pub outer_batch: Option<usize>,
+    /// Samples of each HVP (`ζ_j`).
+    #[serde(with = "crate::table::batch")]
+    pub hessian_batch: Option<usize>,
+    /// Samples of the JVP (`ζ_0`).
+    #[serde(with = "crate::table::batch")]
+    pub jacobian_batch: Option<usize>,
+    /// Truncation `Q`: `p ~ U{0..Q−1}` HVPs.
+    pub neumann_terms: usize,
+    /// Neumann step `η`.
+    pub neumann_step: f64,
+}
+
+impl Default for TtsaTable {
+    fn default() -> Self {
+        TtsaConfig::default().into()
+    }
+}
+
+impl From<TtsaConfig> for TtsaTable {
+    fn from(c: TtsaConfig) -> Self {
+        let n = c.hypergradient;
+        Self {
+            inner_step: c.inner_step,
+            inner_step_decay: c.inner_step_decay,
+            inner_batch: c.inner_batch,
+            outer_batch: n.outer_batch,
+            hessian_batch: n.hessian_batch,
+            jacobian_batch: n.jacobian_batch,
+            neumann_terms: n.neumann_terms,
+            neumann_step: n.neumann_step,
+        }
+    }
+}
+
+impl From<TtsaTable> for TtsaConfig {
+    fn from(t: TtsaTable) -> Self {
+        Self {
+            inner_step: t.inner_step,
+            inner_step_decay: t.inner_step_decay,
+            inner_batch: t.inner_batch,
+            hypergradient: RandomizedNeumann {
+                outer_batch: t.outer_batch,
+                hessian_batch: t.hessian_batch,
+                jacobian_batch: t.jacobian_batch,
+                neumann_terms: t.neumann_terms,
+                neumann_step: t.neumann_step,
+            },
+        }
+    }
 }
 
 impl Default for TtsaConfig {

@@ -468,35 +468,35 @@ fn invalid_configs_are_rejected() {
                 lower_level: LowerLevel::GradientStep { step: 0.0 },
                 ..ok
             },
-            "lower_level.step",
+            "lower_level_step",
         ),
         (
             SidConfig {
                 lower_level: LowerLevel::GradientStep { step: f64::NAN },
                 ..ok
             },
-            "lower_level.step",
+            "lower_level_step",
         ),
         (
             SidConfig {
                 inner_step_schedule: InnerStepSchedule::Constant { step: 0.0 },
                 ..ok
             },
-            "inner_step_schedule.step",
+            "fixed_point_step",
         ),
         (
             SidConfig {
                 inner_step_schedule: InnerStepSchedule::Constant { step: 1.5 },
                 ..ok
             },
-            "inner_step_schedule.step",
+            "fixed_point_step",
         ),
         (
             SidConfig {
                 inner_step_schedule: InnerStepSchedule::harmonic(4.0, 2.0),
                 ..ok
             },
-            "inner_step_schedule.initial",
+            "fixed_point_step",
         ),
         (
             SidConfig {
@@ -507,7 +507,7 @@ fn invalid_configs_are_rejected() {
                 },
                 ..ok
             },
-            "inner_step_schedule.offset",
+            "fixed_point_step_offset",
         ),
         (
             SidConfig {
@@ -518,7 +518,7 @@ fn invalid_configs_are_rejected() {
                 },
                 ..ok
             },
-            "inner_step_schedule.power",
+            "fixed_point_step_decay",
         ),
     ];
     let q = quadratic(2, 0.1, 0);

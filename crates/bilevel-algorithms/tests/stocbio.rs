@@ -287,7 +287,7 @@ fn invalid_configs_are_rejected() {
                 },
                 ..ok
             },
-            "hessian_batch.first",
+            "hessian_batch",
         ),
         (
             StocBioConfig {
@@ -297,7 +297,7 @@ fn invalid_configs_are_rejected() {
                 },
                 ..ok
             },
-            "hessian_batch.ratio",
+            "hessian_batch_ratio",
         ),
         (
             StocBioConfig {

@@ -124,7 +124,9 @@ fn toml_failure(e: &toml::de::Error, text: &str, origin: &Path) -> Failure {
         }
         None => origin.display().to_string(),
     };
-    let hint = if message.contains("unknown variant") && message.contains("aid-cg") {
+    let hint = if message.contains("unknown algorithm")
+        || (message.contains("unknown variant") && message.contains("aid-cg"))
+    {
         "`name` in [algorithm] must be one of the algorithms that `bilevel list algorithms` \
          prints"
             .to_string()
@@ -146,6 +148,10 @@ fn toml_failure(e: &toml::de::Error, text: &str, origin: &Path) -> Failure {
         "[problem] needs `kind = \"<problem>\"` and [algorithm] needs `name = \"<algorithm>\"` \
          (`bilevel list` prints both)"
             .to_string()
+    } else if message.contains("invalid parameter") {
+        "change the key named in the message as it says (`bilevel list --defaults` prints \
+         every table with its defaults)"
+            .to_string()
     } else if message.contains("invalid type") || message.contains("invalid length") {
         "give the key a value of the type and length stated in the message (see \
          assets/configs/ for examples)"
@@ -159,31 +165,4 @@ fn toml_failure(e: &toml::de::Error, text: &str, origin: &Path) -> Failure {
         format!("invalid config {place}: {}", message.replace('\n', " ")),
         hint,
     )
-}
-
-/// The problem ids a `[problem]` table accepts, read from the spec's own serde error (so the
-/// list can never go stale).
-pub fn problem_ids() -> Vec<String> {
-    #[derive(Debug, Deserialize)]
-    #[allow(dead_code)]
-    struct Probe {
-        problem: ProblemSpec,
-    }
-    let Err(e) = toml::from_str::<Probe>("[problem]\nkind = \"?\"\n") else {
-        return Vec::new();
-    };
-    backticked_after(e.message(), "expected one of")
-        .or_else(|| backticked_after(e.message(), "expected"))
-        .unwrap_or_default()
-}
-
-fn backticked_after(message: &str, marker: &str) -> Option<Vec<String>> {
-    let rest = &message[message.find(marker)? + marker.len()..];
-    let names: Vec<String> = rest
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect();
-    (!names.is_empty()).then_some(names)
 }

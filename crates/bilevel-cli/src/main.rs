@@ -20,7 +20,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use bilevel_problems::spec::{ProblemSpec, PROBLEMS};
 use bilevel_run::method::{MethodSpec, METHODS};
+use bilevel_run::RunSpec;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::Config;
@@ -48,7 +50,8 @@ enum Command {
         /// Only this section.
         #[arg(value_enum)]
         what: Option<ListWhat>,
-        /// Also print every algorithm's `[algorithm]` table with all defaults.
+        /// Also print every table with all its defaults (`[problem]` of every kind,
+        /// `[algorithm]` of every name, `[run]`, `[output]`).
         #[arg(long)]
         defaults: bool,
     },
@@ -73,19 +76,26 @@ fn list(what: Option<ListWhat>, defaults: bool) -> Result<(), Failure> {
     let show = |w: ListWhat| what.is_none_or(|x| x == w);
     if show(ListWhat::Problems) {
         println!("Problems ([problem] kind = ...):");
-        let ids = config::problem_ids();
-        if ids.is_empty() {
-            println!("  (none yet)");
-        }
-        for id in ids {
-            println!("  {id}");
+        for p in PROBLEMS {
+            println!("  {:<18} {}", p.id, p.description);
         }
         println!();
+        if defaults {
+            #[derive(serde::Serialize)]
+            struct Table<'a> {
+                problem: &'a ProblemSpec,
+            }
+            for p in PROBLEMS {
+                if let Some(spec) = ProblemSpec::default_for(p.id) {
+                    println!("{}", to_toml(&Table { problem: &spec })?);
+                }
+            }
+        }
     }
     if show(ListWhat::Algorithms) {
         println!("Algorithms ([algorithm] name = ...):");
         for m in METHODS {
-            println!("  {:<9} {} [{}]", m.name, m.description, m.paper);
+            println!("  {:<12} {} [{}]", m.name, m.description, m.paper);
         }
         println!();
         if defaults {
@@ -94,13 +104,26 @@ fn list(what: Option<ListWhat>, defaults: bool) -> Result<(), Failure> {
                 algorithm: &'a MethodSpec,
             }
             for m in METHODS {
-                let Some(spec) = MethodSpec::default_for(m.name) else {
-                    continue;
-                };
-                let text = toml::to_string(&Table { algorithm: &spec }).unwrap_or_default();
-                println!("{text}");
+                if let Some(spec) = MethodSpec::default_for(m.name) {
+                    println!("{}", to_toml(&Table { algorithm: &spec })?);
+                }
             }
         }
+    }
+    if defaults && what.is_none() {
+        #[derive(serde::Serialize)]
+        struct Tables {
+            run: RunSpec,
+            output: config::OutputSpec,
+        }
+        println!("# The optional tables ([output] dir and log_every default to none):");
+        println!(
+            "{}",
+            to_toml(&Tables {
+                run: RunSpec::default(),
+                output: config::OutputSpec::default(),
+            })?
+        );
     }
     if show(ListWhat::Datasets) {
         println!("Data sets (cargo xtask data fetch <name>):");
@@ -114,6 +137,15 @@ fn list(what: Option<ListWhat>, defaults: bool) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// A table as TOML, or an internal error.
+fn to_toml<T: serde::Serialize>(value: &T) -> Result<String, Failure> {
+    toml::to_string(value).map_err(|e| Failure {
+        code: failure::EXIT_INTERNAL,
+        message: format!("cannot print a table as TOML: {e}"),
+        hint: Some("this is a bug in bilevel; please report it".into()),
+    })
 }
 
 fn check_config(file: &std::path::Path, print: bool) -> Result<(), Failure> {

@@ -84,7 +84,7 @@ fn unknown_algorithm() {
     config_error(
         &format!("{QUADRATIC}[algorithm]\nname = \"adam-bio\"\n"),
         2,
-        &["unknown variant `adam-bio`", "aid-cg", "bilevel list"],
+        &["unknown algorithm `adam-bio`", "aid-cg", "bilevel list"],
     );
 }
 

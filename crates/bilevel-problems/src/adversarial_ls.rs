@@ -98,6 +98,18 @@ impl Default for AdversarialLsSpec {
 }
 
 impl AdversarialLsSpec {
+    /// This spec with `wine_dir` defaulting to `<data_dir>/wine-quality` when the spec names
+    /// none and a data directory is given (the CLI's `--data-dir`, reproduce's data folder).
+    pub fn with_data_dir(&self, data_dir: Option<&std::path::Path>) -> Self {
+        match (&self.wine_dir, data_dir) {
+            (None, Some(dir)) => Self {
+                wine_dir: Some(dir.join(bilevel_data::tabular::WINE_QUALITY)),
+                ..self.clone()
+            },
+            _ => self.clone(),
+        }
+    }
+
     /// Checks every field's range (no data is read).
     pub fn validate(&self) -> Result<()> {
         check_count(

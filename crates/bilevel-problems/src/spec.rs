@@ -43,127 +43,128 @@ pub trait ApplicationVisitor<B: AutodiffBackend> {
     fn visit<P: Application<B>>(self, problem: P) -> Result<Self::Output>;
 }
 
-/// The `[problem]` table: `kind = "<experiment id>"` plus that problem's fields.
-///
-/// Every variant's struct has `deny_unknown_fields` and per-field defaults, so a table needs only
-/// `kind` and the keys it changes; a misspelt key is an error (checked by the tests:
-/// serde's internally tagged enums hand the variant struct the table minus `kind`, so its
-/// `deny_unknown_fields` applies).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum ProblemSpec {
-    /// FSLA's synthetic least squares (`kind = "quadratic"`).
-    #[serde(rename = "quadratic")]
-    Quadratic(QuadraticSpec),
-    /// Liu et al.'s instance without lower-level strong convexity (`kind = "liu-hard"`).
-    #[serde(rename = "liu-hard")]
-    LiuHard(LiuHardSpec),
-    /// Data hyper-cleaning on MNIST (`kind = "hyper-cleaning"`).
-    #[serde(rename = "hyper-cleaning")]
-    HyperCleaning(HyperCleaningSpec),
-    /// Data hyper-cleaning of a CNN4 on MNIST / Fashion-MNIST (`kind = "hyper-cleaning-cnn"`).
-    #[serde(rename = "hyper-cleaning-cnn")]
-    HyperCleaningCnn(HyperCleaningCnnSpec),
-    /// Few-shot meta-learning, backbone = x, per-task heads = y (`kind = "meta-learning"`).
-    #[serde(rename = "meta-learning")]
-    MetaLearning(MetaLearningSpec),
-    /// Per-feature log-ℓ2 regularisation of a text logistic regression, on SpamAssassin
-    /// (substitute for 20 Newsgroups) (`kind = "ho-logreg-text"`).
-    #[serde(rename = "ho-logreg-text")]
-    HoLogregText(HoLogregTextSpec),
-    /// Log-ℓ2 regularisation tuning of logistic regression on MNIST (`kind = "ho-l2-mnist"`).
-    #[serde(rename = "ho-l2-mnist")]
-    HoL2Mnist(HoL2MnistSpec),
-    /// Data poisoning of a linear MNIST classifier (`kind = "poisoning"`).
-    #[serde(rename = "poisoning")]
-    Poisoning(PoisoningSpec),
-    /// Adversarial training with least squares, on wine-quality (substitute for abalone)
-    /// (`kind = "adversarial-ls"`).
-    #[serde(rename = "adversarial-ls")]
-    AdversarialLs(AdversarialLsSpec),
-    /// Shallow hyper-representation on generated data (`kind = "hr-shallow"`).
-    #[serde(rename = "hr-shallow")]
-    HrShallow(HrShallowSpec),
-    /// Deep hyper-representation, LeNet-5 on MNIST (`kind = "hr-deep"`).
-    #[serde(rename = "hr-deep")]
-    HrDeep(HrDeepSpec),
-    /// Equilibrium model on MNIST, lower level in contraction form (`kind = "equilibrium"`).
-    #[serde(rename = "equilibrium")]
-    Equilibrium(EquilibriumSpec),
+/// One line of `bilevel list problems`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProblemInfo {
+    /// The `kind` of the `[problem]` table (the experiment id).
+    pub id: &'static str,
+    /// What it is, in one line.
+    pub description: &'static str,
 }
 
-impl ProblemSpec {
-    /// The experiment id.
-    pub fn id(&self) -> &'static str {
-        match self {
-            ProblemSpec::Quadratic(_) => "quadratic",
-            ProblemSpec::LiuHard(_) => "liu-hard",
-            ProblemSpec::HyperCleaning(_) => "hyper-cleaning",
-            ProblemSpec::HyperCleaningCnn(_) => "hyper-cleaning-cnn",
-            ProblemSpec::MetaLearning(_) => "meta-learning",
-            ProblemSpec::HoLogregText(_) => "ho-logreg-text",
-            ProblemSpec::HoL2Mnist(_) => "ho-l2-mnist",
-            ProblemSpec::Poisoning(_) => "poisoning",
-            ProblemSpec::AdversarialLs(_) => "adversarial-ls",
-            ProblemSpec::HrShallow(_) => "hr-shallow",
-            ProblemSpec::HrDeep(_) => "hr-deep",
-            ProblemSpec::Equilibrium(_) => "equilibrium",
+/// Declares the registry of problems: one line per application, from which [`ProblemSpec`],
+/// [`PROBLEMS`], [`ProblemSpec::id`], [`ProblemSpec::default_for`],
+/// [`ProblemSpec::validate`] and [`ProblemSpec::build_with`] are derived.
+///
+/// `Variant = "kind", Spec, |spec, ctx| build, "description";` — `build` makes the application
+/// from the spec and the [`BuildContext`] (inside a function generic over the backend `B`).
+/// **Adding a problem** = its file (the application and its serde `…Spec` with
+/// `deny_unknown_fields`, `Default` and `validate()`) + one line here.
+macro_rules! problems {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident = $id:literal, $spec:ty, |$s:ident, $ctx:ident| $build:expr,
+        $description:literal;
+    )*) => {
+        /// The `[problem]` table: `kind = "<experiment id>"` plus that problem's fields.
+        ///
+        /// Every variant's struct has `deny_unknown_fields` and per-field defaults, so a table
+        /// needs only `kind` and the keys it changes; a misspelt key is an error (checked by
+        /// the tests: serde's internally tagged enums hand the variant struct the table minus
+        /// `kind`, so its `deny_unknown_fields` applies).
+        #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(tag = "kind")]
+        pub enum ProblemSpec {
+            $( $(#[$doc])* #[serde(rename = $id)] $variant($spec), )*
         }
-    }
 
-    /// Checks every field's range without loading data.
-    pub fn validate(&self) -> Result<()> {
-        match self {
-            ProblemSpec::Quadratic(s) => s.validate(),
-            ProblemSpec::LiuHard(s) => s.validate(),
-            ProblemSpec::HyperCleaning(s) => s.validate(),
-            ProblemSpec::HyperCleaningCnn(s) => s.validate(),
-            ProblemSpec::MetaLearning(s) => s.validate(),
-            ProblemSpec::HoLogregText(s) => s.validate(),
-            ProblemSpec::HoL2Mnist(s) => s.validate(),
-            ProblemSpec::Poisoning(s) => s.validate(),
-            ProblemSpec::AdversarialLs(s) => s.validate(),
-            ProblemSpec::HrShallow(s) => s.validate(),
-            ProblemSpec::HrDeep(s) => s.validate(),
-            ProblemSpec::Equilibrium(s) => s.validate(),
-        }
-    }
+        /// Every problem a config can name, in registry order.
+        pub const PROBLEMS: &[ProblemInfo] = &[
+            $( ProblemInfo { id: $id, description: $description }, )*
+        ];
 
-    /// Builds the problem and hands it to `visitor`.
-    pub fn build_with<B: AutodiffBackend, V: ApplicationVisitor<B>>(
-        &self,
-        ctx: &BuildContext<B>,
-        visitor: V,
-    ) -> Result<V::Output> {
-        self.validate()?;
-        match self {
-            ProblemSpec::Quadratic(s) => visitor.visit(s.build::<B>(ctx.seed, &ctx.device)?),
-            ProblemSpec::LiuHard(s) => visitor.visit(s.build::<B>(&ctx.device)?),
-            ProblemSpec::HyperCleaning(s) => visitor.visit(s.build::<B>(ctx.seed, &ctx.device)?),
-            ProblemSpec::HyperCleaningCnn(s) => {
-                visitor.visit(s.build::<B>(ctx.seed, ctx.data_dir.as_deref(), &ctx.device)?)
+        impl ProblemSpec {
+            /// The experiment id.
+            pub fn id(&self) -> &'static str {
+                match self {
+                    $( ProblemSpec::$variant(_) => $id, )*
+                }
             }
-            ProblemSpec::MetaLearning(s) => {
-                visitor.visit(s.build::<B>(ctx.seed, ctx.data_dir.as_deref(), &ctx.device)?)
+
+            /// The problem with every field at its default, for each id in [`PROBLEMS`].
+            pub fn default_for(id: &str) -> Option<Self> {
+                match id {
+                    $( $id => Some(ProblemSpec::$variant(<$spec>::default())), )*
+                    _ => None,
+                }
             }
-            ProblemSpec::HoLogregText(s) => {
-                visitor.visit(s.build::<B>(ctx.seed, ctx.data_dir.as_deref(), &ctx.device)?)
+
+            /// Checks every field's range without loading data.
+            pub fn validate(&self) -> Result<()> {
+                match self {
+                    $( ProblemSpec::$variant(s) => s.validate(), )*
+                }
             }
-            ProblemSpec::HoL2Mnist(s) => visitor.visit(s.build::<B>(ctx.seed, &ctx.device)?),
-            ProblemSpec::Poisoning(s) => visitor.visit(s.build::<B>(ctx.seed, &ctx.device)?),
-            ProblemSpec::HrShallow(s) => visitor.visit(s.build::<B>(ctx.seed, &ctx.device)?),
-            ProblemSpec::HrDeep(s) => visitor.visit(s.build::<B>(ctx.seed, &ctx.device)?),
-            ProblemSpec::Equilibrium(s) => visitor.visit(s.build::<B>(ctx.seed, &ctx.device)?),
-            ProblemSpec::AdversarialLs(s) => {
-                let s = match (&s.wine_dir, &ctx.data_dir) {
-                    (None, Some(dir)) => AdversarialLsSpec {
-                        wine_dir: Some(dir.join(bilevel_data::tabular::WINE_QUALITY)),
-                        ..s.clone()
-                    },
-                    _ => s.clone(),
-                };
-                visitor.visit(s.build::<B>(ctx.seed, &ctx.device)?)
+
+            /// Builds the problem and hands it to `visitor`.
+            pub fn build_with<B: AutodiffBackend, V: ApplicationVisitor<B>>(
+                &self,
+                ctx: &BuildContext<B>,
+                visitor: V,
+            ) -> Result<V::Output> {
+                self.validate()?;
+                match self {
+                    $( ProblemSpec::$variant($s) => {
+                        let $ctx = ctx;
+                        visitor.visit($build?)
+                    } )*
+                }
             }
         }
-    }
+    };
+}
+
+problems! {
+    /// FSLA's synthetic least squares.
+    Quadratic = "quadratic", QuadraticSpec, |s, ctx| s.build::<B>(ctx.seed, &ctx.device),
+        "FSLA's synthetic least squares with an exact hypergradient (generated)";
+    /// Liu et al.'s instance without lower-level strong convexity.
+    LiuHard = "liu-hard", LiuHardSpec, |s, ctx| s.build::<B>(&ctx.device),
+        "Liu et al.'s 2-D instance where AID/ITD stall (no lower-level strong convexity)";
+    /// Data hyper-cleaning on MNIST.
+    HyperCleaning = "hyper-cleaning", HyperCleaningSpec,
+        |s, ctx| s.build::<B>(ctx.seed, &ctx.device),
+        "data hyper-cleaning of a linear classifier on MNIST";
+    /// Data hyper-cleaning of a CNN4 on MNIST / Fashion-MNIST.
+    HyperCleaningCnn = "hyper-cleaning-cnn", HyperCleaningCnnSpec,
+        |s, ctx| s.build::<B>(ctx.seed, ctx.data_dir.as_deref(), &ctx.device),
+        "data hyper-cleaning of a 4-layer CNN on MNIST or Fashion-MNIST";
+    /// Few-shot meta-learning, backbone = x, per-task heads = y.
+    MetaLearning = "meta-learning", MetaLearningSpec,
+        |s, ctx| s.build::<B>(ctx.seed, ctx.data_dir.as_deref(), &ctx.device),
+        "few-shot meta-learning: shared backbone, per-task heads (or the ANIL / MAML layouts)";
+    /// Per-feature log-ℓ2 regularisation of a text logistic regression, on SpamAssassin
+    /// (substitute for 20 Newsgroups).
+    HoLogregText = "ho-logreg-text", HoLogregTextSpec,
+        |s, ctx| s.build::<B>(ctx.seed, ctx.data_dir.as_deref(), &ctx.device),
+        "per-feature ℓ2 tuning of text logistic regression (SpamAssassin for 20 Newsgroups)";
+    /// Log-ℓ2 regularisation tuning of logistic regression on MNIST.
+    HoL2Mnist = "ho-l2-mnist", HoL2MnistSpec, |s, ctx| s.build::<B>(ctx.seed, &ctx.device),
+        "ℓ2 regularisation tuning of logistic regression on MNIST";
+    /// Data poisoning of a linear MNIST classifier.
+    Poisoning = "poisoning", PoisoningSpec, |s, ctx| s.build::<B>(ctx.seed, &ctx.device),
+        "data poisoning of a linear MNIST classifier";
+    /// Adversarial training with least squares, on wine-quality (substitute for abalone).
+    AdversarialLs = "adversarial-ls", AdversarialLsSpec,
+        |s, ctx| s.with_data_dir(ctx.data_dir.as_deref()).build::<B>(ctx.seed, &ctx.device),
+        "adversarial training of least squares (wine-quality for abalone)";
+    /// Shallow hyper-representation on generated data.
+    HrShallow = "hr-shallow", HrShallowSpec, |s, ctx| s.build::<B>(ctx.seed, &ctx.device),
+        "shallow hyper-representation: linear or 2-layer embedding (generated data)";
+    /// Deep hyper-representation, LeNet-5 on MNIST.
+    HrDeep = "hr-deep", HrDeepSpec, |s, ctx| s.build::<B>(ctx.seed, &ctx.device),
+        "deep hyper-representation: LeNet-5 on MNIST";
+    /// Equilibrium model on MNIST, lower level in contraction form.
+    Equilibrium = "equilibrium", EquilibriumSpec, |s, ctx| s.build::<B>(ctx.seed, &ctx.device),
+        "equilibrium model on MNIST, lower level as a contraction";
 }

@@ -46,6 +46,10 @@ use bilevel_problems::{Application, Metric, ProblemError, Result};
 
 use crate::method::{MethodSpec, SolverVisitor};
 
+mod sinks;
+
+use sinks::{prepare_csv, prepare_jsonl, BoxedObserver, CsvRows, KeepRecords, Sinks};
+
 /// File name of the executor checkpoint inside a checkpoint directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 /// File name of the JSON-lines record log inside a checkpoint directory.
@@ -368,115 +372,6 @@ pub fn run_application<B: AutodiffBackend, P: Application<B>>(
     })
 }
 
-/// Shared sinks: the records of the report and the files they are mirrored to.
-struct Sinks {
-    records: Vec<IterRecord>,
-    jsonl: Option<(PathBuf, File)>,
-    csv: Option<(PathBuf, File)>,
-    eval_every: u64,
-    error: Option<BilevelError>,
-}
-
-impl Sinks {
-    fn keep(&mut self, record: &IterRecord) {
-        self.records.push(record.clone());
-        if let Some((path, file)) = &mut self.jsonl {
-            let line = serde_json::to_string(record).unwrap_or_default();
-            if let Err(e) = writeln!(file, "{line}").and_then(|_| file.flush()) {
-                self.error.get_or_insert(BilevelError::io(path, e));
-            }
-        }
-    }
-
-    fn csv_row(&mut self, record: &IterRecord) {
-        let evaluated = record.iter % self.eval_every == 0;
-        if let Some((path, file)) = &mut self.csv {
-            let row = csv_row(record, evaluated);
-            if let Err(e) = writeln!(file, "{row}").and_then(|_| file.flush()) {
-                self.error.get_or_insert(BilevelError::io(path, e));
-            }
-        }
-    }
-}
-
-/// Keeps the CSV's header and rows up to `iter` (complete lines only); creates it with a header
-/// if missing or empty.
-fn prepare_csv(path: &Path, header: &str, keep_up_to: Option<u64>) -> Result<File> {
-    let io = |e: std::io::Error| ProblemError::from(BilevelError::io(path, e));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let mut kept = vec![header.to_string()];
-    if let (Some(up_to), true) = (keep_up_to, path.exists()) {
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        let complete = match text.rfind('\n') {
-            Some(end) => &text[..end],
-            None => "",
-        };
-        kept.extend(
-            complete
-                .lines()
-                .skip(1)
-                .filter(|l| {
-                    l.split(',')
-                        .next()
-                        .and_then(|i| i.parse::<u64>().ok())
-                        .is_some_and(|i| i <= up_to)
-                })
-                .map(str::to_string),
-        );
-    }
-    let mut file = File::create(path).map_err(io)?;
-    for line in kept {
-        writeln!(file, "{line}").map_err(io)?;
-    }
-    file.flush().map_err(io)?;
-    Ok(file)
-}
-
-fn prepare_jsonl(path: &Path, records: &[IterRecord]) -> Result<File> {
-    let io = |e: std::io::Error| ProblemError::from(BilevelError::io(path, e));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let mut file = File::create(path).map_err(io)?;
-    for r in records {
-        let line = serde_json::to_string(r)
-            .map_err(|e| ProblemError::from(BilevelError::Checkpoint(e.to_string())))?;
-        writeln!(file, "{line}").map_err(io)?;
-    }
-    file.flush().map_err(io)?;
-    Ok(file)
-}
-
-/// Forwards records to the shared sinks (records + JSONL at `eval_every`).
-struct KeepRecords(Rc<RefCell<Sinks>>);
-
-impl<B: AutodiffBackend> Observe<B> for KeepRecords {
-    fn observe_iter(&mut self, _state: &State<B>, record: &IterRecord) -> bilevel_core::Result<()> {
-        let mut sinks = self.0.borrow_mut();
-        sinks.keep(record);
-        match sinks.error.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Forwards records to the CSV file.
-struct CsvRows(Rc<RefCell<Sinks>>);
-
-impl<B: AutodiffBackend> Observe<B> for CsvRows {
-    fn observe_iter(&mut self, _state: &State<B>, record: &IterRecord) -> bilevel_core::Result<()> {
-        let mut sinks = self.0.borrow_mut();
-        sinks.csv_row(record);
-        match sinks.error.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-}
-
 /// The application's metric values at `(x, y)`, checked against `names`.
 fn evaluate_at<B: AutodiffBackend, P: Application<B>>(
     problem: &P,
@@ -704,24 +599,5 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             final_y,
             alternatives,
         })
-    }
-}
-
-/// Lets boxed observers from [`RunHooks::observers`] be added to the executor.
-struct BoxedObserver<B: AutodiffBackend>(Box<dyn Observe<B>>);
-
-impl<B: AutodiffBackend> Observe<B> for BoxedObserver<B> {
-    fn observe_start(&mut self, solver: &str, state: &State<B>) -> bilevel_core::Result<()> {
-        self.0.observe_start(solver, state)
-    }
-    fn observe_iter(&mut self, state: &State<B>, record: &IterRecord) -> bilevel_core::Result<()> {
-        self.0.observe_iter(state, record)
-    }
-    fn observe_end(
-        &mut self,
-        state: &State<B>,
-        reason: &TerminationReason,
-    ) -> bilevel_core::Result<()> {
-        self.0.observe_end(state, reason)
     }
 }

@@ -7,7 +7,7 @@ use bilevel_core::TerminationReason;
 use bilevel_problems::quadratic::QuadraticSpec;
 use bilevel_problems::spec::{BuildContext, ProblemSpec};
 use bilevel_problems::ProblemError;
-use bilevel_run::method::{BatchSize, MethodSpec, METHODS};
+use bilevel_run::method::{MethodSpec, METHODS};
 use bilevel_run::runner::{CHECKPOINT_FILE, RECORDS_FILE};
 use bilevel_run::{run_spec, ResumeFrom, RunHooks, RunReport, RunSpec};
 use burn::backend::{Autodiff, NdArray};
@@ -47,7 +47,7 @@ fn unknown_algorithm_lists_the_known_ones() {
     let msg = parse("[algorithm]\nname = \"adam-bio\"\n")
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("unknown variant `adam-bio`"), "{msg}");
+    assert!(msg.contains("unknown algorithm `adam-bio`"), "{msg}");
     assert!(msg.contains("aid-cg") && msg.contains("igfm"), "{msg}");
 }
 
@@ -75,8 +75,8 @@ fn batch_sizes_are_numbers_or_full() {
         panic!()
     };
     assert_eq!(
-        (s.inner_batch, s.outer_batch),
-        (BatchSize::Full, BatchSize::Samples(7))
+        (s.config.inner_batch, s.config.outer_batch),
+        (None, Some(7))
     );
     let text = toml::to_string(&c).unwrap();
     assert!(text.contains("inner_batch = \"full\""), "{text}");
@@ -92,22 +92,127 @@ fn batch_sizes_are_numbers_or_full() {
     assert!(msg.contains("inner_batch"), "{msg}");
 }
 
+/// The registry's parser: user keys over the line's defaults, outer keys only for
+/// [`bilevel_core::OuterLoop`] methods, AID's solver chosen by its keys, and the TOML form of each
+/// config equal to its table. Fails if the outer keys were not split off (every `outer_step`
+/// would be an unknown field of the config), if a method that owns its step accepted
+/// `outer_step`, if the per-line defaults were the type's (pzobo-s would have full batches,
+/// ttsa a constant outer step, amigo no warm start), or if the CG and fixed-point keys could be
+/// mixed.
+#[test]
+fn tables_merge_over_the_registry_defaults() {
+    use bilevel_algorithms::aid::LinearSolver;
+    let algorithm = |text: &str| parse(&format!("[algorithm]\n{text}\n")).map(|c| c.algorithm);
+    let MethodSpec::AidCg(t) =
+        algorithm("name = \"aid-cg\"\nouter_step = 0.5\ncg_tol = 1e-6").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(t.outer.unwrap().outer_step, 0.5);
+    assert_eq!(
+        t.config.linear_solver,
+        LinearSolver::ConjugateGradient {
+            steps: 10,
+            tol: 1e-6
+        }
+    );
+    let MethodSpec::AidFp(t) = algorithm("name = \"aid-fp\"\nlinear_steps = 4").unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        t.config.linear_solver,
+        LinearSolver::FixedPoint {
+            step: 0.1,
+            steps: 4
+        }
+    );
+    for mixed in [
+        "name = \"aid-cg\"\nlinear_step = 0.2",
+        "name = \"aid-fp\"\ncg_steps = 3",
+    ] {
+        let err = algorithm(mixed).unwrap_err().to_string();
+        assert!(err.contains("cannot be combined"), "{mixed}: {err}");
+    }
+    for owns_its_step in ["hoag", "fsla", "sgm", "igfm"] {
+        let err = algorithm(&format!("name = \"{owns_its_step}\"\nouter_step = 0.5")).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `outer_step`"),
+            "{err}"
+        );
+    }
+    let MethodSpec::PzoboS(t) = algorithm("name = \"pzobo-s\"").unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (t.config.inner_batch, t.config.outer_batch),
+        (Some(50), Some(50))
+    );
+    let MethodSpec::Ttsa(t) = algorithm("name = \"ttsa\"").unwrap() else {
+        panic!()
+    };
+    assert_eq!(t.outer.unwrap().outer_step_decay, 0.6);
+    let MethodSpec::Amigo(t) = algorithm("name = \"amigo\"\ninner_steps = 3").unwrap() else {
+        panic!()
+    };
+    assert!(t.config.warm_start_inner && t.config.warm_start_linear);
+    assert_eq!(t.config.inner_steps, 3);
+    // The printed table is the config's own TOML plus `name` and the outer keys.
+    let spec =
+        algorithm("name = \"stocbio\"\nhessian_batch = 20\nhessian_batch_ratio = 0.5").unwrap();
+    let text = toml::to_string(&spec).unwrap();
+    assert!(text.starts_with("name = \"stocbio\"\n"), "{text}");
+    for key in [
+        "hessian_batch = 20",
+        "hessian_batch_ratio = 0.5",
+        "outer_step = 0.1",
+        "optimizer = \"sgd\"",
+    ] {
+        assert!(text.contains(key), "{key}: {text}");
+    }
+    assert!(
+        algorithm("name = \"stocbio\"\nhessian_batch = \"full\"\nhessian_batch_ratio = 0.5")
+            .unwrap_err()
+            .to_string()
+            .contains("hessian_batch")
+    );
+}
+
 #[test]
 fn out_of_range_settings_are_errors_naming_the_key() {
     let cases = [
         ("aid-cg", "inner_step = -0.1", "inner_step"),
         ("aid-cg", "outer_step = -1.0", "outer_step"),
-        ("aid-cg", "cg_steps = 0", "linear_solver.steps"),
+        ("aid-cg", "cg_steps = 0", "cg_steps"),
+        ("aid-cg", "inner_steps_growth = -1.0", "inner_steps_growth"),
+        ("aid-fp", "linear_steps = 0", "linear_steps"),
+        ("aid-fp", "linear_step = -0.1", "linear_step"),
+        (
+            "stocbio",
+            "hessian_batch_ratio = 1.5",
+            "hessian_batch_ratio",
+        ),
+        ("sid-bsgm", "lower_level_step = 0.0", "lower_level_step"),
+        (
+            "sid-bsgm",
+            "fixed_point_step_decay = 1.0\nfixed_point_step_offset = 0.0",
+            "fixed_point_step_offset",
+        ),
+        ("igfm", "sgm_step = 0.0", "sgm_step"),
+        ("amigo", "warm_start_linear = false", "warm_start_linear"),
+        ("alset", "inner_steps = 3", "inner_steps"),
+        ("alset-dagger", "linear_steps = 4", "linear_steps"),
+        (
+            "alset-dagger",
+            "fixed_point_step_decay = 1.0",
+            "fixed_point_step_decay",
+        ),
+        ("pzobo", "inner_batch = 10", "inner_batch"),
         ("stocbio", "neumann_terms = 0", "neumann_terms"),
         ("bsa", "neumann_terms = 0", "neumann_terms"),
         ("itd", "truncation = 20", "truncation"),
         ("hoag", "tolerance_decay = 1.5", "tolerance_decay"),
         ("fsla", "momentum_ratio = 100.0", "momentum_ratio"),
-        (
-            "sid-bsgm",
-            "fixed_point_step = 2.0",
-            "inner_step_schedule.step",
-        ),
+        ("sid-bsgm", "fixed_point_step = 2.0", "fixed_point_step"),
         ("alset", "fixed_point_step = 0.0", "fixed_point_step"),
         ("alset", "linear_steps = 1", "linear_steps"),
         ("alset-dagger", "fixed_point_step = 0.0", "fixed_point_step"),
