@@ -127,14 +127,21 @@ pub fn csv_row(record: &IterRecord, with_metrics: bool) -> String {
     row
 }
 
-/// Appends one CSV row per observed iteration:
-/// `iter,wall_time_s,outer_loss,hypergrad_norm,<counts…>,<metrics…>`.
+/// The one metrics-CSV writer: one row per observed iteration,
+/// `iter,wall_time_s,outer_loss,hypergrad_norm,<counts…>,<metrics…>` ([`csv_header`],
+/// [`csv_row`]), each row flushed as written so a killed run leaves every row it wrote.
 ///
-/// The header is written when the file is created; appending to an existing file (a resumed
-/// run) keeps it.
+/// - [`CsvWriter::new`]: appends to `path`, writing the header first if the file is new;
+/// - [`CsvWriter::create`]: a fresh file with the header of these metrics;
+/// - [`CsvWriter::resume`]: continues a file after a checkpoint at iteration `iter`, keeping
+///   the header and the complete rows up to `iter` and dropping the rows a killed run wrote
+///   after its checkpoint (replaced atomically: a crash leaves the old file or the new one);
+/// - [`CsvWriter::metrics_every`]: metric cells only on iterations that are multiples of `n`
+///   (the others were not evaluated; their cells stay empty).
 pub struct CsvWriter {
     path: PathBuf,
-    file: Option<std::io::BufWriter<std::fs::File>>,
+    file: Option<std::fs::File>,
+    metrics_every: u64,
 }
 
 impl CsvWriter {
@@ -143,36 +150,111 @@ impl CsvWriter {
         Self {
             path: path.as_ref().to_path_buf(),
             file: None,
+            metrics_every: 1,
         }
+    }
+
+    /// Creates (or overwrites) `path` with the header for `metric_names`.
+    pub fn create(path: impl AsRef<Path>, metric_names: &[&str]) -> Result<Self> {
+        let path = path.as_ref();
+        Self::replace(path, &[csv_header(metric_names)])?;
+        Self::open_append(path)
+    }
+
+    /// Continues `path` after a checkpoint at iteration `iter`: keeps its header and its
+    /// complete rows with `iter ≤ iter` (a partial last line is dropped), or starts it with the
+    /// header of `metric_names` if it is missing or empty.
+    pub fn resume(path: impl AsRef<Path>, metric_names: &[&str], iter: u64) -> Result<Self> {
+        let path = path.as_ref();
+        let err = |e: std::io::Error| BilevelError::io(path, e);
+        let mut kept = vec![csv_header(metric_names)];
+        if path.exists() {
+            let text = std::fs::read_to_string(path).map_err(err)?;
+            let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+            kept.extend(
+                complete
+                    .lines()
+                    .skip(1)
+                    .filter(|l| {
+                        l.split(',')
+                            .next()
+                            .and_then(|i| i.parse::<u64>().ok())
+                            .is_some_and(|i| i <= iter)
+                    })
+                    .map(str::to_string),
+            );
+        }
+        Self::replace(path, &kept)?;
+        Self::open_append(path)
+    }
+
+    /// Metric cells only on iterations that are multiples of `every` (≥ 1).
+    pub fn metrics_every(mut self, every: u64) -> Self {
+        self.metrics_every = every.max(1);
+        self
+    }
+
+    /// Writes `record` as one row (metric cells on the cadence of
+    /// [`CsvWriter::metrics_every`]) and flushes it.
+    pub fn write(&mut self, record: &IterRecord) -> Result<()> {
+        let evaluated = record.iter % self.metrics_every == 0;
+        self.write_row(record, evaluated)
+    }
+
+    /// Writes `record` with its metric cells whatever the cadence (e.g. a run's final row) and
+    /// flushes it.
+    pub fn write_with_metrics(&mut self, record: &IterRecord) -> Result<()> {
+        self.write_row(record, true)
+    }
+
+    fn write_row(&mut self, record: &IterRecord, with_metrics: bool) -> Result<()> {
+        if self.file.is_none() {
+            let exists = self.path.metadata().is_ok_and(|m| m.len() > 0);
+            if !exists {
+                let names: Vec<&str> = record.metrics.iter().map(|(n, _)| n.as_str()).collect();
+                Self::replace(&self.path, &[csv_header(&names)])?;
+            }
+            self.file = Self::open_append(&self.path)?.file;
+        }
+        let path = &self.path;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| BilevelError::io(path, "not open"))?;
+        writeln!(file, "{}", csv_row(record, with_metrics))
+            .and_then(|_| file.flush())
+            .map_err(|e| BilevelError::io(path, e))
+    }
+
+    fn open_append(path: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| BilevelError::io(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: Some(file),
+            metrics_every: 1,
+        })
+    }
+
+    /// Writes `lines` to `path` atomically (a temporary file, then a rename).
+    fn replace(path: &Path, lines: &[String]) -> Result<()> {
+        let err = |e: std::io::Error| BilevelError::io(path, e);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let tmp = path.with_extension("csv.tmp");
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(&tmp, text).map_err(|e| BilevelError::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(err)
     }
 }
 
 impl<B: AutodiffBackend> Observe<B> for CsvWriter {
     fn observe_iter(&mut self, _state: &State<B>, record: &IterRecord) -> Result<()> {
-        let err = |e: std::io::Error| BilevelError::io(&self.path, e);
-        if self.file.is_none() {
-            let exists = self.path.exists();
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .map_err(err)?;
-            let mut file = std::io::BufWriter::new(file);
-            if !exists {
-                let names: Vec<&str> = record.metrics.iter().map(|(n, _)| n.as_str()).collect();
-                writeln!(file, "{}", csv_header(&names)).map_err(err)?;
-            }
-            self.file = Some(file);
-        }
-        let file = self.file.as_mut().expect("opened above");
-        writeln!(file, "{}", csv_row(record, true)).map_err(|e| BilevelError::io(&self.path, e))
-    }
-
-    fn observe_end(&mut self, _state: &State<B>, _reason: &TerminationReason) -> Result<()> {
-        if let Some(f) = self.file.as_mut() {
-            f.flush().map_err(|e| BilevelError::io(&self.path, e))?;
-        }
-        Ok(())
+        self.write(record)
     }
 }
 

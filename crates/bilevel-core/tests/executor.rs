@@ -308,3 +308,54 @@ fn metric_errors_end_the_run() {
         .unwrap_err();
     assert!(err.to_string().contains("evaluation failed"), "{err}");
 }
+
+fn record(iter: u64) -> bilevel_core::IterRecord {
+    bilevel_core::IterRecord {
+        iter,
+        wall_time_s: iter as f64,
+        outer_loss: Some(1.0 / (iter as f64 + 1.0)),
+        hypergrad_norm: None,
+        counts: Default::default(),
+        metrics: vec![("acc".to_string(), 0.5)],
+    }
+}
+
+/// The one CSV writer on resume: keeps the header and the complete rows up to the checkpoint,
+/// drops later rows (written by a killed run after its checkpoint) and a partial last line,
+/// then appends; metric cells follow the cadence. Fails if `resume` appended without
+/// truncating (rows 4..6 would stay, duplicated), kept the partial line, or if the cadence
+/// were ignored (row 1 would carry a metric).
+#[test]
+fn csv_writer_resumes_after_its_checkpoint() {
+    let dir = std::env::temp_dir().join(format!("bilevel-csv-resume-{}", std::process::id()));
+    let path = dir.join("m.csv");
+    let mut w = CsvWriter::create(&path, &["acc"]).unwrap().metrics_every(2);
+    for i in 0..=6 {
+        w.write(&record(i)).unwrap();
+    }
+    drop(w);
+    // A killed run's half-written line.
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("7,0.1");
+    std::fs::write(&path, text).unwrap();
+    let mut w = CsvWriter::resume(&path, &["acc"], 3).unwrap().metrics_every(2);
+    w.write(&record(4)).unwrap();
+    w.write_with_metrics(&record(5)).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("iter,") && lines[0].ends_with(",acc"), "{text}");
+    let iters: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(iters, ["0", "1", "2", "3", "4", "5"], "{text}");
+    let acc = |line: &str| line.rsplit(',').next().unwrap().to_string();
+    assert_eq!(acc(lines[2]), "", "row 1 is off the metric cadence");
+    assert_eq!(acc(lines[3]), "5e-1");
+    assert_eq!(acc(lines[6]), "5e-1", "the final row carries its metrics");
+    // A missing file is started with the header.
+    let fresh = dir.join("new.csv");
+    CsvWriter::resume(&fresh, &["acc"], 10).unwrap();
+    assert_eq!(std::fs::read_to_string(&fresh).unwrap().lines().count(), 1);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -23,19 +23,19 @@
 
 use std::cell::RefCell;
 use std::fs::File;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bilevel_core::observers::{csv_header, csv_row, ProgressBar};
+use bilevel_core::observers::ProgressBar;
 use bilevel_core::second_order::SecondOrder;
 use bilevel_core::tensor::{norm, to_vec};
 use bilevel_core::{
-    BilevelError, Checkpoint, Checkpointing, Executor, ExecutorConfig, IterRecord, Observe,
-    ObserverMode, OracleCounts, RunOutcome, Solver, State, TerminationReason,
+    BilevelError, Checkpoint, Checkpointing, CsvWriter, Executor, ExecutorConfig, IterRecord,
+    Observe, ObserverMode, OracleCounts, RunOutcome, Solver, State, TerminationReason,
 };
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
@@ -48,7 +48,7 @@ use crate::method::{MethodSpec, SolverVisitor};
 
 mod sinks;
 
-use sinks::{prepare_csv, prepare_jsonl, BoxedObserver, CsvRows, KeepRecords, Sinks};
+use sinks::{prepare_jsonl, BoxedObserver, CsvRows, KeepRecords, Sinks};
 
 /// File name of the executor checkpoint inside a checkpoint directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
@@ -434,10 +434,13 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             None => None,
         };
         let csv = match &hooks.csv {
-            Some(path) => Some((
-                path.clone(),
-                prepare_csv(path, &csv_header(&names), resume_iter)?,
-            )),
+            Some(path) => Some(
+                match resume_iter {
+                    Some(iter) => CsvWriter::resume(path, &names, iter)?,
+                    None => CsvWriter::create(path, &names)?,
+                }
+                .metrics_every(run.eval_every),
+            ),
             None => None,
         };
         let sinks = Rc::new(RefCell::new(Sinks {
@@ -448,7 +451,6 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
                 .unwrap_or_default(),
             jsonl,
             csv,
-            eval_every: run.eval_every,
             error: None,
         }));
 
@@ -473,7 +475,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
                 };
                 let mut s = sinks.borrow_mut();
                 s.keep(&record);
-                s.csv_row(&record);
+                s.csv_row(&record, false);
                 if let Some(e) = s.error.take() {
                     return Err(e.into());
                 }
@@ -549,12 +551,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
                     let mut s = sinks.borrow_mut();
                     s.keep(&record);
                     // The CSV's last row is the final state, with its metrics.
-                    let row = csv_row(&record, true);
-                    if let Some((path, file)) = &mut s.csv {
-                        writeln!(file, "{row}")
-                            .and_then(|_| file.flush())
-                            .map_err(|e| BilevelError::io(path, e))?;
-                    }
+                    s.csv_row(&record, true);
                     if let Some(e) = s.error.take() {
                         return Err(e.into());
                     }

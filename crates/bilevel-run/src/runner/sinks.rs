@@ -7,8 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use bilevel_core::observers::csv_row;
-use bilevel_core::{BilevelError, IterRecord, Observe, State, TerminationReason};
+use bilevel_core::{BilevelError, CsvWriter, IterRecord, Observe, State, TerminationReason};
 use bilevel_problems::{ProblemError, Result};
 use burn::tensor::backend::AutodiffBackend;
 
@@ -16,8 +15,7 @@ use burn::tensor::backend::AutodiffBackend;
 pub(super) struct Sinks {
     pub(super) records: Vec<IterRecord>,
     pub(super) jsonl: Option<(PathBuf, File)>,
-    pub(super) csv: Option<(PathBuf, File)>,
-    pub(super) eval_every: u64,
+    pub(super) csv: Option<CsvWriter>,
     pub(super) error: Option<BilevelError>,
 }
 
@@ -32,50 +30,19 @@ impl Sinks {
         }
     }
 
-    pub(super) fn csv_row(&mut self, record: &IterRecord) {
-        let evaluated = record.iter % self.eval_every == 0;
-        if let Some((path, file)) = &mut self.csv {
-            let row = csv_row(record, evaluated);
-            if let Err(e) = writeln!(file, "{row}").and_then(|_| file.flush()) {
-                self.error.get_or_insert(BilevelError::io(path, e));
+    /// A CSV row on the writer's metric cadence (`with_metrics`: whatever the cadence).
+    pub(super) fn csv_row(&mut self, record: &IterRecord, with_metrics: bool) {
+        if let Some(csv) = &mut self.csv {
+            let written = if with_metrics {
+                csv.write_with_metrics(record)
+            } else {
+                csv.write(record)
+            };
+            if let Err(e) = written {
+                self.error.get_or_insert(e);
             }
         }
     }
-}
-
-/// Keeps the CSV's header and rows up to `iter` (complete lines only); creates it with a header
-/// if missing or empty.
-pub(super) fn prepare_csv(path: &Path, header: &str, keep_up_to: Option<u64>) -> Result<File> {
-    let io = |e: std::io::Error| ProblemError::from(BilevelError::io(path, e));
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let mut kept = vec![header.to_string()];
-    if let (Some(up_to), true) = (keep_up_to, path.exists()) {
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        let complete = match text.rfind('\n') {
-            Some(end) => &text[..end],
-            None => "",
-        };
-        kept.extend(
-            complete
-                .lines()
-                .skip(1)
-                .filter(|l| {
-                    l.split(',')
-                        .next()
-                        .and_then(|i| i.parse::<u64>().ok())
-                        .is_some_and(|i| i <= up_to)
-                })
-                .map(str::to_string),
-        );
-    }
-    let mut file = File::create(path).map_err(io)?;
-    for line in kept {
-        writeln!(file, "{line}").map_err(io)?;
-    }
-    file.flush().map_err(io)?;
-    Ok(file)
 }
 
 pub(super) fn prepare_jsonl(path: &Path, records: &[IterRecord]) -> Result<File> {
@@ -113,7 +80,7 @@ pub(super) struct CsvRows(pub(super) Rc<RefCell<Sinks>>);
 impl<B: AutodiffBackend> Observe<B> for CsvRows {
     fn observe_iter(&mut self, _state: &State<B>, record: &IterRecord) -> bilevel_core::Result<()> {
         let mut sinks = self.0.borrow_mut();
-        sinks.csv_row(record);
+        sinks.csv_row(record, false);
         match sinks.error.take() {
             Some(e) => Err(e),
             None => Ok(()),
