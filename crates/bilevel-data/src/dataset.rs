@@ -12,6 +12,13 @@ use crate::error::{DataError, Result};
 ///
 /// The fields are public for cheap hand-off to tensor constructors; [`Dataset::new`] checks that
 /// they agree, and every function of this crate keeps them consistent.
+///
+/// # Not burn's `Dataset`
+/// This is a struct holding the data; burn's `Dataset` is a trait
+/// ([`burn_dataset::Dataset`], also `burn::data::dataset::Dataset`)
+/// for anything that hands out items by index. This struct implements that trait with
+/// [`ImageItem`](crate::ImageItem) items (so it can be fed to burn's `DataLoader`), and
+/// [`Dataset::from_burn`] builds one from any implementor; see [`crate::burn_items`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     /// Pixel values, `len * rows * cols`, row-major per image.

@@ -9,11 +9,16 @@
 //!   verified file by file.
 //! - [`split`]: seeded train/val/test splits, label corruption, per-feature standardisation.
 //! - [`assets`]: where the bundled data lives (`BILEVEL_ASSETS` overrides it).
+//! - [`burn_items`]: our sets as burn `burn_dataset::Dataset`s (for burn's `DataLoader`), and
+//!   [`Dataset::from_burn`] / [`RegressionSet::from_burn`] for data a user holds in one.
+//!   [`burn_dataset`] is re-exported so that users implement the very trait version we use.
+//!   Note the names: [`Dataset`] here is our struct, `burn_dataset::Dataset` burn's trait.
 //!
 //! Errors are one enum, [`DataError`]; nothing here panics on bad input files.
 
 pub mod assets;
 pub mod batches;
+pub mod burn_items;
 pub mod checksum;
 pub mod cifar;
 pub mod csv;
@@ -35,7 +40,13 @@ pub mod synthetic;
 pub mod tabular;
 pub mod text;
 
+/// burn's data set crate (`burn-dataset`, the version burn 0.21 uses; the same as
+/// `burn::data::dataset` with burn's `dataset` feature): its `Dataset` **trait** is what our sets
+/// implement (see [`burn_items`]); not to be confused with our [`Dataset`] struct.
+pub use burn_dataset;
+
 pub use batches::{sample_with_replacement, BatchSampler, ReplacementSampler};
+pub use burn_items::{EpisodeRange, ImageItem, ImageSetItem, RegressionItem, SparseItem};
 pub use cifar::{fc100_split, read_cifar100, Cifar100, Fc100};
 pub use csv::{read_csv, CsvOptions, CsvTable};
 pub use dataset::Dataset;
