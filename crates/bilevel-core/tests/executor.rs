@@ -338,12 +338,17 @@ fn csv_writer_resumes_after_its_checkpoint() {
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str("7,0.1");
     std::fs::write(&path, text).unwrap();
-    let mut w = CsvWriter::resume(&path, &["acc"], 3).unwrap().metrics_every(2);
+    let mut w = CsvWriter::resume(&path, &["acc"], 3)
+        .unwrap()
+        .metrics_every(2);
     w.write(&record(4)).unwrap();
     w.write_with_metrics(&record(5)).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("iter,") && lines[0].ends_with(",acc"), "{text}");
+    assert!(
+        lines[0].starts_with("iter,") && lines[0].ends_with(",acc"),
+        "{text}"
+    );
     let iters: Vec<&str> = lines[1..]
         .iter()
         .map(|l| l.split(',').next().unwrap())

@@ -280,3 +280,53 @@ fn missing_or_corrupt_mnist_dir_is_a_data_error() {
         other => panic!("{other}"),
     }
 }
+
+/// A problem built from a user's burn `Dataset`: MNIST handed over as burn's `InMemDataset` of
+/// `ImageItem`s, read back with `Dataset::from_burn`, gives the same problem as the bundled
+/// loader (same corrupted samples, same losses at a random point). Fails if `from_burn`
+/// reordered or relabelled items (the corrupted set or the losses would differ), or if the
+/// problem ignored the data it is given.
+#[test]
+fn builds_from_a_users_burn_dataset() {
+    use bilevel_data::burn_dataset::{Dataset as _, InMemDataset};
+    use bilevel_data::{Dataset, ImageItem};
+    let to_burn = |d: &Dataset| {
+        InMemDataset::new(
+            (0..d.len)
+                .map(|i| ImageItem {
+                    image: d.image(i).unwrap().to_vec(),
+                    label: d.labels[i],
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (train, test) = (to_burn(&mnist().train), to_burn(&mnist().test));
+    assert_eq!((train.len(), test.len()), (60_000, 10_000));
+    let users = Mnist {
+        train: Dataset::from_burn(&train, 28, 28).unwrap(),
+        test: Dataset::from_burn(&test, 28, 28).unwrap(),
+    };
+    let s = spec(60, 30, 20);
+    let ours = problem(&s, 4);
+    let theirs = HyperCleaning::<TB>::from_mnist(&s, &users, 4, &dev()).unwrap();
+    assert_eq!(theirs.corrupted(), ours.corrupted());
+    let mut rng = Rng::seed(5);
+    let x = t(&rng.normal_vec(60));
+    let y = t(&rng
+        .normal_vec(7840)
+        .iter()
+        .map(|v| 0.05 * v)
+        .collect::<Vec<_>>());
+    for (a, b) in [
+        (
+            ours.inner_loss::<TB>(x.clone(), y.clone(), &Batch::Full),
+            theirs.inner_loss::<TB>(x.clone(), y.clone(), &Batch::Full),
+        ),
+        (
+            ours.outer_loss::<TB>(x.clone(), y.clone(), &Batch::Full),
+            theirs.outer_loss::<TB>(x.clone(), y.clone(), &Batch::Full),
+        ),
+    ] {
+        assert_eq!(scalar(a), scalar(b));
+    }
+}
