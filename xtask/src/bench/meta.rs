@@ -23,6 +23,7 @@ use bilevel_algorithms::aid::{Aid, AidConfig, InnerSteps, LinearSolver};
 use bilevel_algorithms::itd::{Itd, ItdConfig};
 use bilevel_algorithms::pzobo::{Pzobo, PzoboConfig};
 use bilevel_algorithms::sid::{LowerLevel, Sid, SidConfig};
+use bilevel_bench::{sync, Derivatives, SEED};
 use bilevel_core::State;
 use bilevel_core::{BilevelProblem, HypergradientEstimator, Oracle, OracleCounts, SecondOrder};
 use bilevel_problems::meta_learning::{MetaLearning, MetaLearningSpec};
@@ -30,7 +31,9 @@ use bilevel_problems::Application;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
-use super::{memory, sync, time, to_mib, Derivatives, Options, Row, Runtime, SEED};
+use super::memory;
+use super::options::{Options, Runtime};
+use super::report::{time, to_mib, Row};
 
 /// Prefix of the case names.
 pub(super) const PREFIX: &str = "meta/cnn4/";
