@@ -24,12 +24,12 @@
 //! - `"anil"` (Raghu et al. 2020): `x = (φ, w₀)`, the backbone and a learned head
 //!   initialisation; `y = (w_1, …, w_m)` as above, `g` and `f` as above with `φ` from `x`. The
 //!   problem reports the meta layout ([`BilevelProblem::meta_layout`]: the `m` task blocks adapt
-//!   `x[|φ|..|φ| + |w|] = w₀`), so the inner loop of [`bilevel_algorithms::anil`] starts every
+//!   `x[|φ|..|φ| + |w|] = w₀`), so the inner loop of ANIL (`bilevel_algorithms::anil`) starts every
 //!   head at `w₀`.
 //! - `"maml"` (Finn et al. 2017): `x = θ = (φ, w₀)`; `y = (θ_1, …, θ_m)`, one adapted copy of the
 //!   whole network per task; task `i`'s losses use its own backbone `φ_i` and head `w_i`:
 //!   `g = (1/|B|) Σ_{i∈B} [CE_{S_i}(φ_i, w_i) + (λ/2)‖w_i‖²]`, `f` likewise on `D_i`. The meta
-//!   layout adapts all of `x`, for [`bilevel_algorithms::maml`].
+//!   layout adapts all of `x`, for MAML (`bilevel_algorithms::maml`).
 //!
 //! In every layout `λ` regularises the heads only (set `reg` small for the papers' unregularised
 //! MAML / ANIL; `reg > 0` is required). `test_accuracy` is the same representation probe in
