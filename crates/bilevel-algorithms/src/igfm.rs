@@ -124,7 +124,6 @@ pub struct IgfmTable {
     /// SGM `θ`.
     pub feasibility_threshold: f64,
     /// SGM's set `Y`.
-    #[serde(with = "crate::table::constraint")]
     pub lower_constraint: Constraint,
 }
 

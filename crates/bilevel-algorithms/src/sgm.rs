@@ -50,7 +50,6 @@ pub struct SgmConfig {
     pub feasibility_threshold: f64,
     /// The lower-level set `Y` (compact in Theorem 6.1; [`Constraint::Unconstrained`] runs the
     /// same steps without projection).
-    #[serde(with = "crate::table::constraint")]
     pub lower_constraint: Constraint,
 }
 

@@ -8,7 +8,7 @@
 //! Methods that run inside [`OuterLoop`](bilevel_core::OuterLoop) add the keys of
 //! [`OuterTable`]. Range checks stay in each config's `validate()`, whose errors name the key.
 
-use bilevel_core::{BilevelError, Constraint, OuterOptimizer, Result, StepSchedule};
+use bilevel_core::{BilevelError, OuterOptimizer, Result, StepSchedule};
 use serde::{Deserialize, Serialize};
 
 /// `serde(with = "crate::table::batch")` for an `Option<usize>` batch size: `None` is the full
@@ -141,105 +141,5 @@ impl OuterTable {
         };
         optimizer.validate()?;
         Ok(optimizer)
-    }
-}
-
-/// A closed convex set as a table, `{ kind = "box", lower = -1.0, upper = 1.0 }` (the serde form
-/// of [`Constraint`] in the tables).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum ConstraintTable {
-    /// The whole space.
-    #[default]
-    Unconstrained,
-    /// `lower ≤ y_i ≤ upper`.
-    Box {
-        /// Lower bound.
-        lower: f64,
-        /// Upper bound.
-        upper: f64,
-    },
-    /// `‖y‖_∞ ≤ radius`.
-    LinfBall {
-        /// Radius.
-        radius: f64,
-    },
-    /// `‖y‖₂ ≤ radius`.
-    L2Ball {
-        /// Radius.
-        radius: f64,
-    },
-    /// Every row of the `rows × cols` block at `offset` in the ℓ₁ ball of `radius`.
-    RowSumBall {
-        /// Start of the block.
-        offset: usize,
-        /// Rows of the block.
-        rows: usize,
-        /// Columns of the block.
-        cols: usize,
-        /// Bound on every row's ℓ₁ norm.
-        radius: f64,
-    },
-}
-
-impl From<ConstraintTable> for Constraint {
-    fn from(c: ConstraintTable) -> Self {
-        match c {
-            ConstraintTable::Unconstrained => Constraint::Unconstrained,
-            ConstraintTable::Box { lower, upper } => Constraint::Box { lower, upper },
-            ConstraintTable::LinfBall { radius } => Constraint::LInfBall { radius },
-            ConstraintTable::L2Ball { radius } => Constraint::L2Ball { radius },
-            ConstraintTable::RowSumBall {
-                offset,
-                rows,
-                cols,
-                radius,
-            } => Constraint::RowSumBall {
-                offset,
-                rows,
-                cols,
-                radius,
-            },
-        }
-    }
-}
-
-impl From<Constraint> for ConstraintTable {
-    fn from(c: Constraint) -> Self {
-        match c {
-            Constraint::Unconstrained => ConstraintTable::Unconstrained,
-            Constraint::Box { lower, upper } => ConstraintTable::Box { lower, upper },
-            Constraint::LInfBall { radius } => ConstraintTable::LinfBall { radius },
-            Constraint::L2Ball { radius } => ConstraintTable::L2Ball { radius },
-            Constraint::RowSumBall {
-                offset,
-                rows,
-                cols,
-                radius,
-            } => ConstraintTable::RowSumBall {
-                offset,
-                rows,
-                cols,
-                radius,
-            },
-        }
-    }
-}
-
-/// `serde(with = "crate::table::constraint")` for a [`Constraint`] field, through
-/// [`ConstraintTable`].
-pub mod constraint {
-    use super::ConstraintTable;
-    use bilevel_core::Constraint;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    /// Writes the table form.
-    pub fn serialize<S: Serializer>(c: &Constraint, s: S) -> Result<S::Ok, S::Error> {
-        ConstraintTable::from(c.clone()).serialize(s)
-    }
-
-    /// Reads the table form.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Constraint, D::Error> {
-        ConstraintTable::deserialize(d).map(Constraint::from)
     }
 }

@@ -6,9 +6,15 @@ use burn::tensor::{Tensor, TensorData};
 use crate::error::{BilevelError, Result};
 
 /// A closed convex set `X` with a cheap Euclidean projection `P_X`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+///
+/// In a config it is a table tagged by `kind`: `{ kind = "box", lower = -1.0, upper = 1.0 }`,
+/// `"unconstrained"`, `"linf-ball"` / `"l2-ball"` (`radius`), `"row-sum-ball"` (`offset`,
+/// `rows`, `cols`, `radius`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Constraint {
     /// `X = ℝᵈ`.
+    #[default]
     Unconstrained,
     /// `lower ≤ xᵢ ≤ upper` for every coordinate.
     Box {
@@ -18,6 +24,7 @@ pub enum Constraint {
         upper: f64,
     },
     /// `‖x‖_∞ ≤ radius`.
+    #[serde(rename = "linf-ball")]
     LInfBall {
         /// Radius.
         radius: f64,
