@@ -35,8 +35,6 @@ mod plan_file;
 mod plot;
 mod provenance;
 mod report;
-#[cfg(test)]
-mod rust_plans;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

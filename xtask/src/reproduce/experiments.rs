@@ -306,6 +306,13 @@ mod tests {
     /// The experiments CI runs in quick mode (xtask/tests/reproduce.rs).
     const CI_IDS: [&str; 3] = ["quadratic", "liu-hard", "hyper-cleaning"];
 
+    /// The files in `assets/experiments/` are exactly the ids of `docs/REPRODUCTION.md`, and
+    /// each loads in both modes: problems of its own kind, methods and problems in range,
+    /// checks naming existing methods, and checks in the quick mode of the experiments CI
+    /// runs. (Before the Rust plans were removed, `files_give_exactly_the_rust_plans` proved
+    /// every file equal to its Rust plan; see the commit that removed them.) (Renaming a
+    /// label in a quick check of hyper-cleaning.toml, or `kind = "liu-hard"` in quadratic.toml,
+    /// makes this fail.)
     #[test]
     fn ids_are_design_ids_and_plans_validate() {
         assert_eq!(plan_file::shipped_ids().unwrap(), EXPERIMENT_IDS);
