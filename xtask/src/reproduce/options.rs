@@ -22,8 +22,8 @@ pub(crate) const USAGE: &str = "usage:
       seeds 0..N instead of the plan's. --budget S: wall-clock budget of each (method, seed)
       run in seconds, replacing the plan's (runs stop at the plan's iteration count or the
       budget, whichever is first).
-      --backend: flex (CPU, the default), ndarray (CPU), wgpu: the GPU through wgpu, f32 only (plans in f64 run in f32 there); needs
-      an xtask built with `--features wgpu`:
+      --backend: flex (CPU, the default), ndarray (CPU), wgpu: the GPU through wgpu, f32
+      only (plans in f64 run in f32 there); needs an xtask built with `--features wgpu`:
       cargo run --release -p xtask --features wgpu -- reproduce <id> --backend wgpu";
 
 fn parse_backend(name: &str) -> Result<Backend> {

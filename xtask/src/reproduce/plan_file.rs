@@ -103,8 +103,8 @@ pub(crate) fn shipped_ids() -> Result<Vec<String>> {
             }
         }
     }
-    let rank = |id: &String| EXPERIMENT_IDS.iter().position(|k| k == id);
-    ids.sort_by(|a, b| (rank(a).unwrap_or(usize::MAX), a).cmp(&(rank(b).unwrap_or(usize::MAX), b)));
+    let rank = |id: &str| EXPERIMENT_IDS.iter().position(|k| *k == id);
+    ids.sort_by_key(|id| (rank(id).unwrap_or(usize::MAX), id.clone()));
     Ok(ids)
 }
 
@@ -174,7 +174,8 @@ pub(crate) fn load(path: &Path, mode: Mode) -> Result<Experiment> {
 /// `origin` names the file in messages.
 pub(crate) fn parse(text: &str, origin: &Path, mode: Mode) -> Result<Experiment> {
     let file = origin.display();
-    let mut root: toml::Table = toml::from_str(text).map_err(|e| anyhow!("{file}: {e}"))?;
+    let mut root: toml::Table =
+        toml::from_str(text).map_err(|e| anyhow!("{file}: {}", e.to_string().trim_end()))?;
     let quick = match root.remove("quick") {
         None => toml::Table::new(),
         Some(toml::Value::Table(t)) => t,

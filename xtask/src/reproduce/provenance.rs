@@ -1,7 +1,7 @@
 //! `provenance.json`: what produced a run directory — the experiment file, git commit and dirty
-//! flag, the command line, backend, device, precision (and why it differs from the plan's, if it does), seeds,
-//! crate versions (from the Cargo.lock this binary was built with), `rustc -V`, host, start and
-//! end times and the wall time of every run.
+//! flag, the command line, backend, device, precision (and why it differs from the plan's, if
+//! it does), seeds, crate versions (from the Cargo.lock this binary was built with),
+//! `rustc -V`, host, start and end times and the wall time of every run.
 
 use std::process::Command;
 
