@@ -1,9 +1,12 @@
 //! `cargo xtask reproduce`: runs a paper's comparison and writes its report (one section per
 //! experiment id in `docs/REPRODUCTION.md`).
 //!
-//! `reproduce --list` prints the experiment table; `reproduce <id> [--quick] [--seeds N]
-//! [--backend flex|ndarray|wgpu] [--precision f32|f64] [--data-dir D] [--out DIR]` runs every method
-//! the paper compares on every problem variant and seed, then writes into
+//! `reproduce --list` prints the experiment table (the files in `assets/experiments/`);
+//! `reproduce <id> [--quick] [--seeds N] [--backend flex|ndarray|wgpu] [--precision f32|f64]
+//! [--data-dir D] [--out DIR]` runs the plan of `assets/experiments/<id>.toml`
+//! ([`plan_file`] documents the format): every method the paper compares on every problem
+//! variant and seed. `reproduce path/to/file.toml` (any argument ending in `.toml`) or
+//! `reproduce --plan FILE` runs a user's own experiment file the same way. Either writes into
 //! `results/<id>/<run-id>/` (or `DIR`):
 //!
 //! - `metrics.csv`: one row per recorded iteration of every (variant, method, seed): wall time,
@@ -31,6 +34,8 @@
 
 mod execute;
 mod experiments;
+mod options;
+mod plan_file;
 mod plot;
 mod provenance;
 mod report;
@@ -42,29 +47,12 @@ use anyhow::{bail, Context, Result};
 use bilevel_core::utc::Utc;
 
 use experiments::{Experiment, Mode, Plan, Precision};
+use options::{Command, Options, USAGE};
 use provenance::{GitInfo, Host, Provenance, RunTiming};
 use report::{SeedRun, Summary};
 
-const USAGE: &str = "usage:
-  cargo xtask reproduce --list
-      the experiments (docs/REPRODUCTION.md): id, paper, methods, whether it can run yet
-  cargo xtask reproduce <id> [--quick] [--seeds N] [--budget S] [--backend flex|ndarray|wgpu]
-                             [--precision f32|f64] [--data-dir D] [--out DIR]
-      run the paper's comparison; write metrics.csv, summary.md/json, PNG plots and
-      provenance.json into results/<id>/<run-id>/ (or DIR). --quick: the small CI variant
-      (minutes on 2 cores), whose checks must pass. --seeds N: seeds 0..N instead of the
-      plan's. --budget S: wall-clock budget of each (method, seed) run in seconds, replacing
-      the plan's (runs stop at the plan's iteration count or the budget, whichever is first).
-      --backend: flex (CPU, the default), ndarray (CPU), wgpu: the GPU through wgpu, f32 only (plans in f64 run in f32 there); needs
-      an xtask built with `--features wgpu`:
-      cargo run --release -p xtask --features wgpu -- reproduce <id> --backend wgpu";
-
 /// `--backend`: the workspace's one backend choice (`bilevel_core::backend`).
 pub(crate) use bilevel_core::backend::BackendKind as Backend;
-
-fn parse_backend(name: &str) -> Result<Backend> {
-    name.parse::<Backend>().map_err(anyhow::Error::msg)
-}
 
 /// Where an invocation's runs execute, resolved from the flags and the plan before anything
 /// is written.
@@ -129,142 +117,36 @@ fn resolve_wgpu(_requested: Option<Precision>, _plan_precision: Precision) -> Re
     )
 }
 
-/// Parsed command line.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Options {
-    pub id: String,
-    pub mode: Mode,
-    pub seeds: Option<usize>,
-    pub budget_s: Option<f64>,
-    pub backend: Backend,
-    pub precision: Option<Precision>,
-    pub data_dir: Option<PathBuf>,
-    pub out: Option<PathBuf>,
-}
-
-enum Command {
-    List,
-    Help,
-    Run(Options),
-}
-
-fn parse(args: &[String]) -> Result<Command> {
-    let mut id: Option<String> = None;
-    let mut opts = Options {
-        id: String::new(),
-        mode: Mode::Full,
-        seeds: None,
-        budget_s: None,
-        backend: Backend::Flex,
-        precision: None,
-        data_dir: None,
-        out: None,
-    };
-    let mut list = false;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .with_context(|| format!("{name} needs a value\n\n{USAGE}"))
-        };
-        match arg.as_str() {
-            "--list" => list = true,
-            "-h" | "--help" | "help" => return Ok(Command::Help),
-            "--quick" => opts.mode = Mode::Quick,
-            "--seeds" => {
-                let n: usize = value("--seeds")?
-                    .parse()
-                    .context("--seeds takes a positive integer")?;
-                if n == 0 {
-                    bail!("--seeds must be ≥ 1");
-                }
-                opts.seeds = Some(n);
-            }
-            "--budget" => {
-                let s: f64 = value("--budget")?
-                    .parse()
-                    .context("--budget takes a number of seconds")?;
-                if !(s.is_finite() && s > 0.0) {
-                    bail!("--budget must be a positive number of seconds, got {s}");
-                }
-                opts.budget_s = Some(s);
-            }
-            "--backend" => opts.backend = parse_backend(&value("--backend")?)?,
-            "--precision" => {
-                opts.precision = Some(match value("--precision")?.as_str() {
-                    "f32" => Precision::F32,
-                    "f64" => Precision::F64,
-                    other => bail!("--precision is f32 or f64, got `{other}`"),
-                })
-            }
-            "--data-dir" => opts.data_dir = Some(PathBuf::from(value("--data-dir")?)),
-            "--out" => opts.out = Some(PathBuf::from(value("--out")?)),
-            flag if flag.starts_with('-') => bail!("unknown option `{flag}`\n\n{USAGE}"),
-            name => {
-                if let Some(prev) = &id {
-                    bail!("one experiment id at a time (got `{prev}` and `{name}`)");
-                }
-                id = Some(name.to_string());
-            }
-        }
-    }
-    if list {
-        if id.is_some() {
-            bail!("--list takes no experiment id");
-        }
-        return Ok(Command::List);
-    }
-    match id {
-        Some(id) => {
-            opts.id = id;
-            Ok(Command::Run(opts))
-        }
-        None => Ok(Command::Help),
-    }
-}
-
 /// Entry point of the subcommand.
 pub(crate) fn main(args: &[String]) -> Result<()> {
-    match parse(args)? {
+    match options::parse(args)? {
         Command::Help => {
             println!("{USAGE}");
             Ok(())
         }
         Command::List => {
-            print!("{}", list_text());
+            print!("{}", plan_file::list_text()?);
             Ok(())
         }
         Command::Run(opts) => run(&opts),
     }
 }
 
-/// The `--list` output: one block per experiment.
-fn list_text() -> String {
-    let mut out = String::new();
-    for e in experiments::all() {
-        let status = match e.plan {
-            Some(_) => "available".to_string(),
-            None => format!("not available yet: {}", e.missing),
-        };
-        out.push_str(&format!("{:<20} {} — {}\n", e.id, e.paper, e.title));
-        out.push_str(&format!("{:<20} methods: {}\n", "", e.methods.join(", ")));
-        out.push_str(&format!("{:<20} data: {}\n", "", e.data));
-        out.push_str(&format!("{:<20} status: {status}\n", ""));
-    }
-    out
-}
-
 fn run(opts: &Options) -> Result<()> {
-    let experiment = experiments::find(&opts.id)?;
-    let Some(plan_fn) = experiment.plan else {
+    let (experiment, plan_path) = match &opts.plan {
+        Some(path) => (plan_file::load(path, opts.mode)?, path.clone()),
+        None => (
+            plan_file::load_shipped(&opts.id, opts.mode)?,
+            plan_file::shipped_file(&opts.id),
+        ),
+    };
+    let Some(mut plan) = experiment.plan.clone() else {
         bail!(
             "experiment `{}` is not available yet: {}",
             experiment.id,
             experiment.missing
         );
     };
-    let mut plan = plan_fn(opts.mode);
     let target = resolve_target(opts.backend, opts.precision, plan.precision)?;
     let default_seeds = plan.seeds.clone();
     if let Some(n) = opts.seeds {
@@ -285,7 +167,7 @@ fn run(opts: &Options) -> Result<()> {
     let final_dir = match &opts.out {
         Some(dir) => dir.clone(),
         None => {
-            let base = Path::new("results").join(experiment.id);
+            let base = Path::new("results").join(&experiment.id);
             unique_run_dir(&base, opts.mode)
         }
     };
@@ -367,6 +249,7 @@ fn run(opts: &Options) -> Result<()> {
     let specs = execute::specs_json(&plan)?;
     let provenance = Provenance {
         experiment: experiment.id.to_string(),
+        plan_file: plan_path.display().to_string(),
         mode: opts.mode.name().to_string(),
         command_line: std::env::args().collect(),
         git: GitInfo::current(),
@@ -515,8 +398,9 @@ pub(crate) fn write_report(
         if mine.is_empty() {
             continue;
         }
+        let headline: Vec<&str> = plan.headline.iter().map(String::as_str).collect();
         let summary =
-            report::summarize_variant(&variant.name, &variant.description, &mine, &plan.headline);
+            report::summarize_variant(&variant.name, &variant.description, &mine, &headline);
         for metric in &summary.metrics {
             let prefix = if several {
                 format!("{}_", file_safe(&variant.name))
@@ -615,49 +499,8 @@ fn file_safe(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
-
     #[test]
-    fn parses_the_command_line() {
-        assert!(matches!(parse(&args("--list")).unwrap(), Command::List));
-        assert!(matches!(parse(&[]).unwrap(), Command::Help));
-        let Command::Run(o) = parse(&args(
-            "hyper-cleaning --quick --seeds 2 --budget 12.5 --data-dir d --out o --precision f64",
-        ))
-        .unwrap() else {
-            panic!("expected a run");
-        };
-        assert_eq!(o.id, "hyper-cleaning");
-        assert_eq!(o.mode, Mode::Quick);
-        assert_eq!(o.seeds, Some(2));
-        assert_eq!(o.budget_s, Some(12.5));
-        assert_eq!(o.precision, Some(Precision::F64));
-        assert_eq!(o.data_dir, Some(PathBuf::from("d")));
-        assert_eq!(o.out, Some(PathBuf::from("o")));
-        assert!(parse(&args("quadratic --seeds 0")).is_err());
-        assert!(parse(&args("quadratic --budget 0")).is_err());
-        assert!(parse(&args("quadratic --budget nan")).is_err());
-        assert!(parse(&args("quadratic --budget -3")).is_err());
-        assert!(parse(&args("quadratic --bogus")).is_err());
-        assert!(parse(&args("quadratic liu-hard")).is_err());
-        assert!(parse(&args("quadratic --seeds")).is_err());
-    }
-
-    #[test]
-    fn parses_and_resolves_the_backend() {
-        let run = |s: &str| match parse(&args(s)).unwrap() {
-            Command::Run(o) => o,
-            _ => panic!("expected a run"),
-        };
-        assert_eq!(run("liu-hard").backend, Backend::Flex);
-        assert_eq!(run("liu-hard --backend flex").backend, Backend::Flex);
-        assert_eq!(run("liu-hard --backend ndarray").backend, Backend::Ndarray);
-        assert_eq!(run("liu-hard --backend wgpu").backend, Backend::Wgpu);
-        assert!(parse(&args("liu-hard --backend cuda")).is_err());
-        assert!(parse(&args("liu-hard --backend")).is_err());
-
+    fn resolves_the_backend() {
         for cpu in [Backend::Flex, Backend::Ndarray] {
             let t = resolve_target(cpu, None, Precision::F64).unwrap();
             assert_eq!(t.precision, Precision::F64);
@@ -705,8 +548,8 @@ mod tests {
 
     #[test]
     fn writes_every_file_from_synthetic_runs() {
-        let experiment = experiments::find("quadratic").unwrap();
-        let plan = (experiment.plan.unwrap())(Mode::Quick);
+        let experiment = plan_file::load_shipped("quadratic", Mode::Quick).unwrap();
+        let plan = experiment.plan.clone().unwrap();
         let mut runs = report::tests::synthetic_runs();
         for r in &mut runs {
             r.variant = plan.variants[0].name.clone();
@@ -746,13 +589,5 @@ mod tests {
                 .unwrap();
         assert_eq!(json.variants[0].methods.len(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn list_names_every_design_experiment() {
-        let text = list_text();
-        for id in experiments::EXPERIMENT_IDS {
-            assert!(text.contains(id), "{id} missing from --list");
-        }
     }
 }

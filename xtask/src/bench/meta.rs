@@ -1,7 +1,7 @@
 //! Case 5, `meta/cnn4/<estimator>`: one hypergradient of few-shot meta-learning
 //! ([`bilevel_problems::meta_learning`]: CNN4 backbone `x`, one linear head per task `y`) on a
 //! task batch, by each estimator `reproduce meta-learning` runs (ITD-BiO on the heads, AID-BiO with
-//! CG, PZOBO, BSGM), with the hyper-parameters of its plan (`xtask/src/reproduce/experiments.rs`).
+//! CG, PZOBO, BSGM), with the hyper-parameters of its plan (`assets/experiments/meta-learning.toml`).
 //!
 //! Sizes ([`Sizes`]): 5-way 5-shot, 15 query images per class, a task batch of 4 tasks, CNN4
 //! with 32 filters, `T = N = 10` (the full plan's steps); `--quick`: 2 tasks, 8 filters,

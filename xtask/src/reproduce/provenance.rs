@@ -1,7 +1,7 @@
-//! `provenance.json`: what produced a run directory — git commit and dirty flag, the command
-//! line, backend, device, precision (and why it differs from the plan's, if it does), seeds,
-//! crate versions (from the Cargo.lock this binary was built with), `rustc -V`, host, start and
-//! end times and the wall time of every run.
+//! `provenance.json`: what produced a run directory — the experiment file, git commit and dirty
+//! flag, the command line, backend, device, precision (and why it differs from the plan's, if
+//! it does), seeds, crate versions (from the Cargo.lock this binary was built with),
+//! `rustc -V`, host, start and end times and the wall time of every run.
 
 use std::process::Command;
 
@@ -27,6 +27,9 @@ const TRACKED_CRATES: [&str; 9] = [
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Provenance {
     pub experiment: String,
+    /// The experiment file the plan was read from.
+    #[serde(default)]
+    pub plan_file: String,
     pub mode: String,
     pub command_line: Vec<String>,
     pub git: GitInfo,
