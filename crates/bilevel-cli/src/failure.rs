@@ -15,6 +15,22 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 /// Exit code of an internal error (a panic caught at the top).
 pub const EXIT_INTERNAL: i32 = 101;
 
+/// The longest error message printed whole (characters).
+pub const MAX_MESSAGE_CHARS: usize = 2_000;
+
+/// `text` if it has at most `max` characters, else its start and end around a note of how many
+/// characters were left out.
+pub fn shorten(text: &str, max: usize) -> String {
+    let n = text.chars().count();
+    if n <= max {
+        return text.to_string();
+    }
+    let keep = max / 2;
+    let head: String = text.chars().take(keep).collect();
+    let tail: String = text.chars().skip(n - keep).collect();
+    format!("{head} … [{} characters left out] … {tail}", n - 2 * keep)
+}
+
 /// An error with its exit code and a hint naming the fix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
@@ -45,11 +61,13 @@ impl Failure {
         }
     }
 
-    /// The paragraph printed to stderr.
+    /// The paragraph printed to stderr; a message longer than [`MAX_MESSAGE_CHARS`] (e.g. one
+    /// quoting a huge value from a config) is cut in the middle, saying how much was left out.
     pub fn render(&self) -> String {
+        let message = shorten(&self.message, MAX_MESSAGE_CHARS);
         match &self.hint {
-            Some(hint) => format!("error: {}\nhint: {hint}", self.message),
-            None => format!("error: {}", self.message),
+            Some(hint) => format!("error: {message}\nhint: {hint}"),
+            None => format!("error: {message}"),
         }
     }
 

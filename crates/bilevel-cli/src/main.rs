@@ -189,7 +189,9 @@ fn main() -> ExitCode {
         Command::Run(args) => {
             let interrupt = Arc::new(AtomicBool::new(false));
             let flag = Arc::clone(&interrupt);
-            // Without a handler Ctrl-C kills the run: the last periodic checkpoint survives.
+            // Ctrl-C, SIGTERM and SIGHUP (ctrlc's `termination` feature) stop the run after the
+            // current iteration with a checkpoint; without a handler they would kill it, and
+            // only the last periodic checkpoint would survive.
             let _ = ctrlc::set_handler(move || {
                 if flag.swap(true, Ordering::SeqCst) {
                     std::process::exit(EXIT_INTERRUPTED);

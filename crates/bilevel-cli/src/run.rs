@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use bilevel_core::{IterRecord, Observe, ObserverMode, State, TerminationReason};
 use bilevel_problems::spec::BuildContext;
-use bilevel_run::runner::CHECKPOINT_FILE;
+use bilevel_run::runner::{CHECKPOINT_FILE, RECORDS_FILE};
 use bilevel_run::{run_spec, ResumeFrom, RunHooks, RunReport};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
@@ -186,9 +186,25 @@ fn prepare(
             );
             f
         })?;
+        let started_in = status.as_ref().map(|s| s.precision);
+        if let (Some(asked), Some(started)) = (args.precision, started_in) {
+            if asked != started {
+                return Err(Failure::usage(
+                    format!(
+                        "the run in {} is in {started}; `--precision {asked}` cannot change it",
+                        dir.display()
+                    ),
+                    format!(
+                        "a resumed run keeps its own precision: drop `--precision`, or start a \
+                         new run in {asked} with `--config {}`",
+                        config_path.display()
+                    ),
+                ));
+            }
+        }
         let precision = args
             .precision
-            .or(status.as_ref().map(|s| s.precision))
+            .or(started_in)
             .unwrap_or(backend.default_precision());
         if let Some(started) = status.and_then(|s| BackendKind::from_label(&s.backend)) {
             if started != backend && !args.quiet {
@@ -222,6 +238,34 @@ fn prepare(
         .clone()
         .or_else(|| config.output.dir.clone())
         .unwrap_or_else(|| default_out_dir(&config));
+    if dir.as_os_str().is_empty() {
+        return Err(Failure::usage(
+            "the run folder is empty (`--out \"\"` or `[output] dir = \"\"`): the run would be \
+             written into the current directory",
+            "name a folder with `--out DIR` or `[output] dir`, or omit both for the default \
+             results/<problem>/<algorithm>-seed<S>-<time>/",
+        ));
+    }
+    // Files a run writes: a folder holding any of them (but no run of ours) belongs to
+    // something else, and a run would overwrite them.
+    let ours = [
+        METRICS_FILE,
+        PARTIAL_METRICS_FILE,
+        REPORT_FILE,
+        CHECKPOINT_FILE,
+        RECORDS_FILE,
+    ];
+    if let Some(found) = ours.iter().find(|f| dir.join(f).exists()) {
+        if !(dir.join(STATUS_FILE).exists() || dir.join(CONFIG_FILE).exists()) {
+            return Err(Failure::usage(
+                format!(
+                    "{} already holds {found}, which this run would overwrite",
+                    dir.display()
+                ),
+                "choose another folder with `--out DIR` (nothing was written)",
+            ));
+        }
+    }
     if dir.join(STATUS_FILE).exists() || dir.join(CONFIG_FILE).exists() {
         return Err(Failure::usage(
             format!("{} already holds a run", dir.display()),
@@ -435,14 +479,24 @@ pub fn run(args: RunArgs, interrupt: Arc<AtomicBool>) -> Result<i32, Failure> {
                     Some(report.iterations),
                 ),
             )?;
-            eprintln!(
-                "interrupted after iteration {} of {}; checkpoint written to {}\nhint: continue \
-                 with `bilevel run --resume {}`",
-                report.iterations,
-                max_iters,
-                ckpt.display(),
-                dir.display()
-            );
+            if ckpt.exists() {
+                eprintln!(
+                    "interrupted after iteration {} of {}; checkpoint written to {}\nhint: \
+                     continue with `bilevel run --resume {}`",
+                    report.iterations,
+                    max_iters,
+                    ckpt.display(),
+                    dir.display()
+                );
+            } else {
+                eprintln!(
+                    "interrupted after iteration {} of {}; no checkpoint was written\nhint: \
+                     nothing can be resumed: remove {} and start the run again",
+                    report.iterations,
+                    max_iters,
+                    dir.display()
+                );
+            }
             Ok(EXIT_INTERRUPTED)
         }
         TerminationReason::NonFinite(what) => Err(fail(

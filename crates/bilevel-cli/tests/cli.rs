@@ -599,6 +599,53 @@ fn ctrl_c_checkpoints_and_resume_continues_exactly() {
     assert_eq!(status["status"], "interrupted");
     assert!(!run.join("metrics.csv").exists() && !run.join("report.json").exists());
 
+    // A resumed run keeps its precision: asking for another is refused, not honoured silently
+    // (fails if `--precision` overrode the folder's, as before issue 21's item 3).
+    assert_clean_error(
+        &bilevel(
+            &["run", "-q", "--resume", "run", "--precision", "f32"],
+            tmp.path(),
+        ),
+        2,
+        &["is in f64", "--precision f32"],
+    );
+    let out = bilevel(&["run", "-q", "--resume", "run"], tmp.path());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(final_x_bits(&run), full);
+}
+
+/// SIGTERM (e.g. a batch scheduler's stop) stops a run like Ctrl-C: checkpoint, status
+/// "interrupted", exit 130, and the resume continues exactly. Fails without ctrlc's
+/// `termination` feature: the process dies of the signal with no final checkpoint and a stale
+/// "running" status (issue 21's item 6).
+#[cfg(unix)]
+#[test]
+fn sigterm_checkpoints_like_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = resumable_config(tmp.path());
+    let full = uninterrupted(tmp.path(), &cfg);
+    let mut child = spawn(
+        &[
+            "run",
+            "-q",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            "run",
+        ],
+        tmp.path(),
+    );
+    let run = tmp.path().join("run");
+    wait_for(&run.join("checkpoint.json"), &mut child);
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(read_json(&run.join("status.json"))["status"], "interrupted");
     let out = bilevel(&["run", "-q", "--resume", "run"], tmp.path());
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(final_x_bits(&run), full);
@@ -763,4 +810,69 @@ fn wgpu_without_an_adapter() {
         &["no GPU adapter", "mesa-vulkan-drivers", "--backend flex"],
     );
     assert!(!tmp.path().join("run").exists());
+}
+
+/// A folder holding someone else's result files is not written into, and an empty folder name
+/// (which would mean the current directory) is refused; nothing is written in either case.
+/// Fails if `--out` only looked for our own status/config files (report.json would be
+/// overwritten, issue 21's item 7) or if `dir = ""` ran into the current directory.
+#[test]
+fn foreign_result_folders_and_empty_names_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        tmp.path(),
+        "c.toml",
+        &format!("{QUADRATIC}[algorithm]\nname = \"itd\"\n[run]\nmax_iters = 2\n"),
+    );
+    let theirs = tmp.path().join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::write(theirs.join("report.json"), "{\"mine\": true}").unwrap();
+    assert_clean_error(
+        &bilevel(
+            &["run", "-q", "--config", "c.toml", "--out", "theirs"],
+            tmp.path(),
+        ),
+        2,
+        &["already holds report.json", "--out"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(theirs.join("report.json")).unwrap(),
+        "{\"mine\": true}"
+    );
+    assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 1);
+    // clap already refuses an empty `--out`.
+    let out = bilevel(
+        &["run", "-q", "--config", "c.toml", "--out", ""],
+        tmp.path(),
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    write(
+        tmp.path(),
+        "d.toml",
+        &format!("{QUADRATIC}[algorithm]\nname = \"itd\"\n[output]\ndir = \"\"\n"),
+    );
+    assert_clean_error(
+        &bilevel(&["run", "-q", "--config", "d.toml"], tmp.path()),
+        2,
+        &["current directory"],
+    );
+    assert!(!tmp.path().join("config.toml").exists());
+    assert!(!tmp.path().join("status.json").exists());
+}
+
+/// A huge value in a config is not echoed whole: the error stays a short paragraph naming
+/// how much was left out (issue 21's item 9: a 10 MB string came back in the message). Fails
+/// without the cut in `Failure::render` (the message is over 10 MB).
+#[test]
+fn huge_values_are_not_echoed_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let huge = "x".repeat(10_000_000);
+    write(
+        tmp.path(),
+        "c.toml",
+        &format!("{QUADRATIC}[algorithm]\nname = \"{huge}\"\n"),
+    );
+    let out = bilevel(&["check-config", "c.toml"], tmp.path());
+    assert_clean_error(&out, 2, &["characters left out"]);
+    assert!(out.stderr.len() < 5_000, "{} bytes", out.stderr.len());
 }
