@@ -5,7 +5,10 @@
 //! the run completes) and `report.json` (only for a completed run). `status.json` is
 //! `{"status": "running" | "completed" | "failed" | "interrupted", "reason": ...}`; a failed or
 //! interrupted run never leaves `metrics.csv` or `report.json`, so nothing incomplete looks
-//! complete.
+//! complete. While a process works on the folder it holds `run.lock` (its process id): a second
+//! `run` or `--resume` on the folder is refused; a lock left by a killed process is taken over.
+//! Ctrl-C, SIGTERM and SIGHUP stop the run after the current iteration with a checkpoint.
+//! `--out` refuses a folder that holds result files of something else.
 
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -140,6 +143,89 @@ struct Prepared {
     dir: PathBuf,
     resume: Option<ResumeFrom>,
     precision: Precision,
+    /// Held until the run ends.
+    _lock: FolderLock,
+}
+
+/// File name of a run folder's lock (the owner's process id).
+pub const LOCK_FILE: &str = "run.lock";
+
+/// A run folder's lock: `run.lock`, created exclusively and holding the owner's process id;
+/// removed when dropped. A lock whose process is gone (a killed run) is taken over; one whose
+/// process is alive makes a second `run` / `--resume` on the folder an error instead of two
+/// processes writing the same files.
+struct FolderLock {
+    path: PathBuf,
+}
+
+impl FolderLock {
+    fn acquire(dir: &Path) -> Result<Self, Failure> {
+        use std::io::Write as _;
+        let path = dir.join(LOCK_FILE);
+        for _ in 0..3 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    write!(file, "{}", std::process::id()).map_err(|e| Failure::io(&path, e))?;
+                    return Ok(Self { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let owner = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| t.trim().parse::<u32>().ok());
+                    if let Some(pid) = owner.filter(|pid| process_alive(*pid)) {
+                        return Err(Failure::usage(
+                            format!(
+                                "{} is in use by another bilevel process (pid {pid})",
+                                dir.display()
+                            ),
+                            format!(
+                                "wait for that run to stop (or stop it with Ctrl-C); if no \
+                                 bilevel process is running, delete {}",
+                                path.display()
+                            ),
+                        ));
+                    }
+                    // A stale lock: its process is gone.
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(Failure::io(&path, e)),
+                    }
+                }
+                Err(e) => return Err(Failure::io(&path, e)),
+            }
+        }
+        Err(Failure::usage(
+            format!(
+                "cannot lock {}: another process keeps taking it",
+                dir.display()
+            ),
+            format!(
+                "make sure no other bilevel process uses the folder, then delete {}",
+                path.display()
+            ),
+        ))
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether process `pid` is alive (Linux: `/proc/<pid>`; elsewhere assumed alive, so a stale
+/// lock is reported and the user removes it).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
 }
 
 /// The backend a run uses: `--backend`, else (on `--resume`) the one the run was started on
@@ -168,6 +254,7 @@ fn prepare(
                  checkpoint.json)",
             ));
         }
+        let lock = FolderLock::acquire(dir)?;
         let config = Config::load(&config_path)?;
         config.validate()?;
         if status.as_ref().is_some_and(|s| s.status == "completed") {
@@ -219,6 +306,7 @@ fn prepare(
             dir: dir.clone(),
             resume: Some(resume),
             precision,
+            _lock: lock,
         });
     }
     let Some(path) = &args.config else {
@@ -277,6 +365,7 @@ fn prepare(
         ));
     }
     std::fs::create_dir_all(&dir).map_err(|e| Failure::io(&dir, e))?;
+    let lock = FolderLock::acquire(&dir)?;
     let mut resolved = config.clone();
     resolved.output.dir = None;
     write_atomic(&dir.join(CONFIG_FILE), &resolved.to_toml()?)?;
@@ -285,6 +374,7 @@ fn prepare(
         dir,
         resume: None,
         precision: args.precision.unwrap_or(backend.default_precision()),
+        _lock: lock,
     })
 }
 

@@ -637,6 +637,14 @@ fn sigterm_checkpoints_like_ctrl_c() {
     );
     let run = tmp.path().join("run");
     wait_for(&run.join("checkpoint.json"), &mut child);
+    // While it runs, the folder is locked: a second process on it is refused, not run beside
+    // it (fails without the lock: both would write records.jsonl, issue 21's item 4).
+    assert!(run.join("run.lock").exists());
+    assert_clean_error(
+        &bilevel(&["run", "-q", "--resume", "run"], tmp.path()),
+        2,
+        &["in use by another bilevel process"],
+    );
     let sent = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -646,6 +654,9 @@ fn sigterm_checkpoints_like_ctrl_c() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert_eq!(read_json(&run.join("status.json"))["status"], "interrupted");
+    assert!(!run.join("run.lock").exists(), "the lock goes with its run");
+    // A stale lock (a run killed with -9) is taken over.
+    std::fs::write(run.join("run.lock"), "4194303").unwrap();
     let out = bilevel(&["run", "-q", "--resume", "run"], tmp.path());
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(final_x_bits(&run), full);
