@@ -471,6 +471,7 @@ impl BackendTask for RunTask {
             checkpoint_dir: Some(dir.clone()),
             interrupt: Some(interrupt),
             resume,
+            run_id: None,
         };
         let ctx = BuildContext::<B> {
             device,

@@ -655,6 +655,21 @@ fn sigterm_checkpoints_like_ctrl_c() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert_eq!(read_json(&run.join("status.json"))["status"], "interrupted");
     assert!(!run.join("run.lock").exists(), "the lock goes with its run");
+    // The checkpoint belongs to this run: with config.toml edited (another seed) the resume
+    // is refused instead of continuing someone else's trajectory (issue 21's item 5).
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("seed = 11"), "{config}");
+    std::fs::write(
+        run.join("config.toml"),
+        config.replace("seed = 11", "seed = 12"),
+    )
+    .unwrap();
+    assert_clean_error(
+        &bilevel(&["run", "-q", "--resume", "run"], tmp.path()),
+        2,
+        &["another run"],
+    );
+    std::fs::write(run.join("config.toml"), &config).unwrap();
     // A stale lock (a run killed with -9) is taken over.
     std::fs::write(run.join("run.lock"), "4194303").unwrap();
     let out = bilevel(&["run", "-q", "--resume", "run"], tmp.path());

@@ -53,10 +53,15 @@ pub struct Checkpointing {
     pub path: PathBuf,
     /// Write every `every` iterations (0: only at the end), and always at the end.
     pub every: u64,
+    /// What identifies the run (e.g. a hash of its problem, method and seeds): written into
+    /// every checkpoint, and [`Executor::resume`] refuses a checkpoint of another run.
+    pub run: Option<String>,
 }
 
-/// A checkpoint on disk.
+/// A checkpoint on disk: JSON with a SHA-256 `digest` of its content, so that a file that was
+/// edited or damaged after it was written is refused on load.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Checkpoint {
     /// Name of the solver that wrote it.
     pub solver: String,
@@ -64,20 +69,60 @@ pub struct Checkpoint {
     pub elapsed_s: f64,
     /// The state.
     pub state: StateRecord,
+    /// The run it belongs to ([`Checkpointing::run`]).
+    #[serde(default)]
+    pub run: Option<String>,
 }
 
-impl Checkpoint {
-    /// Reads a checkpoint file.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| BilevelError::io(path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| BilevelError::Checkpoint(format!("{}: {e}", path.display())))
-    }
+/// The key of the digest in a checkpoint file.
+const DIGEST: &str = "digest";
 
-    /// Writes atomically (a crash leaves the previous checkpoint intact).
-    pub fn save(&self, path: &Path) -> Result<()> {
+impl Checkpoint {
+    /// SHA-256 (hex) of the checkpoint's JSON without the digest.
+    fn digest(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
         let text =
             serde_json::to_string(self).map_err(|e| BilevelError::Checkpoint(e.to_string()))?;
+        Ok(Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    }
+
+    /// Reads a checkpoint file; fails if its digest is missing or does not match its content
+    /// (the file was edited, damaged, or written by a version without digests).
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| BilevelError::io(path, e))?;
+        let bad = |why: String| BilevelError::Checkpoint(format!("{}: {why}", path.display()));
+        let mut value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let stored = value
+            .as_object_mut()
+            .and_then(|o| o.remove(DIGEST))
+            .and_then(|d| d.as_str().map(str::to_string))
+            .ok_or_else(|| {
+                bad("it has no digest (not written by this version of bilevel)".into())
+            })?;
+        let checkpoint: Self = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        if checkpoint.digest()? != stored {
+            return Err(bad(
+                "its content does not match its digest: it was edited or damaged after it was \
+                 written"
+                    .into(),
+            ));
+        }
+        Ok(checkpoint)
+    }
+
+    /// Writes atomically (a crash leaves the previous checkpoint intact), with its digest.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut value =
+            serde_json::to_value(self).map_err(|e| BilevelError::Checkpoint(e.to_string()))?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert(DIGEST.into(), serde_json::Value::String(self.digest()?));
+        }
+        let text =
+            serde_json::to_string(&value).map_err(|e| BilevelError::Checkpoint(e.to_string()))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| BilevelError::io(dir, e))?;
         }
@@ -205,13 +250,29 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
         self
     }
 
-    /// Continues from a checkpoint written by the same solver on the same problem.
+    /// Continues from a checkpoint written by the same solver on the same problem (and, when
+    /// [`Checkpointing::run`] is set, by the same run), at most at `max_iters`.
     pub fn resume(self, checkpoint: &Checkpoint) -> Result<RunOutcome<B>> {
         let name = self.solver.name();
         if checkpoint.solver != name {
             return Err(BilevelError::Checkpoint(format!(
                 "written by solver `{}`, but this run uses `{name}`",
                 checkpoint.solver
+            )));
+        }
+        if let Some(run) = self.checkpointing.as_ref().and_then(|c| c.run.as_ref()) {
+            if checkpoint.run.as_ref() != Some(run) {
+                return Err(BilevelError::Checkpoint(
+                    "it belongs to another run (its problem, method or seeds differ from this \
+                     run's)"
+                        .into(),
+                ));
+            }
+        }
+        if checkpoint.state.iter > self.config.max_iters {
+            return Err(BilevelError::Checkpoint(format!(
+                "it is at iteration {}, past this run's max_iters = {}",
+                checkpoint.state.iter, self.config.max_iters
             )));
         }
         checkpoint
@@ -374,6 +435,7 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
             solver: solver.to_string(),
             elapsed_s,
             state: state.to_record()?,
+            run: c.run.clone(),
         }
         .save(&c.path)
     }

@@ -91,6 +91,7 @@ fn resume_from_checkpoint_is_bit_identical() {
         .checkpointing(Checkpointing {
             path: path.clone(),
             every: 5,
+            run: None,
         })
         .run(state)
         .unwrap();
@@ -179,6 +180,7 @@ fn divergence_stops_with_the_last_finite_state() {
         .checkpointing(Checkpointing {
             path: path.clone(),
             every: 1,
+            run: None,
         })
         .run(state)
         .unwrap();
@@ -362,5 +364,60 @@ fn csv_writer_resumes_after_its_checkpoint() {
     let fresh = dir.join("new.csv");
     CsvWriter::resume(&fresh, &["acc"], 10).unwrap();
     assert_eq!(std::fs::read_to_string(&fresh).unwrap().lines().count(), 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A checkpoint is tied to its content and its run: an edited file (its iteration, one bit of
+/// `x`), one without a digest, one of another run, and one past `max_iters` are refused (issue
+/// 21's item 5: each was accepted and produced a wrong report). Fails without the digest check
+/// (the edited files load), without the run check, or without the `max_iters` check.
+#[test]
+fn checkpoints_are_tied_to_their_content_and_run() {
+    let dir = std::env::temp_dir().join(format!("bilevel-ckpt-tie-{}", std::process::id()));
+    let path = dir.join("ckpt.json");
+    let (p, solver, state) = setup(0.3, 0.05);
+    let checkpointing = |run: &str| Checkpointing {
+        path: path.clone(),
+        every: 0,
+        run: Some(run.into()),
+    };
+    Executor::new(&p, solver.clone())
+        .configure(|c| bilevel_core::ExecutorConfig { max_iters: 6, ..c })
+        .checkpointing(checkpointing("run-a"))
+        .run(state)
+        .unwrap();
+    let good = Checkpoint::load(&path).unwrap();
+    assert_eq!((good.state.iter, good.run.as_deref()), (6, Some("run-a")));
+    let text = std::fs::read_to_string(&path).unwrap();
+    for (what, edited) in [
+        ("iteration", text.replace("\"iter\":6", "\"iter\":999999")),
+        ("no digest", {
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            v.as_object_mut().unwrap().remove("digest");
+            v.to_string()
+        }),
+        ("x", {
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let x0 = v["state"]["x"][0].as_f64().unwrap();
+            v["state"]["x"][0] = serde_json::json!(f64::from_bits(x0.to_bits() ^ 1));
+            v.to_string()
+        }),
+    ] {
+        assert_ne!(edited, text, "{what}: the edit must change the file");
+        std::fs::write(&path, &edited).unwrap();
+        let err = Checkpoint::load(&path).unwrap_err().to_string();
+        assert!(err.contains("digest"), "{what}: {err}");
+    }
+    let resume = |run: &str, max_iters: u64| {
+        Executor::new(&p, solver.clone())
+            .configure(|c| bilevel_core::ExecutorConfig { max_iters, ..c })
+            .checkpointing(checkpointing(run))
+            .resume(&good)
+    };
+    let err = resume("run-b", 10).unwrap_err().to_string();
+    assert!(err.contains("another run"), "{err}");
+    let err = resume("run-a", 5).unwrap_err().to_string();
+    assert!(err.contains("past this run's max_iters"), "{err}");
+    assert_eq!(resume("run-a", 10).unwrap().state.iter, 10);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -234,6 +234,10 @@ pub struct RunHooks<B: AutodiffBackend> {
     pub interrupt: Option<Arc<AtomicBool>>,
     /// Continue a previous run instead of starting fresh.
     pub resume: Option<ResumeFrom>,
+    /// What identifies the run in its checkpoints: a resume from a checkpoint of another run is
+    /// refused. [`run_spec`] sets it (when `None`) to a hash of the problem and method tables
+    /// and the seeds.
+    pub run_id: Option<String>,
 }
 
 impl<B: AutodiffBackend> Default for RunHooks<B> {
@@ -246,6 +250,7 @@ impl<B: AutodiffBackend> Default for RunHooks<B> {
             checkpoint_dir: None,
             interrupt: None,
             resume: None,
+            run_id: None,
         }
     }
 }
@@ -324,7 +329,18 @@ pub fn run_spec<B: AutodiffBackend>(
 ) -> Result<RunReport> {
     method.validate()?;
     run.validate()?;
+    let mut hooks = hooks;
+    if hooks.run_id.is_none() {
+        hooks.run_id = Some(run_id(problem, method, run.seed, ctx.seed)?);
+    }
     problem.build_with(ctx, RunOnBuilt { method, run, hooks })
+}
+
+/// SHA-256 of what determines a run's trajectory: the problem and method tables and the seeds.
+fn run_id(problem: &ProblemSpec, method: &MethodSpec, seed: u64, data_seed: u64) -> Result<String> {
+    let text = serde_json::to_string(&(problem, method, seed, data_seed))
+        .map_err(|e| BilevelError::Checkpoint(format!("cannot identify the run: {e}")))?;
+    Ok(bilevel_data::checksum::sha256_bytes(text.as_bytes()))
 }
 
 struct RunOnBuilt<'a, B: AutodiffBackend> {
@@ -514,6 +530,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             executor = executor.checkpointing(Checkpointing {
                 path: dir.join(CHECKPOINT_FILE),
                 every: run.checkpoint_every.unwrap_or(0),
+                run: hooks.run_id.clone(),
             });
         }
         if let Some(flag) = hooks.interrupt {
