@@ -149,6 +149,25 @@ pub struct RunOutcome<B: AutodiffBackend> {
     pub alternatives: Vec<ReportedPoint<B>>,
 }
 
+impl<B: AutodiffBackend> RunOutcome<B> {
+    /// The outcome, or an error if the run diverged ([`TerminationReason::NonFinite`]):
+    /// `Executor::run(..)?.into_result()?` for callers that treat divergence as a failure.
+    /// [`Executor::run`] itself returns `Ok` on divergence so that the last finite state (and
+    /// its checkpoint) is not lost; check [`RunOutcome::termination`] or call this.
+    pub fn into_result(self) -> Result<Self> {
+        match &self.termination {
+            TerminationReason::NonFinite(what) => Err(BilevelError::NonFinite {
+                what: format!(
+                    "{what} (after iteration {}; the last finite state is in the outcome's \
+                     checkpoint, if one was written)",
+                    self.state.iter
+                ),
+            }),
+            _ => Ok(self),
+        }
+    }
+}
+
 /// What a metric sees after an iteration: the state and the method's reported point at that
 /// state ([`Solver::reported_x`], [`Solver::reported_y`]), so a metric evaluates the method's
 /// output (IGFM's returned iterate, not its last one) without access to the solver.

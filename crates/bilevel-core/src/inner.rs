@@ -47,7 +47,17 @@ pub fn gradient_descent<B: AutodiffBackend, P: BilevelProblem<B>>(
         let grad = oracle.grad_g_y(x, &y, &batches(t))?;
         y = y.sub(grad.mul_scalar(cfg.step));
     }
+    check_inner_iterate(&y)?;
     Ok(y)
+}
+
+/// The inner loop's result must be finite: a diverged inner loop is reported as such, not as a
+/// non-finite value in whatever uses `y` next (a CG right-hand side, a loss).
+fn check_inner_iterate<B: AutodiffBackend>(y: &Tensor<B, 1>) -> Result<()> {
+    crate::tensor::check_finite(
+        "the inner iterate y: the inner gradient descent diverged (lower `inner_step`)",
+        y,
+    )
 }
 
 /// One recorded inner step: the iterate `y_t` and the batch its gradient used.
@@ -80,5 +90,6 @@ pub fn gradient_descent_trajectory<B: AutodiffBackend, P: BilevelProblem<B>>(
         });
         y = y.sub(grad.mul_scalar(cfg.step));
     }
+    check_inner_iterate(&y)?;
     Ok((y, trajectory))
 }

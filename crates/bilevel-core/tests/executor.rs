@@ -421,3 +421,48 @@ fn checkpoints_are_tied_to_their_content_and_run() {
     assert_eq!(resume("run-a", 10).unwrap().state.iter, 10);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `into_result` turns a divergence into an error naming what diverged, and passes any other
+/// outcome through (fails if it let `NonFinite` through as `Ok`, issue 21's item 10).
+#[test]
+fn into_result_makes_divergence_an_error() {
+    let (p, mut solver, state) = setup(0.0, 1.0);
+    solver.optimizer = OuterOptimizer::sgd(1e150);
+    let out = Executor::new(&p, solver.clone())
+        .configure(|c| bilevel_core::ExecutorConfig { max_iters: 50, ..c })
+        .run(state.clone())
+        .unwrap();
+    assert!(matches!(out.termination, TerminationReason::NonFinite(_)));
+    let err = out.into_result().unwrap_err();
+    assert!(
+        matches!(err, bilevel_core::BilevelError::NonFinite { .. }),
+        "{err}"
+    );
+    let (p, solver, state) = setup(0.0, 0.05);
+    let out = Executor::new(&p, solver)
+        .configure(|c| bilevel_core::ExecutorConfig { max_iters: 3, ..c })
+        .run(state)
+        .unwrap();
+    assert_eq!(out.into_result().unwrap().state.iter, 3);
+}
+
+/// A diverging inner loop is reported as one (not as a non-finite CG right-hand side or loss
+/// further on, issue 21's item 10). Fails without the check at the end of the inner loop.
+#[test]
+fn a_diverging_inner_loop_is_named() {
+    let (p, _, state) = setup(0.0, 0.05);
+    let mut oracle = Oracle::new(&p);
+    let gd = bilevel_core::inner::InnerGd {
+        step: 1e6,
+        steps: 400,
+    };
+    let err =
+        bilevel_core::inner::gradient_descent(&mut oracle, &state.x, state.y.clone(), &gd, |_| {
+            Batch::Full
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("inner gradient descent diverged"),
+        "{err}"
+    );
+}
