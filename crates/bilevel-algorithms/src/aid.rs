@@ -92,7 +92,9 @@ pub enum LinearSolver {
     ConjugateGradient {
         /// Number of CG updates `N ≥ 1` (one Hessian-vector product each).
         steps: usize,
-        /// Stop early when `‖∇_y f − H v‖ ≤ tol · ‖∇_y f‖`; `0` runs all `N` steps.
+        /// Stop early when `‖∇_y f − H v‖ ≤ tol · ‖∇_y f‖`; with `0` that test is off, but CG
+        /// still stops early on an exactly zero residual or a direction of non-positive or
+        /// rounding-level curvature (`bilevel_core::linear::conjugate_gradient`).
         tol: f64,
     },
     /// Fixed point `v ← v − η (H v − ∇_y f)` (AID-FP); contracts for `0 < η < 2/λ_max(H)`.
@@ -176,7 +178,8 @@ impl Default for AidConfig {
 /// inner_step = 0.1            # α
 /// inner_steps = 10            # T (or inner_steps_growth = c: T_k = ⌈c (k+1)^{1/4}⌉)
 /// warm_start_inner = true
-/// cg_steps = 10               # aid-cg: N CG steps, stop early at cg_tol (0: never)
+/// cg_steps = 10               # aid-cg: N CG steps, stop early at cg_tol (0: only on
+///                             # a zero residual or non-positive curvature)
 /// cg_tol = 0.0
 /// # linear_step = 0.1         # aid-fp: N = linear_steps fixed-point steps of size η
 /// # linear_steps = 10

@@ -19,7 +19,9 @@ use crate::tensor::{dot, norm};
 pub struct CgConfig {
     /// Maximum number of CG updates (each costs one product).
     pub max_iters: usize,
-    /// Stop when `‖b − H v‖ ≤ tol · ‖b‖` (0 runs all `max_iters` updates).
+    /// Stop when `‖b − H v‖ ≤ tol · ‖b‖`. With 0 this test never fires, but CG still stops
+    /// before `max_iters` on an exactly zero residual or on a direction of non-positive or
+    /// rounding-level curvature (see [`conjugate_gradient`]).
     pub tol: f64,
 }
 
