@@ -330,6 +330,7 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
         for (obs, _) in &mut self.observers {
             obs.observe_start(&name, &state)?;
         }
+        let first_iter = state.iter;
         let termination = loop {
             if state.iter >= self.config.max_iters {
                 break TerminationReason::MaxItersReached;
@@ -365,7 +366,7 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
                 .collect();
             if wanted.iter().any(|w| *w) {
                 let wall_time_s = elapsed(&start);
-                let metrics = self.evaluate_metrics(&state)?;
+                let metrics = self.evaluate_metrics(&state, false)?;
                 let record = IterRecord {
                     iter: state.iter,
                     wall_time_s,
@@ -399,6 +400,32 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
         if let Some(c) = &self.checkpointing {
             Self::write_checkpoint(c, &name, &state, elapsed(&start))?;
         }
+        // `ObserverMode::Every(n)` observers also see the last iteration of a run that ends,
+        // with every metric evaluated (an interrupted run continues later: its next iteration
+        // is not the last).
+        let unseen: Vec<bool> = self
+            .observers
+            .iter()
+            .map(|(_, m)| matches!(m, ObserverMode::Every(_)) && !m.wants(state.iter))
+            .collect();
+        if termination != TerminationReason::Interrupted
+            && state.iter > first_iter
+            && unseen.iter().any(|u| *u)
+        {
+            let record = IterRecord {
+                iter: state.iter,
+                wall_time_s: elapsed(&start),
+                outer_loss: state.outer_loss,
+                hypergrad_norm: state.hypergradient.as_ref().map(norm),
+                counts: state.counts,
+                metrics: self.evaluate_metrics(&state, true)?,
+            };
+            for ((obs, _), unseen) in self.observers.iter_mut().zip(unseen) {
+                if unseen {
+                    obs.observe_iter(&state, &record)?;
+                }
+            }
+        }
         for (obs, _) in &mut self.observers {
             obs.observe_end(&state, &termination)?;
         }
@@ -417,12 +444,12 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
     }
 
     /// The metric groups' values at the state's reported point (NaN where a group is off its
-    /// cadence), named, in the order they were added.
-    fn evaluate_metrics(&mut self, state: &State<B>) -> Result<Vec<(String, f64)>> {
+    /// cadence, unless `all`), named, in the order they were added.
+    fn evaluate_metrics(&mut self, state: &State<B>, all: bool) -> Result<Vec<(String, f64)>> {
         let mut values = Vec::new();
         let mut point = None;
         for group in &mut self.metrics {
-            if state.iter % group.every != 0 {
+            if !all && state.iter % group.every != 0 {
                 values.extend(group.names.iter().map(|n| (n.clone(), f64::NAN)));
                 continue;
             }

@@ -33,7 +33,8 @@ pub struct IterRecord {
 pub enum ObserverMode {
     /// Every iteration.
     Always,
-    /// Every `n`-th iteration (and the last).
+    /// Every `n`-th iteration, and the last one of a run that ends (not of an interrupted run,
+    /// which continues later), with every metric evaluated.
     Every(u64),
     /// Only at start and end.
     Never,
@@ -104,9 +105,9 @@ pub fn csv_header(metric_names: &[&str]) -> String {
     h
 }
 
-/// One row of [`csv_header`]'s format for `record`; the metric cells are empty unless
-/// `with_metrics` (an iteration whose metrics were not evaluated).
-pub fn csv_row(record: &IterRecord, with_metrics: bool) -> String {
+/// One row of [`csv_header`]'s format for `record`; a metric cell is empty where the value is
+/// NaN (the metric was not evaluated at that iteration).
+pub fn csv_row(record: &IterRecord) -> String {
     let opt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
     let mut row = format!(
         "{},{:.6},{},{}",
@@ -120,7 +121,7 @@ pub fn csv_row(record: &IterRecord, with_metrics: bool) -> String {
     }
     for (_, v) in &record.metrics {
         row.push(',');
-        if with_metrics {
+        if !v.is_nan() {
             row.push_str(&format!("{v:e}"));
         }
     }
@@ -136,12 +137,12 @@ pub fn csv_row(record: &IterRecord, with_metrics: bool) -> String {
 /// - [`CsvWriter::resume`]: continues a file after a checkpoint at iteration `iter`, keeping
 ///   the header and the complete rows up to `iter` and dropping the rows a killed run wrote
 ///   after its checkpoint (replaced atomically: a crash leaves the old file or the new one);
-/// - [`CsvWriter::metrics_every`]: metric cells only on iterations that are multiples of `n`
-///   (the others were not evaluated; their cells stay empty).
+///
+/// A metric cell is empty where the record's value is NaN: the metric was not evaluated at
+/// that iteration ([`crate::Executor::add_metrics`]' cadence).
 pub struct CsvWriter {
     path: PathBuf,
     file: Option<std::fs::File>,
-    metrics_every: u64,
 }
 
 impl CsvWriter {
@@ -150,7 +151,6 @@ impl CsvWriter {
         Self {
             path: path.as_ref().to_path_buf(),
             file: None,
-            metrics_every: 1,
         }
     }
 
@@ -188,26 +188,8 @@ impl CsvWriter {
         Self::open_append(path)
     }
 
-    /// Metric cells only on iterations that are multiples of `every` (≥ 1).
-    pub fn metrics_every(mut self, every: u64) -> Self {
-        self.metrics_every = every.max(1);
-        self
-    }
-
-    /// Writes `record` as one row (metric cells on the cadence of
-    /// [`CsvWriter::metrics_every`]) and flushes it.
+    /// Writes `record` as one row and flushes it.
     pub fn write(&mut self, record: &IterRecord) -> Result<()> {
-        let evaluated = record.iter % self.metrics_every == 0;
-        self.write_row(record, evaluated)
-    }
-
-    /// Writes `record` with its metric cells whatever the cadence (e.g. a run's final row) and
-    /// flushes it.
-    pub fn write_with_metrics(&mut self, record: &IterRecord) -> Result<()> {
-        self.write_row(record, true)
-    }
-
-    fn write_row(&mut self, record: &IterRecord, with_metrics: bool) -> Result<()> {
         if self.file.is_none() {
             let exists = self.path.metadata().is_ok_and(|m| m.len() > 0);
             if !exists {
@@ -221,7 +203,7 @@ impl CsvWriter {
             .file
             .as_mut()
             .ok_or_else(|| BilevelError::io(path, "not open"))?;
-        writeln!(file, "{}", csv_row(record, with_metrics))
+        writeln!(file, "{}", csv_row(record))
             .and_then(|_| file.flush())
             .map_err(|e| BilevelError::io(path, e))
     }
@@ -234,7 +216,6 @@ impl CsvWriter {
         Ok(Self {
             path: path.to_path_buf(),
             file: Some(file),
-            metrics_every: 1,
         })
     }
 

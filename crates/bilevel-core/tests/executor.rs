@@ -164,8 +164,24 @@ fn converges_records_and_writes_csv() {
         lines[0].starts_with("iter,wall_time_s,outer_loss,hypergrad_norm,")
             && lines[0].ends_with(",phi")
     );
-    assert_eq!(lines.len() as u64, 1 + out.state.iter / 10);
+    // Every 10th iteration, and the last (the run converged off that cadence): fails if
+    // `ObserverMode::Every` skipped the last iteration, as its doc said it did not (issue 21's
+    // item 12).
+    assert_ne!(
+        out.state.iter % 10,
+        0,
+        "the test needs a last iteration off the cadence"
+    );
+    assert_eq!(lines.len() as u64, 1 + out.state.iter / 10 + 1);
     assert!(lines[1].starts_with("10,"));
+    assert!(lines
+        .last()
+        .unwrap()
+        .starts_with(&format!("{},", out.state.iter)));
+    assert!(
+        !lines.last().unwrap().ends_with(','),
+        "the last row has its metric"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -311,27 +327,29 @@ fn metric_errors_end_the_run() {
     assert!(err.to_string().contains("evaluation failed"), "{err}");
 }
 
+/// A record whose metric was evaluated on even iterations (NaN elsewhere).
 fn record(iter: u64) -> bilevel_core::IterRecord {
+    let acc = if iter % 2 == 0 { 0.5 } else { f64::NAN };
     bilevel_core::IterRecord {
         iter,
         wall_time_s: iter as f64,
         outer_loss: Some(1.0 / (iter as f64 + 1.0)),
         hypergrad_norm: None,
         counts: Default::default(),
-        metrics: vec![("acc".to_string(), 0.5)],
+        metrics: vec![("acc".to_string(), acc)],
     }
 }
 
 /// The one CSV writer on resume: keeps the header and the complete rows up to the checkpoint,
 /// drops later rows (written by a killed run after its checkpoint) and a partial last line,
-/// then appends; metric cells follow the cadence. Fails if `resume` appended without
-/// truncating (rows 4..6 would stay, duplicated), kept the partial line, or if the cadence
-/// were ignored (row 1 would carry a metric).
+/// then appends; a metric cell is empty where the metric was not evaluated (NaN). Fails if
+/// `resume` appended without truncating (rows 4..6 would stay, duplicated), kept the partial
+/// line, or wrote "NaN" for a metric that was not evaluated.
 #[test]
 fn csv_writer_resumes_after_its_checkpoint() {
     let dir = std::env::temp_dir().join(format!("bilevel-csv-resume-{}", std::process::id()));
     let path = dir.join("m.csv");
-    let mut w = CsvWriter::create(&path, &["acc"]).unwrap().metrics_every(2);
+    let mut w = CsvWriter::create(&path, &["acc"]).unwrap();
     for i in 0..=6 {
         w.write(&record(i)).unwrap();
     }
@@ -340,11 +358,11 @@ fn csv_writer_resumes_after_its_checkpoint() {
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str("7,0.1");
     std::fs::write(&path, text).unwrap();
-    let mut w = CsvWriter::resume(&path, &["acc"], 3)
-        .unwrap()
-        .metrics_every(2);
+    let mut w = CsvWriter::resume(&path, &["acc"], 3).unwrap();
     w.write(&record(4)).unwrap();
-    w.write_with_metrics(&record(5)).unwrap();
+    let mut last = record(5);
+    last.metrics[0].1 = 0.25;
+    w.write(&last).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(
@@ -359,7 +377,7 @@ fn csv_writer_resumes_after_its_checkpoint() {
     let acc = |line: &str| line.rsplit(',').next().unwrap().to_string();
     assert_eq!(acc(lines[2]), "", "row 1 is off the metric cadence");
     assert_eq!(acc(lines[3]), "5e-1");
-    assert_eq!(acc(lines[6]), "5e-1", "the final row carries its metrics");
+    assert_eq!(acc(lines[6]), "2.5e-1", "a row carries the metrics it has");
     // A missing file is started with the header.
     let fresh = dir.join("new.csv");
     CsvWriter::resume(&fresh, &["acc"], 10).unwrap();

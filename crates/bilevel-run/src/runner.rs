@@ -450,13 +450,10 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             None => None,
         };
         let csv = match &hooks.csv {
-            Some(path) => Some(
-                match resume_iter {
-                    Some(iter) => CsvWriter::resume(path, &names, iter)?,
-                    None => CsvWriter::create(path, &names)?,
-                }
-                .metrics_every(run.eval_every),
-            ),
+            Some(path) => Some(match resume_iter {
+                Some(iter) => CsvWriter::resume(path, &names, iter)?,
+                None => CsvWriter::create(path, &names)?,
+            }),
             None => None,
         };
         let sinks = Rc::new(RefCell::new(Sinks {
@@ -491,7 +488,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
                 };
                 let mut s = sinks.borrow_mut();
                 s.keep(&record);
-                s.csv_row(&record, false);
+                s.csv_row(&record);
                 if let Some(e) = s.error.take() {
                     return Err(e.into());
                 }
@@ -568,7 +565,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
                     let mut s = sinks.borrow_mut();
                     s.keep(&record);
                     // The CSV's last row is the final state, with its metrics.
-                    s.csv_row(&record, true);
+                    s.csv_row(&record);
                     if let Some(e) = s.error.take() {
                         return Err(e.into());
                     }

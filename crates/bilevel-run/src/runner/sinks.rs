@@ -30,15 +30,10 @@ impl Sinks {
         }
     }
 
-    /// A CSV row on the writer's metric cadence (`with_metrics`: whatever the cadence).
-    pub(super) fn csv_row(&mut self, record: &IterRecord, with_metrics: bool) {
+    /// A CSV row (metric cells empty where not evaluated).
+    pub(super) fn csv_row(&mut self, record: &IterRecord) {
         if let Some(csv) = &mut self.csv {
-            let written = if with_metrics {
-                csv.write_with_metrics(record)
-            } else {
-                csv.write(record)
-            };
-            if let Err(e) = written {
+            if let Err(e) = csv.write(record) {
                 self.error.get_or_insert(e);
             }
         }
@@ -80,7 +75,7 @@ pub(super) struct CsvRows(pub(super) Rc<RefCell<Sinks>>);
 impl<B: AutodiffBackend> Observe<B> for CsvRows {
     fn observe_iter(&mut self, _state: &State<B>, record: &IterRecord) -> bilevel_core::Result<()> {
         let mut sinks = self.0.borrow_mut();
-        sinks.csv_row(record, false);
+        sinks.csv_row(record);
         match sinks.error.take() {
             Some(e) => Err(e),
             None => Ok(()),
