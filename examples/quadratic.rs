@@ -95,6 +95,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         inner_step_schedule: InnerStepSchedule::Constant { step: 1.0 },
         ..Default::default()
     };
-    report("sid-bsgm", run(&problem, bsgm(sid, 1.5), ITERS))?;
+    report("sid-bsgm", run(&problem, bsgm(sid, 1.5)?, ITERS))?;
     Ok(())
 }

@@ -183,7 +183,7 @@ fn estimate<P: BilevelProblem<B>>(
 ) -> Result<Vec<f64>> {
     let mut state = State::new(t(x), t(&vec![0.0; p.y_dim()]), seed);
     let mut oracle = Oracle::new(p);
-    let g = Sid::new(config).estimate(&mut oracle, &mut state)?;
+    let g = Sid::new(config)?.estimate(&mut oracle, &mut state)?;
     Ok(to_vec(g)?)
 }
 
@@ -198,7 +198,7 @@ fn estimate_from<P: BilevelProblem<B>>(
     let mut state = State::new(t(x), t(y), 0);
     state.v = t(v);
     let mut oracle = Oracle::new(p);
-    let g = Sid::new(config).estimate(&mut oracle, &mut state)?;
+    let g = Sid::new(config)?.estimate(&mut oracle, &mut state)?;
     Ok(to_vec(g)?)
 }
 

@@ -125,7 +125,7 @@ fn rows(
         },
         neumann_terms: NEUMANN_TERMS,
         neumann_step: NEUMANN_STEP,
-    });
+    })?;
     let neumann = RandomizedNeumann {
         outer_batch: Some(LARGE_BATCH),
         hessian_batch: Some(1),
@@ -140,13 +140,13 @@ fn rows(
         inner_step_decay: 1.0,
         inner_batch: Some(1),
         hypergradient: neumann,
-    });
+    })?;
     let ttsa = Ttsa::new(TtsaConfig {
         inner_step: 0.1,
         inner_step_decay: 0.4,
         inner_batch: Some(1),
         hypergradient: neumann,
-    });
+    })?;
 
     let expected = |terms: usize| -> Result<Vec<f64>> {
         let v = truncated_neumann(form, x, &y_star, NEUMANN_STEP, terms);

@@ -282,9 +282,10 @@ pub struct Bsa {
 }
 
 impl Bsa {
-    /// An estimator with these settings.
-    pub fn new(config: BsaConfig) -> Self {
-        Self { config }
+    /// An estimator with a validated configuration (an error names the offending key).
+    pub fn new(config: BsaConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self { config })
     }
 }
 

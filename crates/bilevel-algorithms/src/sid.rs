@@ -435,9 +435,10 @@ pub struct Sid {
 }
 
 impl Sid {
-    /// An estimator with these settings.
-    pub fn new(config: SidConfig) -> Self {
-        Self { config }
+    /// An estimator with a validated configuration (an error names the offending key).
+    pub fn new(config: SidConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self { config })
     }
 }
 
@@ -447,8 +448,11 @@ pub type Bsgm = OuterLoop<Sid>;
 /// BSGM with outer step `β`: `x_{k+1} = P_X(x_k − β ĝ_k)`, `ĝ_k` from [`Sid`] with `config`
 /// (any variant). For a decreasing `β_k`, build `OuterLoop::new(Sid::new(c),
 /// OuterOptimizer::Sgd { .. })` directly.
-pub fn bsgm(config: SidConfig, outer_step: f64) -> Bsgm {
-    OuterLoop::new(Sid::new(config), OuterOptimizer::sgd(outer_step))
+pub fn bsgm(config: SidConfig, outer_step: f64) -> Result<Bsgm> {
+    Ok(OuterLoop::new(
+        Sid::new(config)?,
+        OuterOptimizer::sgd(outer_step),
+    ))
 }
 
 /// `(1 − η) a + η b`, exact at `η = 1`.

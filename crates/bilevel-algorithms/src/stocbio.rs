@@ -263,9 +263,10 @@ pub struct StocBio {
 }
 
 impl StocBio {
-    /// An estimator with these settings.
-    pub fn new(config: StocBioConfig) -> Self {
-        Self { config }
+    /// An estimator with a validated configuration (an error names the offending key).
+    pub fn new(config: StocBioConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self { config })
     }
 }
 

@@ -184,25 +184,26 @@ pub struct Ttsa {
 }
 
 impl Ttsa {
-    /// An estimator with these settings.
-    pub fn new(config: TtsaConfig) -> Self {
-        Self { config }
+    /// An estimator with a validated configuration (an error names the offending key).
+    pub fn new(config: TtsaConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self { config })
     }
 }
 
 /// TTSA ready to run: [`Ttsa`] inside an [`OuterLoop`] with
 /// `OuterOptimizer::Sgd { lr: outer_step, schedule: InversePower { power: 3/5 } }`, i.e.
 /// `β_k = β₀ (k + 1)^{−3/5}` with `β₀ = outer_step`.
-pub fn ttsa(config: TtsaConfig, outer_step: f64) -> OuterLoop<Ttsa> {
-    OuterLoop::new(
-        Ttsa::new(config),
+pub fn ttsa(config: TtsaConfig, outer_step: f64) -> Result<OuterLoop<Ttsa>> {
+    Ok(OuterLoop::new(
+        Ttsa::new(config)?,
         OuterOptimizer::Sgd {
             lr: outer_step,
             schedule: StepSchedule::InversePower {
                 power: OUTER_STEP_DECAY,
             },
         },
-    )
+    ))
 }
 
 impl<B: AutodiffBackend> HypergradientEstimator<B> for Ttsa {

@@ -29,7 +29,7 @@ fn config() -> BsaConfig {
 }
 
 fn bsa(config: BsaConfig) -> OuterLoop<Bsa> {
-    OuterLoop::new(Bsa::new(config), OuterOptimizer::sgd(0.1))
+    OuterLoop::new(Bsa::new(config).unwrap(), OuterOptimizer::sgd(0.1))
 }
 
 /// Single samples everywhere, constant outer step 0.1, 400 iterations from `‖x_0 − x*‖ ≈ 10`,
@@ -138,7 +138,8 @@ fn full_batch_estimate_matches_the_closed_form_given_p() {
             neumann_step: eta,
         },
         ..config()
-    });
+    })
+    .unwrap();
     let mut oracle = Oracle::new(&p);
     let mut st = State::new(t(&x), t(&y_star), 5);
     let mut seen = std::collections::BTreeSet::new();
@@ -180,7 +181,8 @@ fn inner_steps_decay_as_documented_and_warm_start() {
         inner_step_decay: power,
         inner_batch: None,
         ..config()
-    });
+    })
+    .unwrap();
     assert_eq!(estimator.config.inner_step_at(3), alpha / 4f64.powf(power));
     let mut oracle = Oracle::new(&p);
     let mut st = State::new(t(&x), t(&[0.0; 5]), 0);
@@ -303,7 +305,10 @@ fn invalid_configs_are_rejected() {
     let p = correlated(2, 5, 0.1, 5);
     for (cfg, name) in cases {
         assert!(is_invalid(cfg.validate(), name), "{name}: {cfg:?}");
-        let mut s = bsa(cfg);
+        // The constructor refuses it (fails if `new` did not validate, as before issue 21's
+        // item 13); a struct literal bypasses it, and the solver still refuses to run.
+        assert!(is_invalid(Bsa::new(cfg), name));
+        let mut s = OuterLoop::new(Bsa { config: cfg }, OuterOptimizer::sgd(0.1));
         assert!(is_invalid(Solver::<TestBackend>::validate(&s), name));
         let mut oracle = Oracle::new(&p);
         assert!(is_invalid(

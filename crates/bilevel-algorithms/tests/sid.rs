@@ -9,7 +9,8 @@ use bilevel_core::problems::{QuadraticBilevel, QuadraticSpec};
 use bilevel_core::sampling::Rng;
 use bilevel_core::tensor::rel_err_host;
 use bilevel_core::{
-    BilevelProblem, Constraint, HypergradientEstimator, Oracle, OracleCounts, Solver, State,
+    BilevelProblem, Constraint, HypergradientEstimator, Oracle, OracleCounts, OuterLoop,
+    OuterOptimizer, Solver, State,
 };
 use common::sid::*;
 use common::*;
@@ -90,7 +91,7 @@ fn bsgm_solves_the_deterministic_quadratic_to_1e_6() {
         ..hess.clone()
     };
     let mu_phi = l_phi - max_eigenvalue(&shifted);
-    let mut solver = bsgm(deterministic_config(30), 2.0 / (l_phi + mu_phi));
+    let mut solver = bsgm(deterministic_config(30), 2.0 / (l_phi + mu_phi)).unwrap();
     Solver::<TestBackend>::validate(&solver).unwrap();
     let mut oracle = Oracle::new(&p);
     let x0 = vec![0.0; 3];
@@ -135,7 +136,7 @@ fn bsgm_and_warm_start_variants_reduce_the_hypergradient_on_stochastic_least_squ
         (cfg.alset(), 25),
         (cfg.alset_dagger(), 60),
     ] {
-        let mut solver = bsgm(config, 0.5);
+        let mut solver = bsgm(config, 0.5).unwrap();
         let mut oracle = Oracle::new(&p);
         let mut state = State::new(t(&x0), t(&[0.0; 5]), 11);
         for _ in 0..iters {
@@ -179,7 +180,8 @@ fn contraction_form_gives_the_gradient_step_estimate() {
             let mut sid = Sid::new(SidConfig {
                 lower_level,
                 ..config
-            });
+            })
+            .unwrap();
             let mut state = State::new(t(&x), t(&y), 21);
             state.v = t(&v);
             let (g, counts) = if on_map {
@@ -242,7 +244,7 @@ fn projection_keeps_iterates_inside_and_reaches_the_predicted_boundary() {
             inner: quadratic(1, 0.0, 2),
             set: set.clone(),
         };
-        let mut solver = bsgm(deterministic_config(15), 1.0 / l_phi);
+        let mut solver = bsgm(deterministic_config(15), 1.0 / l_phi).unwrap();
         let mut oracle = Oracle::new(&problem);
         // Start inside, at the far end of the set.
         let far = if (predicted - lo).abs() < (predicted - hi).abs() {
@@ -314,7 +316,8 @@ fn oracle_calls_and_samples_per_iteration() {
                     ..config
                 },
                 0.1,
-            );
+            )
+            .unwrap();
             let mut oracle = Oracle::new(&as_map);
             let mut state = State::new(t(&[0.5, -0.5]), t(&[0.0; 5]), 4);
             for iter in 0..2 {
@@ -358,7 +361,7 @@ fn oracle_calls_and_samples_per_iteration() {
     let p = data.problem();
     let mut oracle = Oracle::new(&p);
     let (c, _) = one_iter(
-        &mut bsgm(full, 0.1),
+        &mut bsgm(full, 0.1).unwrap(),
         &mut oracle,
         State::new(t(&[0.0; 2]), t(&[0.0; 5]), 0),
     );
@@ -366,7 +369,7 @@ fn oracle_calls_and_samples_per_iteration() {
     let q = quadratic(2, 0.1, 0);
     let mut oracle = Oracle::new(&q);
     let (c, _) = one_iter(
-        &mut bsgm(base, 0.1),
+        &mut bsgm(base, 0.1).unwrap(),
         &mut oracle,
         State::new(t(&[0.0; 2]), t(&[0.0; 4]), 0),
     );
@@ -388,7 +391,12 @@ fn only_warm_start_variants_read_state_y_and_v() {
         let mut state = State::new(t(&x), t(y), 17);
         state.v = t(v);
         let mut oracle = Oracle::new(&p);
-        host(&Sid::new(config).estimate(&mut oracle, &mut state).unwrap())
+        host(
+            &Sid::new(config)
+                .unwrap()
+                .estimate(&mut oracle, &mut state)
+                .unwrap(),
+        )
     };
     let zero = [0.0; 5];
     // (config, reads y, reads v)
@@ -528,19 +536,22 @@ fn invalid_configs_are_rejected() {
             "{name}: {:?}",
             config.validate()
         );
-        let solver = bsgm(config, 0.1);
-        assert!(is_invalid(Solver::<TestBackend>::validate(&solver), name));
+        // The constructor refuses it (fails if `new` did not validate, as before issue 21's
+        // item 13); a struct literal bypasses it, and the solver still refuses to run.
+        assert!(is_invalid(Sid::new(config), name));
+        let literal = || OuterLoop::new(Sid { config }, OuterOptimizer::sgd(0.1));
+        assert!(is_invalid(
+            Solver::<TestBackend>::validate(&literal()),
+            name
+        ));
         // next_iter re-checks, so a bad config cannot run without validate().
         let mut oracle = Oracle::new(&q);
         let state = State::new(t(&[0.0; 2]), t(&[0.0; 4]), 0);
-        assert!(is_invalid(
-            bsgm(config, 0.1).next_iter(&mut oracle, state),
-            name
-        ));
+        assert!(is_invalid(literal().next_iter(&mut oracle, state), name));
     }
     // A bad outer step, and the contraction form on a problem that has no map.
     assert!(is_invalid(
-        Solver::<TestBackend>::validate(&bsgm(ok, 0.0)),
+        Solver::<TestBackend>::validate(&bsgm(ok, 0.0).unwrap()),
         "outer_lr"
     ));
     let config = SidConfig {
@@ -550,7 +561,7 @@ fn invalid_configs_are_rejected() {
     let mut oracle = Oracle::new(&q);
     let state = State::new(t(&[0.0; 2]), t(&[0.0; 4]), 0);
     assert!(is_invalid(
-        bsgm(config, 0.1).next_iter(&mut oracle, state),
+        bsgm(config, 0.1).unwrap().next_iter(&mut oracle, state),
         "lower_level"
     ));
 }
@@ -577,7 +588,7 @@ fn step_schedules_and_variant_names() {
         ["sid", "sid-warm-ll", "amigo", "alset", "alset-dagger"]
     );
     assert_eq!(
-        HypergradientEstimator::<TestBackend>::name(&Sid::new(c.alset())),
+        HypergradientEstimator::<TestBackend>::name(&Sid::new(c.alset()).unwrap()),
         "alset"
     );
     // Paper 002, Tables 3-4: ALSET warm-starts the LL only (t = 1, a cold k-step linear solve,
@@ -705,7 +716,12 @@ fn harmonic_steps_and_independent_batches_match_a_host_replica() {
         let mut state = State::new(t(&x), t(&y0), 5);
         state.v = t(&v0);
         let mut oracle = Oracle::new(&rec);
-        let g = host(&Sid::new(config).estimate(&mut oracle, &mut state).unwrap());
+        let g = host(
+            &Sid::new(config)
+                .unwrap()
+                .estimate(&mut oracle, &mut state)
+                .unwrap(),
+        );
         let log = rec.take_all();
         let inner: Vec<_> = log
             .iter()

@@ -25,7 +25,7 @@ fn config() -> StocBioConfig {
 }
 
 fn stocbio(config: StocBioConfig) -> OuterLoop<StocBio> {
-    OuterLoop::new(StocBio::new(config), OuterOptimizer::sgd(0.3))
+    OuterLoop::new(StocBio::new(config).unwrap(), OuterOptimizer::sgd(0.3))
 }
 
 /// From `‖x_0 − x*‖ ≈ 10` (`y_0 = 0`), 100 iterations with batches of 20 settle at the noise
@@ -169,7 +169,8 @@ fn full_batch_estimate_is_the_truncated_series_of_q_plus_one_terms() {
             neumann_terms: terms,
             neumann_step: step,
             ..config()
-        });
+        })
+        .unwrap();
         let mut st = bilevel_core::State::new(t(&x), t(&y_star), 0);
         let g = host(&estimator.estimate(&mut oracle, &mut st).unwrap());
         let v = truncated_neumann(form, &x, &y_star, step, terms + 1);
@@ -317,7 +318,10 @@ fn invalid_configs_are_rejected() {
     for (cfg, name) in cases {
         assert!(is_invalid(cfg.validate(), name), "{name}: {cfg:?}");
         // Through the solver, before a run and inside an iteration.
-        let mut s = stocbio(cfg);
+        // The constructor refuses it (fails if `new` did not validate, as before issue 21's
+        // item 13); a struct literal bypasses it, and the solver still refuses to run.
+        assert!(is_invalid(StocBio::new(cfg), name));
+        let mut s = OuterLoop::new(StocBio { config: cfg }, OuterOptimizer::sgd(0.3));
         assert!(is_invalid(Solver::<TestBackend>::validate(&s), name));
         let p = correlated(2, 5, 0.1, 5);
         let mut oracle = Oracle::new(&p);
@@ -332,7 +336,7 @@ fn invalid_configs_are_rejected() {
     ));
     assert!(is_invalid(
         Solver::<TestBackend>::validate(&OuterLoop::new(
-            StocBio::new(ok),
+            StocBio::new(ok).unwrap(),
             OuterOptimizer::sgd(0.0)
         )),
         "outer_lr"

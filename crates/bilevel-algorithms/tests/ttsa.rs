@@ -38,7 +38,7 @@ fn reduces_true_hypergradient_norm_10x() {
     let initial = grad_phi_norm(&p, &x0);
     let mut oracle = Oracle::new(&p);
     let (_, norms) = run(
-        &mut ttsa(config(), 0.1),
+        &mut ttsa(config(), 0.1).unwrap(),
         &mut oracle,
         state(&p, &x0, 0),
         600,
@@ -59,7 +59,7 @@ fn reduces_true_hypergradient_norm_10x() {
 /// swapped back (inner 0.6, outer 0.4: the pre-#19 code), tried.
 #[test]
 fn ttsa_builds_the_two_timescale_outer_loop() {
-    let solver = ttsa(config(), 0.7);
+    let solver = ttsa(config(), 0.7).unwrap();
     assert_eq!(
         solver.optimizer,
         OuterOptimizer::Sgd {
@@ -70,7 +70,7 @@ fn ttsa_builds_the_two_timescale_outer_loop() {
     assert_eq!(OUTER_STEP_DECAY, 0.6);
     assert_eq!(INNER_STEP_DECAY, 0.4);
     assert_eq!(TtsaConfig::default().inner_step_decay, INNER_STEP_DECAY);
-    assert_eq!(solver.estimator, Ttsa::new(config()));
+    assert_eq!(solver.estimator, Ttsa::new(config()).unwrap());
     assert_eq!(config().inner_step_at(31), 0.5 * 32f64.powf(-0.4));
     // The outer step shrinks relative to the inner one, for the defaults of both.
     let cfg = TtsaConfig::default();
@@ -97,7 +97,7 @@ fn swapped_time_scales_are_refused() {
         lr: 0.1,
         schedule: StepSchedule::InversePower { power },
     };
-    let solver = |cfg: TtsaConfig, opt| OuterLoop::new(Ttsa::new(cfg), opt);
+    let solver = |cfg: TtsaConfig, opt| OuterLoop::new(Ttsa::new(cfg).unwrap(), opt);
     let swapped = TtsaConfig {
         inner_step_decay: 0.6,
         ..config()
@@ -112,7 +112,7 @@ fn swapped_time_scales_are_refused() {
         solver(config(), sgd(0.6)),
         solver(config(), sgd(0.4)),
         solver(config(), OuterOptimizer::adam(0.1)),
-        ttsa(config(), 0.1),
+        ttsa(config(), 0.1).unwrap(),
     ] {
         Solver::<TestBackend>::validate(&ok).unwrap();
     }
@@ -135,7 +135,7 @@ fn oracle_counts_per_iteration_match_the_formula() {
         },
         ..config()
     };
-    let mut solver = ttsa(cfg, 0.1);
+    let mut solver = ttsa(cfg, 0.1).unwrap();
     let mut oracle = Oracle::new(&p);
     let mut st = state(&p, &[0.5, -0.5], 3);
     let mut seen = vec![0usize; q];
@@ -178,7 +178,7 @@ fn iterates_follow_the_two_step_schedules_and_use_the_new_y() {
             neumann_step: eta,
         },
     };
-    let mut solver = ttsa(cfg, beta);
+    let mut solver = ttsa(cfg, beta).unwrap();
     let mut oracle = Oracle::new(&p);
     let (mut x, mut y) = (vec![1.0, -1.0], vec![0.0; 5]);
     let mut st = State::new(t(&x), t(&y), 9);
@@ -207,7 +207,7 @@ fn run_iterates(seed: u64) -> (Vec<f64>, Vec<f64>) {
     let p = correlated(2, 5, 0.1, 4);
     let mut oracle = Oracle::new(&p);
     let (st, _) = run(
-        &mut ttsa(config(), 0.1),
+        &mut ttsa(config(), 0.1).unwrap(),
         &mut oracle,
         state(&p, &[1.0, -2.0], seed),
         10,
@@ -283,7 +283,18 @@ fn invalid_configs_are_rejected() {
     let p = correlated(2, 5, 0.1, 5);
     for (cfg, name) in cases {
         assert!(is_invalid(cfg.validate(), name), "{name}: {cfg:?}");
-        let mut s = ttsa(cfg, 0.1);
+        // The constructor refuses it (fails if `new` did not validate, as before issue 21's
+        // item 13); a struct literal bypasses it, and the solver still refuses to run.
+        assert!(is_invalid(Ttsa::new(cfg), name));
+        let mut s = OuterLoop::new(
+            Ttsa { config: cfg },
+            OuterOptimizer::Sgd {
+                lr: 0.1,
+                schedule: StepSchedule::InversePower {
+                    power: OUTER_STEP_DECAY,
+                },
+            },
+        );
         assert!(is_invalid(Solver::<TestBackend>::validate(&s), name));
         let mut oracle = Oracle::new(&p);
         assert!(is_invalid(
@@ -292,7 +303,7 @@ fn invalid_configs_are_rejected() {
         ));
     }
     assert!(is_invalid(
-        Solver::<TestBackend>::validate(&ttsa(ok, 0.0)),
+        Solver::<TestBackend>::validate(&ttsa(ok, 0.0).unwrap()),
         "outer_lr"
     ));
 }

@@ -429,7 +429,8 @@ fn stocbio_matches_the_closed_form_and_ndarray_on_mini_batches() {
         hessian_batch: HessianBatch::Fixed(None),
         neumann_terms: 30,
         neumann_step: QUAD_STEP,
-    });
+    })
+    .unwrap();
     let (vs_exact, vs_cpu) = quad_estimate("stocbio (full batch)", full);
     assert!(vs_exact <= 1e-4, "stocbio vs ∇Φ: {vs_exact:e}");
     assert!(vs_cpu <= 1e-4, "stocbio vs ndarray: {vs_cpu:e}");
@@ -444,7 +445,8 @@ fn stocbio_matches_the_closed_form_and_ndarray_on_mini_batches() {
         hessian_batch: HessianBatch::Fixed(Some(16)),
         neumann_terms: 8,
         neumann_step: 0.3,
-    });
+    })
+    .unwrap();
     let (g_gpu, g_cpu) = ls_estimates(&mini, &normal(9, LS_X), 3);
     let name = "stocbio (mini-batch)";
     let vs_cpu = report(name, "ndarray-f64", &g_gpu, &g_cpu);
@@ -636,7 +638,8 @@ fn sid_matches_the_closed_form_and_ndarray_on_mini_batches() {
         inner_step_schedule: InnerStepSchedule::Constant { step: 1.0 },
         warm_start_inner: false,
         warm_start_linear: false,
-    });
+    })
+    .unwrap();
     let (vs_exact, vs_cpu) = quad_estimate("sid (deterministic)", deterministic);
     assert!(vs_exact <= 1e-4, "sid vs ∇Φ: {vs_exact:e}");
     assert!(vs_cpu <= 1e-4, "sid vs ndarray: {vs_cpu:e}");
@@ -652,7 +655,8 @@ fn sid_matches_the_closed_form_and_ndarray_on_mini_batches() {
         inner_step_schedule: InnerStepSchedule::harmonic(2.0, 2.0),
         warm_start_inner: false,
         warm_start_linear: false,
-    });
+    })
+    .unwrap();
     let (g_gpu, g_cpu) = ls_estimates(&mini, &normal(12, LS_X), 4);
     let name = "sid (mini-batch)";
     let vs_cpu = report(name, "ndarray-f64", &g_gpu, &g_cpu);

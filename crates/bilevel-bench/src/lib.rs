@@ -239,7 +239,7 @@ impl Estimator {
                 hessian_batch: HessianBatch::Fixed(Some(STOCBIO_BATCH)),
                 neumann_terms: NEUMANN_TERMS,
                 neumann_step: 0.5,
-            })
+            })?
             .estimate(&mut oracle, &mut state)?,
         };
         sync::<B>(&device)?;

@@ -363,7 +363,7 @@ fn bsgm_lowers_the_training_loss() {
         warm_start_inner: false,
         warm_start_linear: false,
     };
-    let mut solver = bsgm(cfg, 0.5);
+    let mut solver = bsgm(cfg, 0.5).unwrap();
     let mut oracle = Oracle::new(&p);
     let mut state = State::new(x0, y0, 0);
     for _ in 0..30 {
@@ -391,7 +391,7 @@ fn bsgm_lowers_the_training_loss() {
         }
         .warm_inner(),
     ] {
-        let mut solver = bsgm(cfg, 0.5);
+        let mut solver = bsgm(cfg, 0.5).unwrap();
         let next = solver.next_iter(&mut oracle, state.clone()).unwrap();
         assert!(host(&next.x).iter().all(|v| v.is_finite()));
     }

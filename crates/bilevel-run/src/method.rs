@@ -240,18 +240,18 @@ registry! {
         "Pedregosa 2016";
     /// stocBiO (paper 004).
     Stocbio = "stocbio", StocBioConfig, StocBioConfig::default(), Some(OuterTable::default()),
-        |c, t| OuterLoop::new(StocBio::new(c), t.outer()?),
+        |c, t| OuterLoop::new(StocBio::new(c)?, t.outer()?),
         "stochastic AID: inner SGD + Neumann series with mini-batch HVPs",
         "Ji, Yang & Liang 2021 (paper 004), Alg. 2-3";
     /// BSA (Ghadimi & Wang 2018).
     Bsa = "bsa", BsaConfig, BsaConfig::default(), Some(OuterTable::default()),
-        |c, t| OuterLoop::new(Bsa::new(c), t.outer()?),
+        |c, t| OuterLoop::new(Bsa::new(c)?, t.outer()?),
         "inner SGD + randomized truncated Neumann estimator",
         "Ghadimi & Wang 2018";
     /// TTSA (Hong et al. 2020): the outer step decays as `(k+1)^{−3/5}`.
     Ttsa = "ttsa", TtsaConfig, TtsaConfig::default(),
         Some(OuterTable::sgd(0.1, OUTER_STEP_DECAY)),
-        |c, t| OuterLoop::new(Ttsa::new(c), t.outer()?),
+        |c, t| OuterLoop::new(Ttsa::new(c)?, t.outer()?),
         "two time scales: one inner SGD step per outer step",
         "Hong, Wai, Wang & Yang 2020";
     /// PZOBO (paper 000), deterministic: full batches only.
@@ -276,23 +276,23 @@ registry! {
         "Li, Gu & Huang 2022 (paper 001), Alg. 1";
     /// SID + BSGM (paper 002), no warm start by default.
     SidBsgm = "sid-bsgm", SidConfig, SidConfig::default(), Some(OuterTable::default()),
-        |c, t| OuterLoop::new(Sid::new(c), t.outer()?),
+        |c, t| OuterLoop::new(Sid::new(c)?, t.outer()?),
         "stochastic implicit differentiation without warm start, projected SGD",
         "Grazzi, Pontil & Salzo 2023 (paper 002), Alg. 1-2";
     /// AmIGO (Arbel & Mairal 2021) = SID with warm starts on LL and LS.
     Amigo = "amigo", SidConfig, SidConfig::default().amigo(), Some(OuterTable::default()),
-        |c, t| OuterLoop::new(Sid::new(sid_variant(c, "amigo")?), t.outer()?),
+        |c, t| OuterLoop::new(Sid::new(sid_variant(c, "amigo")?)?, t.outer()?),
         "SID with warm starts on the lower level and the linear system",
         "Arbel & Mairal 2021";
     /// ALSET (Chen, Sun & Yin 2021; LL warm start only, `t = 1`, paper 002's Tables 3-4).
     Alset = "alset", SidConfig, SidConfig::default().alset(), Some(OuterTable::default()),
-        |c, t| OuterLoop::new(Sid::new(alset(c)?), t.outer()?),
+        |c, t| OuterLoop::new(Sid::new(alset(c)?)?, t.outer()?),
         "SID with one warm-started LL step and a cold k-step linear solve per outer step",
         "Chen, Sun & Yin 2021, as run in paper 002 §7.3 (Tables 3-4)";
     /// ALSET† (paper 002 §7.3; warm starts on LL and LS, `t = k = 1`).
     AlsetDagger = "alset-dagger", SidConfig, SidConfig::default().alset_dagger(),
         Some(OuterTable::default()),
-        |c, t| OuterLoop::new(Sid::new(alset_dagger(c)?), t.outer()?),
+        |c, t| OuterLoop::new(Sid::new(alset_dagger(c)?)?, t.outer()?),
         "ALSET†: SID with one warm-started LL step and one warm-started LS step",
         "Grazzi, Pontil & Salzo 2023 (paper 002), §7.3";
     /// MAML / first-order MAML (Finn et al. 2017).

@@ -224,7 +224,7 @@ impl MetaEstimator {
                 inner_batch: Some(tasks),
                 linear_batch: Some(tasks),
                 ..SidConfig::default()
-            })
+            })?
             .estimate(&mut oracle, &mut state)?,
         };
         sync::<B>(&device)?;
