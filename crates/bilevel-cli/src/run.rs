@@ -266,13 +266,37 @@ fn prepare(
         }
         let resume = ResumeFrom::load(dir).map_err(|e| {
             let mut f = failure::from_problem(&e);
-            f.hint = Some(
-                "a run writes checkpoint.json every `run.checkpoint_every` iterations and when \
-                 it stops; a run killed before its first checkpoint must be started again"
-                    .into(),
-            );
+            if f.message.contains("no checkpoint") {
+                f.hint = Some(
+                    "a run writes checkpoint.json every `run.checkpoint_every` iterations and \
+                     when it stops; a run killed before its first checkpoint must be started \
+                     again"
+                        .into(),
+                );
+            }
             f
         })?;
+        // The CSV of the run so far: a run that stopped after renaming metrics.csv.partial to
+        // metrics.csv but before writing report.json (a crash, a full disk) continues from it;
+        // with neither file the resumed CSV would silently lack the rows before the resume.
+        let partial = dir.join(PARTIAL_METRICS_FILE);
+        let metrics = dir.join(METRICS_FILE);
+        if !partial.exists() {
+            if metrics.exists() {
+                std::fs::rename(&metrics, &partial).map_err(|e| Failure::io(&partial, e))?;
+            } else if resume.checkpoint.state.iter > 0 {
+                return Err(Failure::usage(
+                    format!(
+                        "{} has neither {PARTIAL_METRICS_FILE} nor {METRICS_FILE}, but its \
+                         checkpoint is at iteration {}: the resumed CSV would lack the rows \
+                         before it",
+                        dir.display(),
+                        resume.checkpoint.state.iter
+                    ),
+                    "restore the file from a backup, or start the run again",
+                ));
+            }
+        }
         let started_in = status.as_ref().map(|s| s.precision);
         if let (Some(asked), Some(started)) = (args.precision, started_in) {
             if asked != started {

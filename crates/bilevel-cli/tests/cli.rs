@@ -670,11 +670,35 @@ fn sigterm_checkpoints_like_ctrl_c() {
         &["another run"],
     );
     std::fs::write(run.join("config.toml"), &config).unwrap();
+    // Without records.jsonl the resumed report would silently lack the iterations before the
+    // resume: refused, naming the file (issue 21's item 1; fails if `ResumeFrom::load` treated
+    // a missing file as empty).
+    let records = std::fs::read(run.join("records.jsonl")).unwrap();
+    std::fs::remove_file(run.join("records.jsonl")).unwrap();
+    assert_clean_error(
+        &bilevel(&["run", "-q", "--resume", "run"], tmp.path()),
+        2,
+        &["records.jsonl", "iteration 0"],
+    );
+    std::fs::write(run.join("records.jsonl"), records).unwrap();
+    // A run that stopped after renaming metrics.csv.partial but before report.json continues
+    // its CSV instead of replacing it with the rows after the resume (fails without the
+    // rename back: the CSV would start after the checkpoint).
+    std::fs::rename(run.join("metrics.csv.partial"), run.join("metrics.csv")).unwrap();
     // A stale lock (a run killed with -9) is taken over.
     std::fs::write(run.join("run.lock"), "4194303").unwrap();
     let out = bilevel(&["run", "-q", "--resume", "run"], tmp.path());
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(final_x_bits(&run), full);
+    let iters = |dir: &Path| -> Vec<String> {
+        std::fs::read_to_string(dir.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(iters(&run), iters(&tmp.path().join("full")));
 }
 
 fn asset_configs() -> Vec<PathBuf> {

@@ -173,8 +173,10 @@ pub struct ResumeFrom {
 }
 
 impl ResumeFrom {
-    /// Reads `dir/checkpoint.json` and, if present, `dir/records.jsonl` (a torn last line is
-    /// ignored; records after the checkpoint are dropped).
+    /// Reads `dir/checkpoint.json` and `dir/records.jsonl` (a torn last line is ignored;
+    /// records after the checkpoint are dropped). A checkpoint past iteration 0 whose records
+    /// are missing, or do not start at iteration 0, is an error: the resumed run's report would
+    /// silently lack the iterations before the resume.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(CHECKPOINT_FILE);
         if !path.exists() {
@@ -189,10 +191,22 @@ impl ResumeFrom {
         }
         let checkpoint = Checkpoint::load(&path)?;
         let iter = checkpoint.state.iter;
-        let records = read_records(&dir.join(RECORDS_FILE))?
+        let records_path = dir.join(RECORDS_FILE);
+        let records: Vec<IterRecord> = read_records(&records_path)?
             .into_iter()
             .filter(|r| r.iter <= iter)
             .collect();
+        if iter > 0 && records.first().is_none_or(|r| r.iter != 0) {
+            return Err(ProblemError::config(
+                "resume",
+                format!(
+                    "{} is missing or does not start at iteration 0, but the checkpoint is at \
+                     iteration {iter}: the resumed run's report would lack the iterations \
+                     before it; restore the file from a backup, or start the run again",
+                    records_path.display()
+                ),
+            ));
+        }
         Ok(Self {
             checkpoint,
             records,
