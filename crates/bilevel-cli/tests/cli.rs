@@ -565,32 +565,35 @@ fn kill_9_then_resume_on(backend: &[&str], label: &str) {
     assert_eq!(report["records"].as_array().unwrap().len(), 7);
 }
 
+/// Starts `run --config CFG --out run` in `tmp`, waits for its first checkpoint, runs
+/// `while_running` on the folder, sends `signal` (`"INT"`, `"TERM"`) and returns the folder and
+/// the process's output.
+#[cfg(unix)]
+fn run_until_signal(
+    tmp: &Path,
+    cfg: &Path,
+    signal: &str,
+    while_running: impl FnOnce(&Path),
+) -> (PathBuf, std::process::Output) {
+    let mut child = spawn(&run_args(cfg, "run", &[]), tmp);
+    let run = tmp.join("run");
+    wait_for(&run.join("checkpoint.json"), &mut child);
+    while_running(&run);
+    let sent = Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    (run, child.wait_with_output().unwrap())
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_checkpoints_and_resume_continues_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = resumable_config(tmp.path());
     let full = uninterrupted(tmp.path(), &cfg);
-
-    let mut child = spawn(
-        &[
-            "run",
-            "-q",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            "run",
-        ],
-        tmp.path(),
-    );
-    let run = tmp.path().join("run");
-    wait_for(&run.join("checkpoint.json"), &mut child);
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let out = child.wait_with_output().unwrap();
+    let (run, out) = run_until_signal(tmp.path(), &cfg, "INT", |_| {});
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("bilevel run --resume"), "{stderr}");
@@ -624,33 +627,17 @@ fn sigterm_checkpoints_like_ctrl_c() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = resumable_config(tmp.path());
     let full = uninterrupted(tmp.path(), &cfg);
-    let mut child = spawn(
-        &[
-            "run",
-            "-q",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            "run",
-        ],
-        tmp.path(),
-    );
-    let run = tmp.path().join("run");
-    wait_for(&run.join("checkpoint.json"), &mut child);
-    // While it runs, the folder is locked: a second process on it is refused, not run beside
-    // it (fails without the lock: both would write records.jsonl, issue 21's item 4).
-    assert!(run.join("run.lock").exists());
-    assert_clean_error(
-        &bilevel(&["run", "-q", "--resume", "run"], tmp.path()),
-        2,
-        &["in use by another bilevel process"],
-    );
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let out = child.wait_with_output().unwrap();
+    let (run, out) = run_until_signal(tmp.path(), &cfg, "TERM", |run| {
+        // While it runs, the folder is locked: a second process on it is refused, not run
+        // beside it (fails without the lock: both would write records.jsonl, issue 21's
+        // item 4).
+        assert!(run.join("run.lock").exists());
+        assert_clean_error(
+            &bilevel(&["run", "-q", "--resume", "run"], tmp.path()),
+            2,
+            &["in use by another bilevel process"],
+        );
+    });
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert_eq!(read_json(&run.join("status.json"))["status"], "interrupted");
