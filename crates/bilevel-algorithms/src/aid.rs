@@ -259,13 +259,22 @@ impl TryFrom<AidTable> for AidConfig {
                     "the CG keys (cg_steps, cg_tol: aid-cg) and the fixed-point keys                      (linear_step, linear_steps: aid-fp) cannot be combined",
                 ))
             }
-            (false, true) => LinearSolver::FixedPoint {
-                step: t.linear_step.unwrap_or(0.1),
-                steps: t.linear_steps.unwrap_or(10),
+            // Keys left out take the defaults of `AidConfig::fixed_point` / `AidConfig::default`.
+            (false, true) => match AidConfig::fixed_point().linear_solver {
+                LinearSolver::FixedPoint { step, steps } => LinearSolver::FixedPoint {
+                    step: t.linear_step.unwrap_or(step),
+                    steps: t.linear_steps.unwrap_or(steps),
+                },
+                other => other,
             },
-            _ => LinearSolver::ConjugateGradient {
-                steps: t.cg_steps.unwrap_or(10),
-                tol: t.cg_tol.unwrap_or(0.0),
+            _ => match AidConfig::default().linear_solver {
+                LinearSolver::ConjugateGradient { steps, tol } => {
+                    LinearSolver::ConjugateGradient {
+                        steps: t.cg_steps.unwrap_or(steps),
+                        tol: t.cg_tol.unwrap_or(tol),
+                    }
+                }
+                other => other,
             },
         };
         Ok(Self {

@@ -104,12 +104,17 @@ impl Config {
 
     /// The resolved config (every default written out) as TOML.
     pub fn to_toml(&self) -> Result<String, Failure> {
-        toml::to_string(self).map_err(|e| Failure {
-            code: failure::EXIT_INTERNAL,
-            message: format!("cannot write the config as TOML: {e}"),
-            hint: Some("this is a bug in bilevel; please report it with the config".into()),
-        })
+        to_toml(self)
     }
+}
+
+/// `value` as TOML; failing is a bug (exit code [`failure::EXIT_INTERNAL`]).
+pub fn to_toml<T: Serialize + ?Sized>(value: &T) -> Result<String, Failure> {
+    toml::to_string(value).map_err(|e| Failure {
+        code: failure::EXIT_INTERNAL,
+        message: format!("cannot write TOML: {e}"),
+        hint: Some("this is a bug in bilevel; please report it with the config".into()),
+    })
 }
 
 /// `file:line:column: message` plus a hint chosen by the kind of mistake.

@@ -81,13 +81,9 @@ fn list(what: Option<ListWhat>, defaults: bool) -> Result<(), Failure> {
         }
         println!();
         if defaults {
-            #[derive(serde::Serialize)]
-            struct Table<'a> {
-                problem: &'a ProblemSpec,
-            }
             for p in PROBLEMS {
                 if let Some(spec) = ProblemSpec::default_for(p.id) {
-                    println!("{}", to_toml(&Table { problem: &spec })?);
+                    print_table("problem", &spec)?;
                 }
             }
         }
@@ -99,31 +95,17 @@ fn list(what: Option<ListWhat>, defaults: bool) -> Result<(), Failure> {
         }
         println!();
         if defaults {
-            #[derive(serde::Serialize)]
-            struct Table<'a> {
-                algorithm: &'a MethodSpec,
-            }
             for m in METHODS {
                 if let Some(spec) = MethodSpec::default_for(m.name) {
-                    println!("{}", to_toml(&Table { algorithm: &spec })?);
+                    print_table("algorithm", &spec)?;
                 }
             }
         }
     }
     if defaults && what.is_none() {
-        #[derive(serde::Serialize)]
-        struct Tables {
-            run: RunSpec,
-            output: config::OutputSpec,
-        }
         println!("# The optional tables ([output] dir and log_every default to none):");
-        println!(
-            "{}",
-            to_toml(&Tables {
-                run: RunSpec::default(),
-                output: config::OutputSpec::default(),
-            })?
-        );
+        print_table("run", &RunSpec::default())?;
+        print_table("output", &config::OutputSpec::default())?;
     }
     if show(ListWhat::Datasets) {
         println!("Data sets (cargo xtask data fetch <name>):");
@@ -139,13 +121,11 @@ fn list(what: Option<ListWhat>, defaults: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A table as TOML, or an internal error.
-fn to_toml<T: serde::Serialize>(value: &T) -> Result<String, Failure> {
-    toml::to_string(value).map_err(|e| Failure {
-        code: failure::EXIT_INTERNAL,
-        message: format!("cannot print a table as TOML: {e}"),
-        hint: Some("this is a bug in bilevel; please report it".into()),
-    })
+/// Prints `value` as the TOML table `[name]`.
+fn print_table<T: serde::Serialize>(name: &str, value: &T) -> Result<(), Failure> {
+    let table = std::collections::BTreeMap::from([(name, value)]);
+    println!("{}", config::to_toml(&table)?);
+    Ok(())
 }
 
 fn check_config(file: &std::path::Path, print: bool) -> Result<(), Failure> {

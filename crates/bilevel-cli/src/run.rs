@@ -358,6 +358,16 @@ fn prepare(
              results/<problem>/<algorithm>-seed<S>-<time>/",
         ));
     }
+    if dir.join(STATUS_FILE).exists() || dir.join(CONFIG_FILE).exists() {
+        return Err(Failure::usage(
+            format!("{} already holds a run", dir.display()),
+            format!(
+                "continue it with `bilevel run --resume {}`, or choose another folder with \
+                 `--out DIR`",
+                dir.display()
+            ),
+        ));
+    }
     // Files a run writes: a folder holding any of them (but no run of ours) belongs to
     // something else, and a run would overwrite them.
     let ours = [
@@ -368,24 +378,12 @@ fn prepare(
         RECORDS_FILE,
     ];
     if let Some(found) = ours.iter().find(|f| dir.join(f).exists()) {
-        if !(dir.join(STATUS_FILE).exists() || dir.join(CONFIG_FILE).exists()) {
-            return Err(Failure::usage(
-                format!(
-                    "{} already holds {found}, which this run would overwrite",
-                    dir.display()
-                ),
-                "choose another folder with `--out DIR` (nothing was written)",
-            ));
-        }
-    }
-    if dir.join(STATUS_FILE).exists() || dir.join(CONFIG_FILE).exists() {
         return Err(Failure::usage(
-            format!("{} already holds a run", dir.display()),
             format!(
-                "continue it with `bilevel run --resume {}`, or choose another folder with \
-                 `--out DIR`",
+                "{} already holds {found}, which this run would overwrite",
                 dir.display()
             ),
+            "choose another folder with `--out DIR` (nothing was written)",
         ));
     }
     std::fs::create_dir_all(&dir).map_err(|e| Failure::io(&dir, e))?;

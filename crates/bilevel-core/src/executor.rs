@@ -365,16 +365,7 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
                 .map(|(_, m)| m.wants(state.iter))
                 .collect();
             if wanted.iter().any(|w| *w) {
-                let wall_time_s = elapsed(&start);
-                let metrics = self.evaluate_metrics(&state, false)?;
-                let record = IterRecord {
-                    iter: state.iter,
-                    wall_time_s,
-                    outer_loss: state.outer_loss,
-                    hypergrad_norm: grad_norm,
-                    counts: state.counts,
-                    metrics,
-                };
+                let record = self.record(&state, elapsed(&start), grad_norm, false)?;
                 for ((obs, _), want) in self.observers.iter_mut().zip(wanted) {
                     if want {
                         obs.observe_iter(&state, &record)?;
@@ -412,14 +403,8 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
             && state.iter > first_iter
             && unseen.iter().any(|u| *u)
         {
-            let record = IterRecord {
-                iter: state.iter,
-                wall_time_s: elapsed(&start),
-                outer_loss: state.outer_loss,
-                hypergrad_norm: state.hypergradient.as_ref().map(norm),
-                counts: state.counts,
-                metrics: self.evaluate_metrics(&state, true)?,
-            };
+            let grad_norm = state.hypergradient.as_ref().map(norm);
+            let record = self.record(&state, elapsed(&start), grad_norm, true)?;
             for ((obs, _), unseen) in self.observers.iter_mut().zip(unseen) {
                 if unseen {
                     obs.observe_iter(&state, &record)?;
@@ -440,6 +425,25 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
             state,
             termination,
             elapsed_s,
+        })
+    }
+
+    /// The record of `state` (whose `‖ĝ‖` is `hypergrad_norm`), with the metrics on their
+    /// cadence, or all of them (`all_metrics`).
+    fn record(
+        &mut self,
+        state: &State<B>,
+        wall_time_s: f64,
+        hypergrad_norm: Option<f64>,
+        all_metrics: bool,
+    ) -> Result<IterRecord> {
+        Ok(IterRecord {
+            iter: state.iter,
+            wall_time_s,
+            outer_loss: state.outer_loss,
+            hypergrad_norm,
+            counts: state.counts,
+            metrics: self.evaluate_metrics(state, all_metrics)?,
         })
     }
 

@@ -333,7 +333,8 @@ impl RunReport {
     }
 }
 
-/// Builds the problem of `problem` and runs `method` on it (see [`run_application`]).
+/// Builds the problem of `problem` and runs `method` on it (see [`run_application`]). The
+/// method and run settings are checked before the problem is built (which may load data).
 pub fn run_spec<B: AutodiffBackend>(
     problem: &ProblemSpec,
     method: &MethodSpec,
@@ -366,7 +367,7 @@ struct RunOnBuilt<'a, B: AutodiffBackend> {
 impl<B: AutodiffBackend> ApplicationVisitor<B> for RunOnBuilt<'_, B> {
     type Output = RunReport;
     fn visit<P: Application<B>>(self, problem: P) -> Result<RunReport> {
-        run_application(&problem, self.method, self.run, self.hooks)
+        run_checked(&problem, self.method, self.run, self.hooks)
     }
 }
 
@@ -384,8 +385,17 @@ pub fn run_application<B: AutodiffBackend, P: Application<B>>(
     run: &RunSpec,
     hooks: RunHooks<B>,
 ) -> Result<RunReport> {
-    method.validate()?;
     run.validate()?;
+    run_checked(problem, method, run, hooks)
+}
+
+/// [`run_application`] with `run` already checked; `method` is checked when its solver is built.
+fn run_checked<B: AutodiffBackend, P: Application<B>>(
+    problem: &P,
+    method: &MethodSpec,
+    run: &RunSpec,
+    hooks: RunHooks<B>,
+) -> Result<RunReport> {
     if problem.x_dim() == 0 || problem.y_dim() == 0 {
         return Err(BilevelError::ShapeMismatch {
             what: format!("dimensions of problem `{}` (x, y)", problem.id()),
