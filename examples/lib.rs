@@ -17,3 +17,9 @@ pub fn header() -> String {
         "method", "‖∇Φ(x)‖", "iters", "grad_g", "grad_f", "hvp", "jvp", "samples_g"
     )
 }
+
+/// The README's Rust code, compiled and run as a doctest of this crate (which sees the
+/// algorithms as well as the core), so the documentation cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -32,8 +32,10 @@
 //! and no bare function values. CG makes fewer products only when it stops early (a tolerance was
 //! set and met, an exactly zero residual, or non-positive curvature `pᵀHp`).
 
+use crate::validate::{FIXED_POINT, GRADIENT_DESCENT};
 use bilevel_core::inner::{gradient_descent, InnerGd};
 use bilevel_core::linear::{conjugate_gradient, fixed_point, CgConfig, FixedPointConfig};
+use bilevel_core::preflight::Demands;
 use bilevel_core::tensor::{norm, scalar};
 use bilevel_core::{
     Batch, BilevelError, BilevelProblem, HypergradientEstimator, Oracle, Result, State,
@@ -346,6 +348,15 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Aid {
         match self.config.inner_steps {
             InnerSteps::Constant { .. } => solver.to_string(),
             InnerSteps::Increasing { .. } => format!("{solver}-increasing"),
+        }
+    }
+
+    fn demands(&self) -> Demands {
+        let c = &self.config;
+        let d = Demands::new().step("inner_step", c.inner_step, GRADIENT_DESCENT);
+        match c.linear_solver {
+            LinearSolver::ConjugateGradient { .. } => d.conjugate_gradient("cg_steps"),
+            LinearSolver::FixedPoint { step, .. } => d.step("linear_step", step, FIXED_POINT),
         }
     }
 

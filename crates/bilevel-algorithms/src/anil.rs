@@ -21,6 +21,7 @@
 //! `grad_g`: `T`, `grad_f`: 1. Since `y` holds only heads, each call differentiates the full
 //! network but the products live in the (small) head space.
 
+use bilevel_core::preflight::Demands;
 use bilevel_core::{BilevelProblem, HypergradientEstimator, Oracle, Result, State};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
@@ -57,6 +58,10 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Anil {
         } else {
             "anil".into()
         }
+    }
+
+    fn demands(&self) -> Demands {
+        crate::maml::maml_demands(&self.config)
     }
 
     fn validate(&self) -> Result<()> {

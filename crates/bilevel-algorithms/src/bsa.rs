@@ -33,6 +33,8 @@
 //! (`Gc(g, ε) = O(ε^{−3})`). (AID's growing schedule, `⌈c (k + 1)^{1/4}⌉`, is the deterministic
 //! counterpart, [`crate::aid::InnerSteps::Increasing`].)
 
+use crate::validate::{GRADIENT_DESCENT, NEUMANN};
+use bilevel_core::preflight::{Demands, Side};
 use bilevel_core::tensor::scalar;
 use bilevel_core::{BilevelProblem, HypergradientEstimator, Oracle, Result, State};
 use burn::tensor::backend::AutodiffBackend;
@@ -74,6 +76,15 @@ impl Default for RandomizedNeumann {
 }
 
 impl RandomizedNeumann {
+    /// Its batch sizes and Neumann step, for [`bilevel_core::preflight`].
+    pub fn demands(&self) -> Demands {
+        Demands::new()
+            .step("neumann_step", self.neumann_step, NEUMANN)
+            .batch("outer_batch", Side::Outer, self.outer_batch)
+            .batch("hessian_batch", Side::Inner, self.hessian_batch)
+            .batch("jacobian_batch", Side::Inner, self.jacobian_batch)
+    }
+
     /// Checks batch sizes, `Q ≥ 1` and `η > 0`.
     pub fn validate(&self) -> Result<()> {
         check_batch("outer_batch", self.outer_batch)?;
@@ -292,6 +303,14 @@ impl Bsa {
 impl<B: AutodiffBackend> HypergradientEstimator<B> for Bsa {
     fn name(&self) -> String {
         "bsa".into()
+    }
+
+    fn demands(&self) -> Demands {
+        let c = &self.config;
+        Demands::new()
+            .step("inner_step", c.inner_step, GRADIENT_DESCENT)
+            .batch("inner_batch", Side::Inner, c.inner_batch)
+            .and(c.hypergradient.demands())
     }
 
     fn validate(&self) -> Result<()> {

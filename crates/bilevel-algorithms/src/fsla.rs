@@ -67,6 +67,7 @@
 //! Hessian (a quadratic `g`) BP and NS agree, as the paper notes for its synthetic experiment.
 
 use crate::validate::{check_batch, check_count, check_exponent, check_step};
+use bilevel_core::preflight::{Demands, Side};
 use bilevel_core::tensor::{check_finite, dot, scalar};
 use bilevel_core::{Batch, BilevelError, BilevelProblem, Oracle, Result, Solver, State};
 use burn::tensor::backend::AutodiffBackend;
@@ -228,6 +229,26 @@ impl Fsla {
 impl<B: AutodiffBackend> Solver<B> for Fsla {
     fn name(&self) -> String {
         "fsla".into()
+    }
+
+    fn demands(&self) -> Demands {
+        let c = &self.config;
+        let first = c.steps_at(0);
+        Demands::new()
+            .step(
+                "inner_step_ratio",
+                first.inner,
+                "FSLA's first inner step (inner_step_ratio × base_step)",
+            )
+            .step(
+                "linear_step_ratio",
+                first.linear,
+                "FSLA's first v step (linear_step_ratio × base_step)",
+            )
+            .batch("inner_batch", Side::Inner, c.inner_batch)
+            .batch("outer_batch", Side::Outer, c.outer_batch)
+            .batch("hessian_batch", Side::Inner, c.hessian_batch)
+            .batch("jacobian_batch", Side::Inner, c.jacobian_batch)
     }
 
     fn validate(&self) -> Result<()> {

@@ -50,7 +50,9 @@
 //! accepted are reported in [`State::scalars`] under [`INNER_EVALUATIONS`], [`LINEAR_PRODUCTS`]
 //! and [`ACCEPTED`].
 
+use crate::validate::GRADIENT_DESCENT;
 use bilevel_core::linear::{conjugate_gradient, CgConfig};
+use bilevel_core::preflight::Demands;
 use bilevel_core::tensor::{check_finite, norm, scalar};
 use bilevel_core::{Batch, BilevelError, BilevelProblem, Oracle, Result, Solver, State};
 use burn::tensor::backend::AutodiffBackend;
@@ -217,6 +219,12 @@ fn memory<B: AutodiffBackend>(state: &State<B>, key: &str) -> Result<Tensor<B, 1
 impl<B: AutodiffBackend> Solver<B> for Hoag {
     fn name(&self) -> String {
         "hoag".into()
+    }
+
+    fn demands(&self) -> Demands {
+        Demands::new()
+            .step("inner_step", self.config.inner_step, GRADIENT_DESCENT)
+            .conjugate_gradient("max_cg_steps")
     }
 
     fn validate(&self) -> Result<()> {

@@ -30,7 +30,9 @@
 //!
 //! `state.y` is set to `y^N(x)`, `state.outer_loss` to `Φ_N(x)`; `state.v` is not used.
 
+use crate::validate::GRADIENT_DESCENT;
 use bilevel_core::inner::{gradient_descent, InnerGd};
+use bilevel_core::preflight::Demands;
 use bilevel_core::tensor::{scalar, vector};
 use bilevel_core::{
     Batch, BilevelError, BilevelProblem, HypergradientEstimator, Oracle, Result, State,
@@ -119,6 +121,10 @@ impl Hozog {
 impl<B: AutodiffBackend> HypergradientEstimator<B> for Hozog {
     fn name(&self) -> String {
         "hozog".into()
+    }
+
+    fn demands(&self) -> Demands {
+        Demands::new().step("inner_step", self.config.inner_step, GRADIENT_DESCENT)
     }
 
     fn validate(&self) -> Result<()> {

@@ -46,6 +46,8 @@
 //! `grad_g`: `2K₀ + 2K − F`; `grad_f`: `F`, with `F = |I⁺| + |I⁻|` ([`FEASIBLE_STEPS`]); no HVP or
 //! JVP (the method is Hessian-free and uses no `∇_x`).
 
+use crate::validate::SGM_ON_G;
+use bilevel_core::preflight::Demands;
 use bilevel_core::tensor::{scalar, vector};
 use bilevel_core::{
     Batch, BilevelError, BilevelProblem, Constraint, HypergradientEstimator, Oracle, OuterLoop,
@@ -253,6 +255,10 @@ fn unit_direction<B: AutodiffBackend>(state: &mut State<B>, d: usize) -> Tensor<
 impl<B: AutodiffBackend> HypergradientEstimator<B> for IgfmEstimator {
     fn name(&self) -> String {
         "igfm".into()
+    }
+
+    fn demands(&self) -> Demands {
+        Demands::new().step("sgm_step", self.config.lower_solver.step, SGM_ON_G)
     }
 
     fn validate(&self) -> Result<()> {

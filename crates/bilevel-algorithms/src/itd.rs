@@ -24,7 +24,9 @@
 //! including the last one, whose `H a` is not needed but comes from the same double backward);
 //! no bare function values.
 
+use crate::validate::GRADIENT_DESCENT;
 use bilevel_core::inner::{gradient_descent, gradient_descent_trajectory, InnerGd, InnerStep};
+use bilevel_core::preflight::Demands;
 use bilevel_core::tensor::scalar;
 use bilevel_core::{
     Batch, BilevelError, BilevelProblem, HypergradientEstimator, Oracle, Result, State,
@@ -139,6 +141,17 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Itd {
             None => "itd".into(),
             Some(k) => format!("itd-truncated-{k}"),
         }
+    }
+
+    fn demands(&self) -> Demands {
+        let c = &self.config;
+        let (key, kept) = match c.truncation {
+            Some(k) => ("truncation", k.min(c.inner_steps)),
+            None => ("inner_steps", c.inner_steps),
+        };
+        Demands::new()
+            .step("inner_step", c.inner_step, GRADIENT_DESCENT)
+            .stored(key, kept.saturating_add(1))
     }
 
     fn validate(&self) -> Result<()> {

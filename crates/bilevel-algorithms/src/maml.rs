@@ -34,7 +34,9 @@
 //! reshapes and are not counted; no bare function values. Each call sees `|𝒯_k|` tasks
 //! (`samples_g += T·|𝒯_k|`, `samples_f += |𝒯_k|`).
 
+use crate::validate::GRADIENT_DESCENT;
 use bilevel_core::inner::{gradient_descent, gradient_descent_trajectory, InnerGd};
+use bilevel_core::preflight::{Demands, Side};
 
 use crate::itd::reverse_accumulate;
 use crate::validate::{check_batch, check_count, check_step};
@@ -211,6 +213,19 @@ pub struct Maml {
     config: MamlConfig,
 }
 
+/// What MAML and ANIL ask of the problem: the per-task step on the support loss, the task
+/// batch, and (second order) the inner trajectory they keep.
+pub(crate) fn maml_demands(c: &MamlConfig) -> Demands {
+    let d = Demands::new()
+        .step("inner_step", c.inner_step, GRADIENT_DESCENT)
+        .batch("tasks_per_batch", Side::Inner, c.tasks_per_batch);
+    if c.first_order {
+        d
+    } else {
+        d.stored("inner_steps", c.inner_steps.saturating_add(1))
+    }
+}
+
 impl Maml {
     /// An estimator with a validated configuration.
     pub fn new(config: MamlConfig) -> Result<Self> {
@@ -231,6 +246,10 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Maml {
         } else {
             "maml".into()
         }
+    }
+
+    fn demands(&self) -> Demands {
+        maml_demands(&self.config)
     }
 
     fn validate(&self) -> Result<()> {

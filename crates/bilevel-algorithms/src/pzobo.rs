@@ -36,8 +36,10 @@
 //! `state.y` is set to `y^N` (the next warm start), `state.outer_loss` to `F(x, y^N; D_F)`;
 //! `state.v` is not used.
 
+use crate::validate::GRADIENT_DESCENT;
 use crate::validate::{check_batch, check_count, check_step};
 use bilevel_core::inner::{gradient_descent, InnerGd};
+use bilevel_core::preflight::{Demands, Side};
 use bilevel_core::tensor::{dot, scalar, vector};
 use bilevel_core::{BilevelProblem, HypergradientEstimator, Oracle, Result, State};
 use burn::tensor::backend::AutodiffBackend;
@@ -154,6 +156,14 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Pzobo {
         } else {
             "pzobo".into()
         }
+    }
+
+    fn demands(&self) -> Demands {
+        let c = &self.config;
+        Demands::new()
+            .step("inner_step", c.inner_step, GRADIENT_DESCENT)
+            .batch("inner_batch", Side::Inner, c.inner_batch)
+            .batch("outer_batch", Side::Outer, c.outer_batch)
     }
 
     fn validate(&self) -> Result<()> {

@@ -29,6 +29,8 @@
 //! - `g_values`: `K + 1` (`ĝ*(x)` and the test at every `y_k`);
 //! - no `f` values, HVPs or JVPs. [`SgmOutput::feasible_steps`] reports `|I|`.
 
+use crate::validate::SGM_ON_G;
+use bilevel_core::preflight::Demands;
 use bilevel_core::tensor::scalar;
 use bilevel_core::{
     Batch, BilevelError, BilevelProblem, Constraint, Oracle, Result, Solver, State,
@@ -209,6 +211,10 @@ impl SgmAtFixedX {
 impl<B: AutodiffBackend> Solver<B> for SgmAtFixedX {
     fn name(&self) -> String {
         "sgm".into()
+    }
+
+    fn demands(&self) -> Demands {
+        Demands::new().step("step", self.sgm.config().step, SGM_ON_G)
     }
 
     fn validate(&self) -> Result<()> {

@@ -68,6 +68,7 @@
 //! - both: `samples_g = t·b_in + k'·b_lin + s`, `samples_f = s`; no bare function values.
 
 use crate::validate::{check_batch, check_count, check_exponent};
+use bilevel_core::preflight::{Demands, Side};
 use bilevel_core::tensor::scalar;
 use bilevel_core::{
     Batch, BilevelError, BilevelProblem, HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer,
@@ -467,6 +468,23 @@ fn average<B: AutodiffBackend>(a: Tensor<B, 1>, b: Tensor<B, 1>, eta: f64) -> Te
 impl<B: AutodiffBackend> HypergradientEstimator<B> for Sid {
     fn name(&self) -> String {
         self.config.variant_name().into()
+    }
+
+    fn demands(&self) -> Demands {
+        let c = &self.config;
+        let d = Demands::new()
+            .batch("batch_size", Side::Inner, c.batch_size)
+            .batch("batch_size", Side::Outer, c.batch_size)
+            .batch("inner_batch", Side::Inner, c.inner_batch)
+            .batch("linear_batch", Side::Inner, c.linear_batch);
+        match c.lower_level {
+            LowerLevel::GradientStep { step } => d.step(
+                "lower_level_step",
+                step,
+                "the lower-level map Ψ = w − γ∇g (a contraction only below 2/L)",
+            ),
+            LowerLevel::Contraction => d,
+        }
     }
 
     fn validate(&self) -> Result<()> {

@@ -30,8 +30,10 @@
 //! (`docs/ALGORITHMS.md` "stocBiO").
 
 use crate::validate::{check_batch, check_count, check_step};
+use crate::validate::{GRADIENT_DESCENT, NEUMANN};
 use bilevel_core::inner::{gradient_descent, InnerGd};
 use bilevel_core::linear::neumann;
+use bilevel_core::preflight::{Demands, Side};
 use bilevel_core::tensor::scalar;
 use bilevel_core::{BilevelError, BilevelProblem, HypergradientEstimator, Oracle, Result, State};
 use burn::tensor::backend::AutodiffBackend;
@@ -273,6 +275,18 @@ impl StocBio {
 impl<B: AutodiffBackend> HypergradientEstimator<B> for StocBio {
     fn name(&self) -> String {
         "stocbio".into()
+    }
+
+    fn demands(&self) -> Demands {
+        let c = &self.config;
+        Demands::new()
+            .step("inner_step", c.inner_step, GRADIENT_DESCENT)
+            .step("neumann_step", c.neumann_step, NEUMANN)
+            .batch("inner_batch", Side::Inner, c.inner_batch)
+            .batch("outer_batch", Side::Outer, c.outer_batch)
+            .batch("jacobian_batch", Side::Inner, c.jacobian_batch)
+            // The first Neumann product's batch is the largest (ratio ≤ 1).
+            .batch("hessian_batch", Side::Inner, c.hessian_batch.size(0))
     }
 
     fn validate(&self) -> Result<()> {

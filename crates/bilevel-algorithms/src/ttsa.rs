@@ -26,6 +26,8 @@
 //! `state.scalars["neumann_products"]`. Batches are drawn from `state.rng` in the order `ζ_k`,
 //! `ξ`, `p`, `ζ_1..ζ_p`, `ζ_0`.
 
+use crate::validate::GRADIENT_DESCENT;
+use bilevel_core::preflight::{Demands, Side};
 use bilevel_core::{
     BilevelError, BilevelProblem, HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer,
     Result, State, StepSchedule,
@@ -209,6 +211,14 @@ pub fn ttsa(config: TtsaConfig, outer_step: f64) -> Result<OuterLoop<Ttsa>> {
 impl<B: AutodiffBackend> HypergradientEstimator<B> for Ttsa {
     fn name(&self) -> String {
         "ttsa".into()
+    }
+
+    fn demands(&self) -> Demands {
+        let c = &self.config;
+        Demands::new()
+            .step("inner_step", c.inner_step, GRADIENT_DESCENT)
+            .batch("inner_batch", Side::Inner, c.inner_batch)
+            .and(c.hypergradient.demands())
     }
 
     fn validate(&self) -> Result<()> {

@@ -3,6 +3,16 @@
 
 use bilevel_core::{BilevelError, Result};
 
+/// What each kind of step steps, in the messages of [`bilevel_core::preflight`] (each must stay
+/// below `2/L` of the inner Hessian).
+pub(crate) const GRADIENT_DESCENT: &str = "inner gradient descent on g";
+/// The Neumann series `Σ (I − ηH)^j`.
+pub(crate) const NEUMANN: &str = "the Neumann series Σ (I − ηH)^j";
+/// The fixed-point linear solver `v ← v − γ(Hv − b)`.
+pub(crate) const FIXED_POINT: &str = "the fixed-point linear solver v ← v − γ(Hv − b)";
+/// SGM's projected gradient steps on `g`.
+pub(crate) const SGM_ON_G: &str = "projected gradient descent on g";
+
 /// Fails unless `value > 0` and finite (a step size or radius).
 pub(crate) fn check_step(name: &str, value: f64) -> Result<()> {
     if !(value > 0.0 && value.is_finite()) {

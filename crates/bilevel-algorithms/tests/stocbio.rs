@@ -342,3 +342,46 @@ fn invalid_configs_are_rejected() {
         "outer_lr"
     ));
 }
+
+/// Issue 21, item 11: stocBiO's default Neumann step η = 0.5 on a problem with `L = 10`
+/// (η·L = 5 > 2, where the series diverges) is reported before the run, naming the key, and
+/// refused under `strict`; η = 0.15 (η·L = 1.5) and the default inner step 0.1 pass. Fails
+/// when stocBiO does not declare its Neumann step, or declares the inner step in its place.
+#[test]
+fn a_neumann_step_above_two_over_l_is_reported_before_the_run() {
+    use bilevel_core::preflight::PreflightConfig;
+    use bilevel_core::problems::{QuadraticBilevel, QuadraticSpec};
+    use bilevel_core::{Executor, ExecutorConfig, State};
+    let spec = QuadraticSpec {
+        min_curvature: 1.0,
+        max_curvature: 10.0,
+        ..Default::default()
+    };
+    let p = QuadraticBilevel::<TestBackend>::random(&spec, &dev()).unwrap();
+    let start = || State::new(t(&[0.0; 5]), t(&[0.0; 8]), 0);
+    let keys = |neumann_step: f64, strict: bool| {
+        let cfg = StocBioConfig {
+            neumann_step,
+            ..StocBioConfig::default()
+        };
+        Executor::new(&p, stocbio(cfg))
+            .configure(|c| ExecutorConfig {
+                max_iters: 1,
+                preflight: PreflightConfig {
+                    strict,
+                    ..c.preflight
+                },
+                ..c
+            })
+            .run(start())
+            .map(|out| out.warnings.into_iter().map(|w| w.key).collect::<Vec<_>>())
+    };
+    let default = keys(StocBioConfig::default().neumann_step, false).unwrap();
+    assert!(default.contains(&"neumann_step".to_string()), "{default:?}");
+    assert!(!default.contains(&"inner_step".to_string()), "{default:?}");
+    let small = keys(0.15, false).unwrap();
+    assert!(!small.contains(&"neumann_step".to_string()), "{small:?}");
+    // Under strict the first warning refuses the run (here the batch sizes the deterministic
+    // quadratic ignores, listed before the steps).
+    assert!(keys(StocBioConfig::default().neumann_step, true).is_err());
+}

@@ -132,6 +132,13 @@ fn from_bilevel(err: &BilevelError) -> Failure {
             err.to_string(),
             "check that the folder exists and is writable (choose another with `--out DIR`)",
         ),
+        BilevelError::Interrupted => Failure {
+            code: EXIT_INTERRUPTED,
+            message: "interrupted before the first iteration; no checkpoint was written".into(),
+            hint: Some(
+                "nothing was computed: run the same command again (the folder is reused)".into(),
+            ),
+        },
         BilevelError::Backend(_) => Failure::failed(
             err.to_string(),
             "the tensor backend failed; try `--backend ndarray`",

@@ -119,6 +119,19 @@ fn read_status(dir: &Path) -> Option<Status> {
     serde_json::from_str(&text).ok()
 }
 
+/// Whether `dir` holds a run of ours that stopped before completing an iteration: status
+/// `failed` or `interrupted` (e.g. a refused setting, or Ctrl-C while the data loaded) with no
+/// iteration count and no checkpoint, and no checkpoint, report or CSV on disk.
+fn stopped_before_its_first_iteration(dir: &Path) -> bool {
+    read_status(dir).is_some_and(|s| {
+        matches!(s.status.as_str(), "failed" | "interrupted")
+            && s.iterations.unwrap_or(0) == 0
+            && s.checkpoint.is_none()
+    }) && [CHECKPOINT_FILE, REPORT_FILE, METRICS_FILE]
+        .iter()
+        .all(|f| !dir.join(f).exists())
+}
+
 fn default_out_dir(config: &Config) -> PathBuf {
     let base = PathBuf::from("results")
         .join(config.problem.id())
@@ -357,6 +370,21 @@ fn prepare(
             "name a folder with `--out DIR` or `[output] dir`, or omit both for the default \
              results/<problem>/<algorithm>-seed<S>-<time>/",
         ));
+    }
+    if stopped_before_its_first_iteration(&dir) {
+        // Nothing was computed there (e.g. a setting the check before the run refused):
+        // clear the run's own files so that the fixed config can use the folder.
+        for f in [CONFIG_FILE, STATUS_FILE, RECORDS_FILE, PARTIAL_METRICS_FILE] {
+            let path = dir.join(f);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| Failure::io(&path, e))?;
+            }
+        }
+        eprintln!(
+            "note: {} held a run that stopped before its first iteration; starting this one \
+             there",
+            dir.display()
+        );
     }
     if dir.join(STATUS_FILE).exists() || dir.join(CONFIG_FILE).exists() {
         return Err(Failure::usage(
@@ -604,10 +632,8 @@ pub fn run(args: RunArgs, interrupt: Arc<AtomicBool>) -> Result<i32, Failure> {
             } else {
                 eprintln!(
                     "interrupted after iteration {} of {}; no checkpoint was written\nhint: \
-                     nothing can be resumed: remove {} and start the run again",
-                    report.iterations,
-                    max_iters,
-                    dir.display()
+                     nothing can be resumed: run the same command again (the folder is reused)",
+                    report.iterations, max_iters,
                 );
             }
             Ok(EXIT_INTERRUPTED)

@@ -913,3 +913,35 @@ fn huge_values_are_not_echoed_whole() {
     assert_clean_error(&out, 2, &["characters left out"]);
     assert!(out.stderr.len() < 5_000, "{} bytes", out.stderr.len());
 }
+
+/// A batch larger than the data is refused before the first iteration (issue 21, item 8:
+/// `inner_batch = 1e12` aborted the process on its allocation), and the folder of that run,
+/// where nothing was computed, takes the fixed config. Fails when the size is not checked
+/// (exit 134 or a silent run) or when such a folder is refused as "already holds a run".
+#[test]
+fn a_run_refused_before_its_first_iteration_leaves_its_folder_reusable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = |batch: &str| {
+        format!(
+            "{QUADRATIC}[algorithm]\nname = \"stocbio\"\ninner_batch = {batch}\nouter_batch = 5\n\
+             jacobian_batch = 5\nhessian_batch = 5\n[run]\nmax_iters = 2\n"
+        )
+    };
+    let cfg = write(tmp.path(), "c.toml", &text("1000000000000"));
+    let out = bilevel(&run_args(&cfg, "o", &[]), tmp.path());
+    assert_clean_error(&out, 2, &["inner_batch", "60 samples"]);
+    let status = read_json(&tmp.path().join("o").join("status.json"));
+    assert_eq!(status["status"], "failed");
+    write(tmp.path(), "c.toml", &text("5"));
+    let out = bilevel(&run_args(&cfg, "o", &[]), tmp.path());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("stopped before its first iteration"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        read_json(&tmp.path().join("o").join("report.json"))["iterations"],
+        2
+    );
+}

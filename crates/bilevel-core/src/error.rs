@@ -59,6 +59,10 @@ pub enum BilevelError {
     /// model or data error of the application's evaluation).
     #[error("evaluating the metrics failed: {0}")]
     Evaluation(String),
+    /// The run's interrupt flag was raised during an iteration (an oracle call noticed it);
+    /// the executor ends the run as interrupted at the last completed iteration.
+    #[error("interrupted during an iteration")]
+    Interrupted,
 }
 
 /// Result alias for this crate.

@@ -15,6 +15,7 @@ use burn::tensor::Tensor;
 
 use crate::error::{BilevelError, Result};
 use crate::observers::{IterRecord, Observe, ObserverMode};
+use crate::preflight::{self, PreflightConfig, Warning};
 use crate::problem::BilevelProblem;
 use crate::second_order::{Oracle, SecondOrder};
 use crate::solver::{ReportedPoint, Solver};
@@ -33,6 +34,9 @@ pub struct ExecutorConfig {
     pub hypergrad_tol: Option<f64>,
     /// How the oracle forms second-order products.
     pub second_order: SecondOrder,
+    /// How the method's settings are checked against the problem before the run
+    /// ([`crate::preflight`]): the curvature estimate's size, and whether warnings are errors.
+    pub preflight: PreflightConfig,
 }
 
 impl Default for ExecutorConfig {
@@ -42,6 +46,7 @@ impl Default for ExecutorConfig {
             time_budget: None,
             hypergrad_tol: None,
             second_order: SecondOrder::Exact,
+            preflight: PreflightConfig::default(),
         }
     }
 }
@@ -147,6 +152,9 @@ pub struct RunOutcome<B: AutodiffBackend> {
     pub reported: ReportedPoint<B>,
     /// Further points the method reports beside its output ([`Solver::reported_alternatives`]).
     pub alternatives: Vec<ReportedPoint<B>>,
+    /// What the check of the method's settings against the problem found before the run
+    /// ([`crate::preflight::check`]; also printed to stderr as `warning: …`).
+    pub warnings: Vec<Warning>,
 }
 
 impl<B: AutodiffBackend> RunOutcome<B> {
@@ -318,6 +326,19 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
         let mut oracle = Oracle::with_mode(self.problem, self.config.second_order);
         oracle.validate()?;
         oracle.set_counts(state.counts);
+        let warnings = preflight::check(
+            self.problem,
+            &self.solver.demands(),
+            &state.x,
+            &state.y,
+            self.config.preflight,
+        )?;
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+        if let Some(flag) = &self.interrupt {
+            oracle.set_interrupt(Arc::clone(flag));
+        }
         let name = self.solver.name();
         let start = Instant::now();
         let elapsed = |start: &Instant| elapsed_before + start.elapsed().as_secs_f64();
@@ -343,6 +364,9 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
             let next = match self.solver.next_iter(&mut oracle, state.clone()) {
                 Ok(next) => next,
                 Err(BilevelError::NonFinite { what }) => break TerminationReason::NonFinite(what),
+                // Noticed between two oracle calls: the run ends at the last completed
+                // iteration, whose state (not the half-done one) is checkpointed.
+                Err(BilevelError::Interrupted) => break TerminationReason::Interrupted,
                 Err(e) => return Err(e),
             };
             let mut next = next;
@@ -422,6 +446,7 @@ impl<'a, B: AutodiffBackend, P: BilevelProblem<B>, S: Solver<B>> Executor<'a, B,
                 y: self.solver.reported_y(&state),
             },
             alternatives: self.solver.reported_alternatives(&state),
+            warnings,
             state,
             termination,
             elapsed_s,

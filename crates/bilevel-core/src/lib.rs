@@ -27,6 +27,7 @@ pub mod lift;
 pub mod linear;
 pub mod meta;
 pub mod observers;
+pub mod preflight;
 pub mod problem;
 pub mod problems;
 pub mod sampling;
@@ -43,6 +44,7 @@ pub use executor::{Checkpoint, Checkpointing, Executor, ExecutorConfig, MetricPo
 pub use lift::Lift;
 pub use meta::MetaLayout;
 pub use observers::{CsvWriter, IterRecord, Observe, ObserverMode, ProgressBar, Recorder};
+pub use preflight::{Demands, PreflightConfig, Side, Warning};
 pub use problem::{Batch, BilevelProblem, ClosedForm};
 pub use second_order::{Gradient, Oracle, OracleCounts, SecondOrder};
 pub use solver::{
@@ -77,8 +79,3 @@ pub fn flex_build() -> String {
     };
     format!("burn-flex simd + rayon, {pool}")
 }
-
-/// The README's Rust snippets, compiled as doctests so the documentation cannot rot.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

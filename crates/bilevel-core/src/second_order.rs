@@ -19,6 +19,8 @@
 //! (they are exact too, and faster where they apply), [`SecondOrder::Autodiff`] never does.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
@@ -145,6 +147,7 @@ pub struct Oracle<'p, B: AutodiffBackend, P: BilevelProblem<B>> {
     problem: &'p P,
     counts: OracleCounts,
     mode: SecondOrder,
+    interrupt: Option<Arc<AtomicBool>>,
     _backend: PhantomData<B>,
 }
 
@@ -160,6 +163,7 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
             problem,
             counts: OracleCounts::default(),
             mode,
+            interrupt: None,
             _backend: PhantomData,
         }
     }
@@ -192,6 +196,13 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
         self.counts = counts;
     }
 
+    /// Makes every later call fail with [`BilevelError::Interrupted`] once `flag` is raised,
+    /// so that an iteration with many oracle calls (10⁶ Neumann terms or directions) stops
+    /// between two of them instead of running to its end.
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
     /// The second-order mode.
     pub fn mode(&self) -> SecondOrder {
         self.mode
@@ -211,6 +222,13 @@ impl<'p, B: AutodiffBackend, P: BilevelProblem<B>> Oracle<'p, B, P> {
     }
 
     fn check_xy(&self, x: &Tensor<B, 1>, y: &Tensor<B, 1>) -> Result<()> {
+        if self
+            .interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
+        {
+            return Err(BilevelError::Interrupted);
+        }
         check_len("x", x, self.problem.x_dim())?;
         check_len("y", y, self.problem.y_dim())
     }

@@ -10,6 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
 use crate::error::{BilevelError, Result};
+use crate::preflight::Demands;
 use crate::problem::BilevelProblem;
 use crate::second_order::Oracle;
 use crate::state::State;
@@ -23,6 +24,13 @@ pub trait Solver<B: AutodiffBackend> {
     /// Checks the configuration once, before the run.
     fn validate(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// What the method asks of the problem (batch sizes, stored vectors, steps on the inner
+    /// curvature), checked against it once before a run ([`crate::preflight::check`]).
+    /// Default: nothing.
+    fn demands(&self) -> Demands {
+        Demands::new()
     }
 
     /// Prepares a fresh state (not called when resuming from a checkpoint).
@@ -83,6 +91,13 @@ pub trait HypergradientEstimator<B: AutodiffBackend> {
     /// Checks the configuration once, before the run.
     fn validate(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// What the method asks of the problem (batch sizes, stored vectors, steps on the inner
+    /// curvature), checked against it once before a run ([`crate::preflight::check`]).
+    /// Default: nothing.
+    fn demands(&self) -> Demands {
+        Demands::new()
     }
 
     /// Checks the estimator against the outer update it runs under (called by
@@ -282,6 +297,10 @@ impl<B: AutodiffBackend, E: HypergradientEstimator<B>> Solver<B> for OuterLoop<E
         self.estimator.validate()?;
         self.optimizer.validate()?;
         self.estimator.check_optimizer(&self.optimizer)
+    }
+
+    fn demands(&self) -> Demands {
+        self.estimator.demands()
     }
 
     fn next_iter<P: BilevelProblem<B>>(

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bilevel_core::observers::ProgressBar;
+use bilevel_core::preflight::{PreflightConfig, Warning};
 use bilevel_core::second_order::SecondOrder;
 use bilevel_core::tensor::{norm, to_vec};
 use bilevel_core::{
@@ -81,6 +82,14 @@ pub struct RunSpec {
     ///
     /// [`BilevelProblem::closed_form`]: bilevel_core::BilevelProblem::closed_form
     pub autodiff_only: bool,
+    /// Hessian-vector products of the power iteration that estimates the inner curvature `L`
+    /// before the run, against which steps are checked (`2/L`; see
+    /// [`bilevel_core::preflight`]); 0 turns the check off (default 20).
+    pub curvature_products: usize,
+    /// Refuse to run where the check of the method against the problem only warns (a step
+    /// above `2/L`, a batch size a deterministic problem ignores, an indefinite Hessian under
+    /// CG) (default false).
+    pub strict: bool,
 }
 
 impl Default for RunSpec {
@@ -94,6 +103,8 @@ impl Default for RunSpec {
             checkpoint_every: None,
             finite_difference_step: None,
             autodiff_only: false,
+            curvature_products: PreflightConfig::default().curvature_products,
+            strict: false,
         }
     }
 }
@@ -158,6 +169,10 @@ impl RunSpec {
                 (Some(eps), _) => SecondOrder::FiniteDifference { eps },
                 (None, true) => SecondOrder::Autodiff,
                 (None, false) => SecondOrder::Exact,
+            },
+            preflight: PreflightConfig {
+                curvature_products: self.curvature_products,
+                strict: self.strict,
             },
         }
     }
@@ -300,6 +315,10 @@ pub struct RunReport {
     /// ([`Solver::reported_alternatives`]; e.g. IGFM's `best` and `last` iterates).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alternatives: Vec<ReportedMetrics>,
+    /// What the check of the method's settings against the problem found before the run
+    /// ([`bilevel_core::preflight`]): steps above `2/L`, ignored batch sizes, ….
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
 }
 
 /// The metrics at a point a method reports beside its output ([`RunReport::alternatives`]).
@@ -633,6 +652,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             final_x,
             final_y,
             alternatives,
+            warnings: outcome.warnings.clone(),
         })
     }
 }

@@ -254,7 +254,7 @@ fn small_quadratic() -> ProblemSpec {
         x_dim: 3,
         y_dim: 4,
         inner_rows: 60,
-        outer_rows: 40,
+        outer_rows: 60,
         noise: 0.1,
     })
 }
