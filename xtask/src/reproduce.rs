@@ -128,11 +128,82 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
             print!("{}", plan_file::list_text()?);
             Ok(())
         }
-        Command::Run(opts) => run(&opts),
+        Command::Run(opts) => run(&opts, false),
+        Command::Resume(dir) => {
+            let (final_dir, partial) = if dir.extension().is_some_and(|e| e == "partial") {
+                (dir.with_extension(""), dir.clone())
+            } else {
+                (dir.clone(), partial_dir(&dir))
+            };
+            if final_dir.exists() {
+                bail!(
+                    "{} is a finished run: there is nothing to resume",
+                    final_dir.display()
+                );
+            }
+            let invocation = Invocation::load(&partial)?;
+            let mut opts = match options::parse(&invocation.args)? {
+                Command::Run(opts) => opts,
+                _ => bail!(
+                    "{} does not record a run's options",
+                    partial.join(INVOCATION_FILE).display()
+                ),
+            };
+            opts.out = Some(final_dir);
+            run(&opts, true)
+        }
     }
 }
 
-fn run(opts: &Options) -> Result<()> {
+/// The file in a partial run folder that records how it was started (`reproduce --resume`
+/// reads it back).
+const INVOCATION_FILE: &str = "invocation.json";
+
+/// How a plan's run was started: its command-line options (without `--out`, which is the
+/// folder itself) and the resolved specs, so that a resume runs the same plan or refuses.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Invocation {
+    args: Vec<String>,
+    specs: serde_json::Value,
+    /// Start times (UTC) of every invocation that worked on the folder, the first included.
+    starts_utc: Vec<String>,
+}
+
+impl Invocation {
+    fn load(partial: &Path) -> Result<Self> {
+        let path = partial.join(INVOCATION_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "cannot read {} (is {} an unfinished `reproduce` run?)",
+                path.display(),
+                partial.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+    }
+}
+
+/// The command-line options that define a plan's run, for [`Invocation::args`]: everything
+/// but `--out DIR`.
+fn defining_args() -> Vec<String> {
+    let all: Vec<String> = std::env::args()
+        .skip_while(|a| a != "reproduce")
+        .skip(1)
+        .collect();
+    let mut kept = Vec::new();
+    let mut it = all.into_iter();
+    while let Some(a) = it.next() {
+        if a == "--out" {
+            it.next();
+        } else {
+            kept.push(a);
+        }
+    }
+    kept
+}
+
+/// Runs (or, with `resuming`, continues in `opts.out`'s partial folder) a plan.
+fn run(opts: &Options, resuming: bool) -> Result<()> {
     let (experiment, plan_path) = match &opts.plan {
         Some(path) => (plan_file::load(path, opts.mode)?, path.clone()),
         None => (
@@ -178,15 +249,42 @@ fn run(opts: &Options) -> Result<()> {
         );
     }
     let partial = partial_dir(&final_dir);
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial).with_context(|| {
-            format!("cannot remove the stale partial run {}", partial.display())
-        })?;
-    }
-    std::fs::create_dir_all(&partial)
-        .with_context(|| format!("cannot create {}", partial.display()))?;
-
     let start_unix = bilevel_core::utc::unix_now();
+    let specs = execute::specs_json(&plan)?;
+    let invocation = if resuming {
+        let mut invocation = Invocation::load(&partial)?;
+        if invocation.specs != specs {
+            bail!(
+                "the plan changed since {} was started (was {} edited?): its runs would not \
+                 belong to one experiment; start a new run instead",
+                partial.display(),
+                plan_path.display()
+            );
+        }
+        invocation.starts_utc.push(Utc::from_unix(start_unix).iso());
+        invocation
+    } else {
+        if partial.exists() {
+            bail!(
+                "{} holds an unfinished run of this experiment: continue it with `cargo xtask \
+                 reproduce --resume {}`, or remove it",
+                partial.display(),
+                final_dir.display()
+            );
+        }
+        std::fs::create_dir_all(&partial)
+            .with_context(|| format!("cannot create {}", partial.display()))?;
+        Invocation {
+            args: defining_args(),
+            specs: specs.clone(),
+            starts_utc: vec![Utc::from_unix(start_unix).iso()],
+        }
+    };
+    write(
+        &partial.join(INVOCATION_FILE),
+        &serde_json::to_string_pretty(&invocation)?,
+    )?;
+
     let start = Instant::now();
     eprintln!(
         "reproduce {} ({} mode, {} seeds, {} variant(s) × {} method(s), {}, {}): writing {}",
@@ -216,9 +314,26 @@ fn run(opts: &Options) -> Result<()> {
                     "{} / {} / {} / seed {seed}",
                     experiment.id, variant.name, method.label
                 );
+                // Each run's checkpoints, records and (once finished) `run.json` live in a
+                // folder of their own, from which `--resume` continues.
+                let run_dir = partial
+                    .join("runs")
+                    .join(file_safe(&variant.name))
+                    .join(format!("{}-seed{seed}", file_safe(&method.label)));
+                let finished = run_dir.join(FINISHED_RUN_FILE);
+                if finished.exists() {
+                    let text = std::fs::read_to_string(&finished)?;
+                    let run: SeedRun = serde_json::from_str(&text)
+                        .with_context(|| format!("{} is damaged", finished.display()))?;
+                    eprintln!("  {} (finished before the resume)", describe_run(&run));
+                    runs.push(run);
+                    continue;
+                }
+                std::fs::create_dir_all(&run_dir)
+                    .with_context(|| format!("cannot create {}", run_dir.display()))?;
                 // Missing data or a bad spec stops everything; a method that fails on its own
                 // (e.g. IGFM's sub-routine finding no feasible iterate) is reported as failed.
-                let run = match execute::run_one(&ctx, &plan, variant, method, seed) {
+                let run = match execute::run_one(&ctx, &plan, variant, method, seed, &run_dir) {
                     Ok(run) => run,
                     Err(e) if execute::is_setup_error(&e) => {
                         return Err(e.context(what));
@@ -228,6 +343,7 @@ fn run(opts: &Options) -> Result<()> {
                         execute::failed_run(variant, method, seed, &e)
                     }
                 };
+                write(&finished, &serde_json::to_string(&run)?)?;
                 eprintln!("  {}", describe_run(&run));
                 runs.push(run);
                 // Rewritten after every run, so a long run's progress is inspectable.
@@ -246,7 +362,6 @@ fn run(opts: &Options) -> Result<()> {
         checks_note,
         notes,
     )?;
-    let specs = execute::specs_json(&plan)?;
     let provenance = Provenance {
         experiment: experiment.id.to_string(),
         plan_file: plan_path.display().to_string(),
@@ -262,7 +377,8 @@ fn run(opts: &Options) -> Result<()> {
         crate_versions: provenance::crate_versions(),
         rustc: provenance::rustc_version(),
         host: Host::current(),
-        start_utc: Utc::from_unix(start_unix).iso(),
+        start_utc: invocation.starts_utc[0].clone(),
+        resumed_utc: invocation.starts_utc[1..].to_vec(),
         end_utc: Utc::now().iso(),
         wall_time_s: start.elapsed().as_secs_f64(),
         runs: runs
@@ -360,6 +476,9 @@ fn partial_dir(dir: &Path) -> PathBuf {
     name.push(".partial");
     dir.with_file_name(name)
 }
+
+/// The file a finished (variant, method, seed) run is kept in, inside its run folder.
+const FINISHED_RUN_FILE: &str = "run.json";
 
 /// `<base>/<UTC time>-<mode>`, with a counter if that exists already.
 fn unique_run_dir(base: &Path, mode: Mode) -> PathBuf {
@@ -498,6 +617,137 @@ fn file_safe(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use bilevel_core::IterRecord;
+
+    /// A plan of two stochastic methods on a small quadratic, `max_iters` iterations.
+    fn tiny_plan(dir: &Path, max_iters: u64) -> PathBuf {
+        let text = format!(
+            "id = \"tiny\"\npaper = \"none\"\ntitle = \"resume test\"\ndata = \"generated\"\n\
+             seeds = [0, 1]\nprecision = \"f64\"\nheadline = [\"grad_norm\"]\n[run]\n\
+             max_iters = {max_iters}\neval_every = 2\ncheckpoint_every = 4\n[[variant]]\n\
+             name = \"q\"\ndescription = \"small\"\n[variant.problem]\nkind = \"quadratic\"\n\
+             x_dim = 3\ny_dim = 4\ninner_rows = 60\nouter_rows = 60\n[[method]]\n\
+             label = \"stocBiO\"\n[method.algorithm]\nname = \"stocbio\"\ninner_steps = 2\n\
+             inner_batch = 5\nouter_batch = 5\njacobian_batch = 5\nhessian_batch = 5\n\
+             neumann_terms = 2\nneumann_step = 0.1\nouter_step = 0.05\n[[method]]\n\
+             label = \"AID\"\n[method.algorithm]\nname = \"aid-cg\"\n"
+        );
+        let path = dir.join(format!("tiny-{max_iters}.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn options(plan: &Path, out: &Path) -> Options {
+        match options::parse(&[
+            plan.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ])
+        .unwrap()
+        {
+            Command::Run(o) => o,
+            _ => unreachable!(),
+        }
+    }
+
+    /// `reproduce --resume`: a plan stopped with one run finished and the others at their
+    /// iteration-4 checkpoint continues to the same bytes as an uninterrupted plan (records
+    /// and final metrics of every run; stocBiO's batches depend on the restored generator).
+    /// Fails when a resumed run starts over from iteration 0 (tried: ignoring the checkpoint;
+    /// the early records' wall times then differ, the rest being deterministic), when finished runs are run again (their `run.json` is replaced
+    /// by a marker below that would then be overwritten), or when the checkpoint's generator
+    /// is not restored (stocBiO's iterates differ).
+    #[test]
+    fn a_resumed_plan_continues_to_the_uninterrupted_result() {
+        let tmp = std::env::temp_dir().join(format!("xtask-resume-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let plan = tiny_plan(&tmp, 10);
+        run(&options(&plan, &tmp.join("whole")), false).unwrap();
+        // The same plan stopped at iteration 4: a 4-iteration plan's run folders hold the
+        // checkpoints an interrupted 10-iteration plan leaves (the run id does not depend on
+        // max_iters), which are copied into the 10-iteration plan's partial folder.
+        run(&options(&tiny_plan(&tmp, 4), &tmp.join("short")), false).unwrap();
+        let stopped = tmp.join("stopped");
+        run(&options(&plan, &stopped), false).unwrap();
+        let partial = partial_dir(&stopped);
+        std::fs::rename(&stopped, &partial).unwrap();
+        let runs = |root: &Path| -> Vec<PathBuf> {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(root.join("runs").join("q"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            v.sort();
+            v
+        };
+        let (stopped_runs, short_runs) = (runs(&partial), runs(&tmp.join("short")));
+        assert_eq!(stopped_runs.len(), 4);
+        // The first run finished before the stop: its run.json is kept as it is.
+        let kept = stopped_runs[0].join(FINISHED_RUN_FILE);
+        let kept_text = std::fs::read_to_string(&kept).unwrap();
+        let kept = stopped.join(kept.strip_prefix(&partial).unwrap());
+        for (run_dir, short) in stopped_runs[1..].iter().zip(&short_runs[1..]) {
+            for f in [FINISHED_RUN_FILE, "checkpoint.json", "records.jsonl"] {
+                std::fs::remove_file(run_dir.join(f)).unwrap();
+            }
+            for f in ["checkpoint.json", "records.jsonl"] {
+                std::fs::copy(short.join(f), run_dir.join(f)).unwrap();
+            }
+        }
+        for f in [
+            "metrics.csv",
+            "summary.json",
+            "summary.md",
+            "provenance.json",
+        ] {
+            std::fs::remove_file(partial.join(f)).unwrap();
+        }
+        run(&options(&plan, &stopped), true).unwrap();
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), kept_text);
+        let finished = |root: &Path| -> Vec<SeedRun> {
+            runs(root)
+                .iter()
+                .map(|d| {
+                    let text = std::fs::read_to_string(d.join(FINISHED_RUN_FILE)).unwrap();
+                    serde_json::from_str(&text).unwrap()
+                })
+                .collect()
+        };
+        let (whole, resumed) = (finished(&tmp.join("whole")), finished(&stopped));
+        // The resumed runs kept the records written before the stop, wall times included (a
+        // run started over would have measured its own).
+        for (b, short) in resumed[1..].iter().zip(&finished(&tmp.join("short"))[1..]) {
+            let early: Vec<&IterRecord> = b.records.iter().filter(|r| r.iter <= 4).collect();
+            assert_eq!(early.len(), short.records.len());
+            for (rb, rs) in early.iter().zip(&short.records) {
+                assert_eq!(rb.wall_time_s.to_bits(), rs.wall_time_s.to_bits());
+            }
+        }
+        for (a, b) in whole.iter().zip(&resumed) {
+            assert_eq!(a.iterations, 10);
+            assert_eq!(a.records.len(), b.records.len(), "{}", a.method);
+            for (ra, rb) in a.records.iter().zip(&b.records) {
+                assert_eq!(ra.iter, rb.iter);
+                assert_eq!(
+                    ra.outer_loss.map(f64::to_bits),
+                    rb.outer_loss.map(f64::to_bits)
+                );
+                assert_eq!(ra.counts, rb.counts);
+            }
+            let bits = |r: &SeedRun| -> Vec<u64> {
+                r.final_metrics.iter().map(|(_, v)| v.to_bits()).collect()
+            };
+            assert_eq!(bits(a), bits(b), "{} seed {}", a.method, a.seed);
+        }
+        let provenance: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(stopped.join("provenance.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(provenance["resumed_utc"].as_array().map(Vec::len), Some(1));
+        // A finished plan, or an edited one, is not resumed.
+        assert!(run(&options(&plan, &stopped), true).is_err());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 
     #[test]
     fn resolves_the_backend() {

@@ -2,14 +2,15 @@
 //! backend `bilevel_core::backend::dispatch` picks (flex or ndarray; in builds with the `wgpu`
 //! feature, burn's wgpu backend in f32) and turns its report into a [`SeedRun`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use bilevel_core::backend::{dispatch, BackendTask};
 use bilevel_core::TerminationReason;
 use bilevel_problems::spec::BuildContext;
 use bilevel_problems::ProblemError;
-use bilevel_run::{run_spec, RunHooks, RunReport, RunSpec};
+use bilevel_run::runner::CHECKPOINT_FILE;
+use bilevel_run::{run_spec, ResumeFrom, RunHooks, RunReport, RunSpec};
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::json;
 
@@ -31,18 +32,25 @@ pub(crate) fn run_spec_for(plan: &Plan, method: &Method, seed: u64) -> RunSpec {
         time_budget_s: plan.run.time_budget_s,
         seed,
         eval_every: plan.run.eval_every,
+        checkpoint_every: Some(
+            plan.run
+                .checkpoint_every
+                .unwrap_or(plan.run.eval_every.max(10)),
+        ),
         ..Default::default()
     }
 }
 
 /// Runs `method` on `variant` with `seed` (which also seeds the problem's data split or
-/// instance, so all methods of a seed see the same problem).
+/// instance, so all methods of a seed see the same problem), checkpointing into `dir`; if
+/// `dir` holds a checkpoint of this run (an interrupted invocation), continues from it.
 pub(crate) fn run_one(
     ctx: &Context,
     plan: &Plan,
     variant: &Variant,
     method: &Method,
     seed: u64,
+    dir: &Path,
 ) -> Result<SeedRun> {
     let run = run_spec_for(plan, method, seed);
     let task = RunOn {
@@ -50,6 +58,7 @@ pub(crate) fn run_one(
         variant,
         method,
         run: &run,
+        dir,
     };
     let report = dispatch(ctx.backend, ctx.precision, task)??;
     Ok(seed_run(variant, method, report))
@@ -61,36 +70,44 @@ struct RunOn<'a> {
     variant: &'a Variant,
     method: &'a Method,
     run: &'a RunSpec,
+    dir: &'a Path,
 }
 
 impl BackendTask for RunOn<'_> {
     type Output = Result<RunReport>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device, _label: &str) -> Result<RunReport> {
-        run_on::<B>(self.ctx, device, self.variant, self.method, self.run)
+        run_on::<B>(self, device)
     }
 }
 
-fn run_on<B: AutodiffBackend>(
-    ctx: &Context,
-    device: B::Device,
-    variant: &Variant,
-    method: &Method,
-    run: &RunSpec,
-) -> Result<RunReport> {
+fn run_on<B: AutodiffBackend>(task: RunOn<'_>, device: B::Device) -> Result<RunReport> {
     let build = BuildContext::<B> {
         device,
-        data_dir: ctx.data_dir.clone(),
-        seed: run.seed,
+        data_dir: task.ctx.data_dir.clone(),
+        seed: task.run.seed,
+    };
+    let resume = if task.dir.join(CHECKPOINT_FILE).exists() {
+        let from = ResumeFrom::load(task.dir)?;
+        eprintln!(
+            "  continuing from the checkpoint at iteration {} in {}",
+            from.checkpoint.state.iter,
+            task.dir.display()
+        );
+        Some(from)
+    } else {
+        None
     };
     let hooks = RunHooks {
         progress: true,
+        checkpoint_dir: Some(task.dir.to_path_buf()),
+        resume,
         ..Default::default()
     };
     Ok(run_spec(
-        &variant.problem,
-        &method.spec,
-        run,
+        &task.variant.problem,
+        &task.method.spec,
+        task.run,
         &build,
         hooks,
     )?)

@@ -111,6 +111,10 @@ pub(crate) struct RunSettings {
     /// Metrics every this many iterations (default 1).
     #[serde(default = "one")]
     pub eval_every: u64,
+    /// Checkpoint every this many iterations, so that `reproduce --resume` continues an
+    /// interrupted run from there (default: `eval_every`, at least 10).
+    #[serde(default)]
+    pub checkpoint_every: Option<u64>,
 }
 
 fn one() -> u64 {

@@ -14,6 +14,7 @@ pub(crate) const USAGE: &str = "usage:
   cargo xtask reproduce <id | FILE.toml | --plan FILE> [--quick] [--seeds N] [--budget S]
                         [--backend flex|ndarray|wgpu] [--precision f32|f64] [--data-dir D]
                         [--out DIR]
+  cargo xtask reproduce --resume DIR
       run the paper's comparison (assets/experiments/<id>.toml), or the experiment of your
       own file (any argument ending in .toml, or --plan FILE; the format is in
       docs/REPRODUCTION.md, \"Writing your own experiment\"); write metrics.csv,
@@ -24,7 +25,11 @@ pub(crate) const USAGE: &str = "usage:
       budget, whichever is first).
       --backend: flex (CPU, the default), ndarray (CPU), wgpu: the GPU through wgpu, f32
       only (plans in f64 run in f32 there); needs an xtask built with `--features wgpu`:
-      cargo run --release -p xtask --features wgpu -- reproduce <id> --backend wgpu";
+      cargo run --release -p xtask --features wgpu -- reproduce <id> --backend wgpu
+      --resume DIR: continue the unfinished run DIR (or DIR.partial) with the options it was
+      started with: finished (variant, method, seed) runs are kept, the one that was running
+      continues from its last checkpoint (every `run.checkpoint_every` iterations, default
+      `eval_every`), bit-identically; a plan edited since is refused.";
 
 fn parse_backend(name: &str) -> Result<Backend> {
     name.parse::<Backend>().map_err(anyhow::Error::msg)
@@ -50,6 +55,8 @@ pub(crate) enum Command {
     List,
     Help,
     Run(Options),
+    /// `--resume DIR`: continue the unfinished run in DIR.
+    Resume(PathBuf),
 }
 
 pub(crate) fn parse(args: &[String]) -> Result<Command> {
@@ -66,6 +73,15 @@ pub(crate) fn parse(args: &[String]) -> Result<Command> {
         out: None,
     };
     let mut list = false;
+    if args.first().map(String::as_str) == Some("--resume") {
+        return match &args[1..] {
+            [dir] => Ok(Command::Resume(PathBuf::from(dir))),
+            _ => bail!(
+                "--resume takes the run folder and nothing else (the run keeps the options it \
+                 was started with)\n\n{USAGE}"
+            ),
+        };
+    }
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -156,6 +172,7 @@ fn set_experiment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
@@ -190,6 +207,13 @@ mod tests {
         assert!(parse(&args("quadratic --bogus")).is_err());
         assert!(parse(&args("quadratic liu-hard")).is_err());
         assert!(parse(&args("quadratic --seeds")).is_err());
+        assert!(matches!(
+            parse(&args("--resume results/x/1")).unwrap(),
+            Command::Resume(d) if d == Path::new("results/x/1")
+        ));
+        assert!(parse(&args("--resume")).is_err());
+        assert!(parse(&args("--resume d --seeds 2")).is_err());
+        assert!(parse(&args("quadratic --resume d")).is_err());
     }
 
     /// An argument ending in `.toml`, or `--plan FILE`, is a user's experiment file; one

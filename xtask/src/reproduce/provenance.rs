@@ -46,7 +46,13 @@ pub(crate) struct Provenance {
     pub rustc: Option<String>,
     pub host: Host,
     pub start_utc: String,
+    /// When the run was continued with `reproduce --resume` (each invocation after the first);
+    /// the runs finished before a resume were kept, the one running continued from its
+    /// checkpoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed_utc: Vec<String>,
     pub end_utc: String,
+    /// Wall time of the last invocation (each run's own `wall_time_s` spans its resumes).
     pub wall_time_s: f64,
     pub runs: Vec<RunTiming>,
     /// The specs each method ran with (problem and method, as serialised JSON).

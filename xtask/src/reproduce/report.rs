@@ -13,8 +13,9 @@ pub(crate) const OUTER_LOSS: &str = "outer_loss";
 /// Estimated hypergradient norm column name.
 pub(crate) const HYPERGRAD_NORM: &str = "hypergrad_norm";
 
-/// One method's run on one problem variant with one seed.
-#[derive(Clone, Debug)]
+/// One method's run on one problem variant with one seed (kept as `run.json` in its run
+/// folder once finished, so that a resumed plan does not run it again).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct SeedRun {
     /// Problem variant (e.g. `p=0.1`).
     pub variant: String,
