@@ -1,4 +1,4 @@
-//! Fault injection for the `bilevel` binary: about 150 faults in seven groups (malformed
+//! Fault injection for the `bilevel` binary: about 200 faults in seven groups (malformed
 //! configs, out-of-range sizes, damaged data, signals at random points, a full disk, concurrent
 //! runs on one folder, damaged and foreign checkpoints), each run on the debug binary with a
 //! timeout and an address-space limit, and classified as
@@ -18,14 +18,16 @@
 //!
 //! cli.rs holds the individual end-to-end tests; this file is the broad table.
 //!
-//! Mutation checks of the classification (done by hand, then reverted):
-//! - the expected class of `configs/empty file` set to `Handled`: the test failed, listing
-//!   "configs/empty file: expected handled, got clear error";
-//! - `Exit::sane` without its exit-134 check: the allocation failures of `sizes/*=1e12` were
-//!   counted as `silent` (exit 134 is not a clear error) instead of `abort`, and the totals'
-//!   abort count went to 0 while the assertion still fired on the mismatches;
-//! - `matches_baseline` comparing `x` with the last bit of one coordinate flipped: every
-//!   resumed signal case became `silent` ("final x differs").
+//! Mutation checks of the classification (each on a subset that passed before, each reverted):
+//! - `configs/empty file` expected as `Handled`: the test failed, listing "configs/empty file:
+//!   expected handled, got clear error";
+//! - `Exit::sane` without its abort branch: `sizes/stocbio inner_batch = 1e12` (SIGABRT on an
+//!   8 TB allocation) went from `abort` to `silent`, so that branch is what makes a process
+//!   killed by a signal an abort;
+//! - one bit of the baseline's x flipped in `matches`: `signals/SIGINT … after iteration 5`
+//!   became `silent` ("final x bits differ from the uninterrupted run's …");
+//! - SIGTERM expected to exit 0 instead of 130 in `stop`: `signals/SIGTERM … after iteration 99`
+//!   became `silent` ("after SIGTERM: exit 130, expected exit 0").
 
 #![cfg(unix)]
 
@@ -248,6 +250,9 @@ fn start_with(cwd: &Path, args: &[&str], env: &[(&str, &Path)]) -> Proc {
         .args(args)
         .current_dir(cwd)
         .env_remove("RUST_BACKTRACE")
+        // Few malloc arenas: their address-space reservations stay far below the limit on
+        // machines with many cores.
+        .env("MALLOC_ARENA_MAX", "2")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -377,9 +382,9 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Deterministic pseudo-random numbers (xorshift64*), for delays and garbage bytes.
-struct Lcg(u64);
+struct XorShift(u64);
 
-impl Lcg {
+impl XorShift {
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -431,16 +436,31 @@ fn start_long(cwd: &Path) -> Proc {
     start(cwd, &["run", "-q", "--config", "c.toml", "--out", "run"])
 }
 
-/// Waits until `run/checkpoint.json` exists while `p` runs.
-fn wait_checkpoint(p: &mut Proc, cwd: &Path) -> Step {
-    let ckpt = cwd.join("run/checkpoint.json");
-    if p.wait_until(TIMEOUT, || ckpt.exists()) {
+/// The iteration of `run/checkpoint.json`, if it is readable.
+fn checkpoint_iter(run: &Path) -> Option<u64> {
+    read_json(&run.join("checkpoint.json"))?["state"]["iter"].as_u64()
+}
+
+/// Waits while `p` runs until `cwd/run/checkpoint.json` is at iteration `k` or later (a point
+/// in the run that does not depend on the machine's speed).
+fn wait_iteration(p: &mut Proc, cwd: &Path, k: u64) -> Step {
+    let run = cwd.join("run");
+    if p.wait_until(TIMEOUT, || checkpoint_iter(&run).is_some_and(|i| i >= k)) {
         return Ok(());
+    }
+    if p.running() {
+        return Err(Verdict::new(
+            Class::Hang,
+            format!(
+                "no checkpoint of iteration {k} within {} s",
+                TIMEOUT.as_secs()
+            ),
+        ));
     }
     let exit = p.finish(Duration::ZERO);
     exit.sane()?;
     Err(Verdict::silent(format!(
-        "the run ended before its first checkpoint ({}): {}",
+        "the run ended ({}) before its checkpoint of iteration {k}: {}",
         exit.describe(),
         exit.head()
     )))
@@ -499,10 +519,7 @@ fn baseline() -> &'static Fingerprint {
 
 /// `run` is completed and agrees bit for bit with `want`.
 fn matches(run: &Path, want: &Fingerprint) -> Step {
-    let status = status_of(run);
-    check(status.as_deref() == Some("completed"), || {
-        format!("status {status:?} after the run, expected \"completed\"")
-    })?;
+    has_status(run, "completed")?;
     let got = fingerprint(run).map_err(Verdict::silent)?;
     differ("final x bits", &got.x, &want.x)?;
     differ("record iterations", &got.records, &want.records)?;
@@ -539,6 +556,14 @@ fn resume_matches(cwd: &Path) -> Outcome {
     resume(cwd).expect_code(0, "the resume")?;
     matches_baseline(&cwd.join("run"))?;
     Ok(Class::Handled)
+}
+
+/// `run/status.json` says `want`.
+fn has_status(run: &Path, want: &str) -> Step {
+    let status = status_of(run);
+    check(status.as_deref() == Some(want), || {
+        format!("status {status:?}, expected {want:?}")
+    })
 }
 
 /// Nothing in `run` claims a completed run.
@@ -608,10 +633,7 @@ fn good_config(name: &str, text: String, extra: &'static [&'static str]) -> Case
         let mut args = vec!["run", "-q", "--config", "c.toml", "--out", "out"];
         args.extend_from_slice(extra);
         exec(cwd, &args).expect_code(0, "the run")?;
-        let status = status_of(&cwd.join("out"));
-        check(status.as_deref() == Some("completed"), || {
-            format!("status {status:?}")
-        })?;
+        has_status(&cwd.join("out"), "completed")?;
         Ok(Class::Handled)
     })
 }
@@ -727,7 +749,7 @@ fn config_cases() -> Vec<Case> {
         ),
         bad_config(
             "binary garbage",
-            Lcg(7).bytes(4096),
+            XorShift(7).bytes(4096),
             &["cannot read the config file"],
         ),
         bad_config(
@@ -860,10 +882,7 @@ fn interrupt_after_start(p: &mut Proc, cwd: &Path, what: &str) -> Result<bool, V
     p.wait_until(Duration::from_secs(1), || false);
     if !p.running() {
         p.finish(Duration::ZERO).expect_code(0, what)?;
-        let status = status_of(&run);
-        check(status.as_deref() == Some("completed"), || {
-            format!("{what}: exit 0 with status {status:?}")
-        })?;
+        has_status(&run, "completed")?;
         return Ok(true);
     }
     p.signal("INT");
@@ -878,10 +897,7 @@ fn interrupt_after_start(p: &mut Proc, cwd: &Path, what: &str) -> Result<bool, V
     check(run.join("checkpoint.json").exists(), || {
         format!("{what}: exit 130 without checkpoint.json")
     })?;
-    let status = status_of(&run);
-    check(status.as_deref() == Some("interrupted"), || {
-        format!("{what}: status {status:?} after SIGINT")
-    })?;
+    has_status(&run, "interrupted")?;
     Ok(false)
 }
 
@@ -1071,6 +1087,7 @@ fn plain_instead(dir: &Path, name: &str, bytes: &[u8]) {
 fn data_outcome(exit: &Exit, cwd: &Path, expect: Class, needles: &[&str]) -> Outcome {
     if expect == Class::Handled {
         exit.expect_code(0, "the run")?;
+        has_status(&cwd.join("run"), "completed")?;
         return Ok(Class::Handled);
     }
     let class = exit.clear_error(&[1, 2], needles)?;
@@ -1132,7 +1149,7 @@ fn data_cases() -> Vec<Case> {
             "test labels plain garbage",
             error,
             &["corrupt", "t10k-labels-idx1-ubyte"],
-            |d| plain_instead(d, "t10k-labels-idx1-ubyte", &Lcg(3).bytes(10_008)),
+            |d| plain_instead(d, "t10k-labels-idx1-ubyte", &XorShift(3).bytes(10_008)),
         ),
         damaged_data(
             "train labels with the images' magic",
@@ -1284,37 +1301,36 @@ fn stop(p: &mut Proc, cwd: &Path, sig: &str) -> Step {
         check(exit.stderr.contains("--resume"), || {
             format!("no resume hint after SIG{sig}: {}", exit.head())
         })?;
-        let status = status_of(&run);
-        check(status.as_deref() == Some("interrupted"), || {
-            format!("status {status:?} after SIG{sig}")
-        })?;
+        has_status(&run, "interrupted")?;
     }
     not_completed(&run)
 }
 
-/// The long run stopped by `sig` `ms` after its first checkpoint, then resumed to its end.
-fn signal_then_resume(cwd: &Path, sig: &str, ms: u64) -> Outcome {
+/// The long run stopped by `sig` `us` µs after its checkpoint of iteration `k`, then resumed
+/// to its end.
+fn signal_then_resume(cwd: &Path, sig: &str, k: u64, us: u64) -> Outcome {
     let mut p = start_long(cwd);
-    wait_checkpoint(&mut p, cwd)?;
-    sleep_ms(ms);
+    wait_iteration(&mut p, cwd, k)?;
+    std::thread::sleep(Duration::from_micros(us));
     stop(&mut p, cwd, sig)?;
     resume_matches(cwd)
 }
 
 fn signal_cases() -> Vec<Case> {
-    let mut rng = Lcg(2024);
+    let mut rng = XorShift(2024);
     let sigs = [
         "KILL", "KILL", "KILL", "KILL", "KILL", "KILL", "INT", "INT", "INT", "TERM", "TERM", "HUP",
     ];
     let mut cases: Vec<Case> = sigs
         .into_iter()
         .map(|sig| {
-            let ms = rng.next() % 500;
+            let k = 1 + rng.next() % 600;
+            let us = rng.next() % 3_000;
             case(
                 "signals",
-                format!("SIG{sig} {ms} ms after the first checkpoint"),
+                format!("SIG{sig} {us} µs after iteration {k}"),
                 Class::Handled,
-                move |cwd| signal_then_resume(cwd, sig, ms),
+                move |cwd| signal_then_resume(cwd, sig, k, us),
             )
         })
         .collect();
@@ -1325,7 +1341,7 @@ fn signal_cases() -> Vec<Case> {
             Class::Handled,
             |cwd| {
                 let mut p = start_long(cwd);
-                wait_checkpoint(&mut p, cwd)?;
+                wait_iteration(&mut p, cwd, 1)?;
                 p.signal("INT");
                 sleep_ms(1);
                 p.signal("INT");
@@ -1340,18 +1356,17 @@ fn signal_cases() -> Vec<Case> {
             Class::Handled,
             |cwd| {
                 let mut p = start_long(cwd);
-                wait_checkpoint(&mut p, cwd)?;
-                sleep_ms(100);
+                wait_iteration(&mut p, cwd, 100)?;
                 stop(&mut p, cwd, "KILL")?;
                 let mut resumed = start(cwd, &["run", "-q", "--resume", "run"]);
-                sleep_ms(300);
+                wait_iteration(&mut resumed, cwd, 300)?;
                 stop(&mut resumed, cwd, "KILL")?;
                 resume_matches(cwd)
             },
         ),
         case("signals", "SIGSTOP, then SIGCONT", Class::Handled, |cwd| {
             let mut p = start_long(cwd);
-            wait_checkpoint(&mut p, cwd)?;
+            wait_iteration(&mut p, cwd, 1)?;
             p.signal("STOP");
             sleep_ms(300);
             p.signal("CONT");
@@ -1376,12 +1391,19 @@ fn signal_cases() -> Vec<Case> {
 
 // --- 5. Disk full -----------------------------------------------------------------------------
 
-/// `cwd/run/name` as a symbolic link to /dev/full (every write fails with ENOSPC).
-fn full_disk_file(cwd: &Path, name: &str) -> PathBuf {
-    let path = cwd.join("run").join(name);
-    std::fs::create_dir_all(cwd.join("run")).unwrap();
-    std::os::unix::fs::symlink("/dev/full", &path).unwrap();
-    path
+/// The temporary files `stem.json` is written through (`stem.tmp`, `stem.json.tmp`) in a new
+/// `cwd/run`, as symbolic links to /dev/full: every write of them fails with ENOSPC.
+fn full_disk_files(cwd: &Path, stem: &str) -> Vec<PathBuf> {
+    let run = cwd.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    [format!("{stem}.tmp"), format!("{stem}.json.tmp")]
+        .iter()
+        .map(|name| {
+            let path = run.join(name);
+            std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+            path
+        })
+        .collect()
 }
 
 /// A tmpfs mounted on a folder, unmounted when dropped.
@@ -1419,63 +1441,78 @@ impl Drop for Mount {
     }
 }
 
-/// The fault is removed (`unlink`) and the run resumed to the uninterrupted result.
-fn recovers(cwd: &Path, class: Class, unlink: &Path) -> Outcome {
+/// The fault (the links in `unlink`) is removed and the run resumed to the uninterrupted
+/// result.
+fn recovers(cwd: &Path, class: Class, unlink: &[PathBuf]) -> Outcome {
     not_completed(&cwd.join("run"))?;
-    std::fs::remove_file(unlink).unwrap();
+    unlink.iter().for_each(|l| std::fs::remove_file(l).unwrap());
     resume_matches(cwd)?;
+    Ok(class)
+}
+
+const ENOSPC: &str = "No space left on device";
+
+/// A checkpoint write of the running long run fails: the run stops with a clear error and
+/// resumes from its last checkpoint once the fault is gone.
+fn checkpoint_write_fails(cwd: &Path) -> Outcome {
+    let mut p = start_long(cwd);
+    wait_iteration(&mut p, cwd, 1)?;
+    // The writer creates the file and renames it away: the link goes in between.
+    let tmp = cwd.join("run/checkpoint.json.tmp");
+    let linked = p.wait_until(TIMEOUT, || {
+        std::os::unix::fs::symlink("/dev/full", &tmp).is_ok()
+    });
+    let exit = p.finish(TIMEOUT);
+    check(linked, || {
+        "the run ended before the fault was placed".into()
+    })?;
+    let class = exit.clear_error(&[1], &["checkpoint.json", ENOSPC])?;
+    recovers(cwd, class, &[tmp])
+}
+
+/// The report of the long run cannot be written: a clear error, no completed status, and a
+/// resume (the fault gone) that writes it.
+fn report_write_fails(cwd: &Path) -> Outcome {
+    let links = full_disk_files(cwd, "report");
+    let exit = start_long(cwd).finish(TIMEOUT);
+    let class = exit.clear_error(&[1], &["report", ENOSPC])?;
+    recovers(cwd, class, &links)
+}
+
+/// The first status cannot be written: a clear error before any checkpoint, so the resume
+/// (the fault gone) is refused clearly.
+fn status_write_fails(cwd: &Path) -> Outcome {
+    let links = full_disk_files(cwd, "status");
+    let exit = start_long(cwd).finish(TIMEOUT);
+    let class = exit.clear_error(&[1], &["status", ENOSPC])?;
+    not_completed(&cwd.join("run"))?;
+    links.iter().for_each(|l| std::fs::remove_file(l).unwrap());
+    resume(cwd).clear_error(&[2], &["no checkpoint"])?;
     Ok(class)
 }
 
 fn disk_cases() -> Vec<Case> {
     let mut cases = Vec::new();
     if Path::new("/dev/full").exists() {
+        let e = Class::ClearError;
         cases.extend([
             case(
                 "disk",
-                "checkpoint write fails mid-run (ENOSPC)",
-                Class::ClearError,
-                |cwd| {
-                    let mut p = start_long(cwd);
-                    wait_checkpoint(&mut p, cwd)?;
-                    // The writer creates the file and renames it away: the link goes in between.
-                    let tmp = cwd.join("run/checkpoint.json.tmp");
-                    let linked = p.wait_until(TIMEOUT, || {
-                        std::os::unix::fs::symlink("/dev/full", &tmp).is_ok()
-                    });
-                    let exit = p.finish(TIMEOUT);
-                    check(linked, || {
-                        "the run ended before the fault was placed".into()
-                    })?;
-                    let class =
-                        exit.clear_error(&[1], &["checkpoint.json", "No space left on device"])?;
-                    recovers(cwd, class, &tmp)
-                },
+                "checkpoint write fails mid-run",
+                e,
+                checkpoint_write_fails,
             ),
             case(
                 "disk",
-                "report write fails at the end (ENOSPC)",
-                Class::ClearError,
-                |cwd| {
-                    let link = full_disk_file(cwd, "report.tmp");
-                    let exit = start_long(cwd).finish(TIMEOUT);
-                    let class = exit.clear_error(&[1], &["report", "No space left on device"])?;
-                    recovers(cwd, class, &link)
-                },
+                "report write fails at the end",
+                e,
+                report_write_fails,
             ),
             case(
                 "disk",
-                "status write fails at the start (ENOSPC)",
-                Class::ClearError,
-                |cwd| {
-                    let link = full_disk_file(cwd, "status.tmp");
-                    let exit = start_long(cwd).finish(TIMEOUT);
-                    let class = exit.clear_error(&[1], &["status", "No space left on device"])?;
-                    not_completed(&cwd.join("run"))?;
-                    std::fs::remove_file(link).unwrap();
-                    resume(cwd).clear_error(&[2], &["no checkpoint"])?;
-                    Ok(class)
-                },
+                "status write fails at the start",
+                e,
+                status_write_fails,
             ),
         ]);
     } else {
@@ -1485,7 +1522,7 @@ fn disk_cases() -> Vec<Case> {
     if Mount::tmpfs(&probe.path().join("m"), "64k").is_some() {
         cases.push(case(
             "disk",
-            "run folder on a full 48 KiB tmpfs",
+            "run folder on a 48 KiB tmpfs",
             Class::ClearError,
             tmpfs_case,
         ));
@@ -1511,7 +1548,7 @@ fn tmpfs_case(cwd: &Path) -> Outcome {
         cwd,
         &["run", "-q", "--config", "c.toml", "--out", "small/run"],
     );
-    let class = exit.clear_error(&[1], &["No space left on device"])?;
+    let class = exit.clear_error(&[1], &[ENOSPC])?;
     let run = cwd.join("small/run");
     not_completed(&run)?;
     check(mount.resize("16m"), || "remount failed".into())?;
@@ -1537,7 +1574,7 @@ fn records_are_json(run: &Path) -> Step {
 /// uninterrupted result with valid records.
 fn beside_a_running_run(cwd: &Path, args: &[&str], needles: &[&str]) -> Outcome {
     let mut p = start_long(cwd);
-    wait_checkpoint(&mut p, cwd)?;
+    wait_iteration(&mut p, cwd, 1)?;
     let class = exec(cwd, args).clear_error(&[2], needles)?;
     p.finish(TIMEOUT).expect_code(0, "the first run")?;
     records_are_json(&cwd.join("run"))?;
@@ -1629,7 +1666,8 @@ fn template() -> &'static Template {
             first = std::fs::read(&ckpt).unwrap_or_default();
             !first.is_empty()
         }));
-        sleep_ms(150);
+        // Far enough for a few records (every 25 iterations).
+        assert!(wait_iteration(&mut p, dir.path(), 100).is_ok());
         p.signal("INT");
         let exit = p.finish(TIMEOUT);
         assert_eq!(exit.code, Some(130), "the template run: {}", exit.stderr);
@@ -1757,7 +1795,7 @@ fn checkpoint_cases() -> Vec<Case> {
             write(&ckpt(r), "")
         }),
         damaged_run("binary garbage", e, &["checkpoint.json"], move |_, r| {
-            write(&ckpt(r), Lcg(5).bytes(2_000))
+            write(&ckpt(r), XorShift(5).bytes(2_000))
         }),
         damaged_run("a folder", e, &["checkpoint.json"], move |_, r| {
             std::fs::remove_file(ckpt(r)).unwrap();
