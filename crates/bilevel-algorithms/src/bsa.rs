@@ -76,6 +76,15 @@ impl Default for RandomizedNeumann {
 }
 
 impl RandomizedNeumann {
+    /// These demands after those of inner SGD with `inner_step` on `inner_batch` (BSA's and
+    /// TTSA's whole demands).
+    pub fn demands_after_sgd(&self, inner_step: f64, inner_batch: Option<usize>) -> Demands {
+        Demands::new()
+            .step("inner_step", inner_step, GRADIENT_DESCENT)
+            .batch("inner_batch", Side::Inner, inner_batch)
+            .and(self.demands())
+    }
+
     /// Its batch sizes and Neumann step, for [`bilevel_core::preflight`].
     pub fn demands(&self) -> Demands {
         Demands::new()
@@ -307,10 +316,8 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Bsa {
 
     fn demands(&self) -> Demands {
         let c = &self.config;
-        Demands::new()
-            .step("inner_step", c.inner_step, GRADIENT_DESCENT)
-            .batch("inner_batch", Side::Inner, c.inner_batch)
-            .and(c.hypergradient.demands())
+        c.hypergradient
+            .demands_after_sgd(c.inner_step, c.inner_batch)
     }
 
     fn validate(&self) -> Result<()> {

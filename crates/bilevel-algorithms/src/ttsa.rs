@@ -26,8 +26,7 @@
 //! `state.scalars["neumann_products"]`. Batches are drawn from `state.rng` in the order `ζ_k`,
 //! `ξ`, `p`, `ζ_1..ζ_p`, `ζ_0`.
 
-use crate::validate::GRADIENT_DESCENT;
-use bilevel_core::preflight::{Demands, Side};
+use bilevel_core::preflight::Demands;
 use bilevel_core::{
     BilevelError, BilevelProblem, HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer,
     Result, State, StepSchedule,
@@ -215,10 +214,8 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Ttsa {
 
     fn demands(&self) -> Demands {
         let c = &self.config;
-        Demands::new()
-            .step("inner_step", c.inner_step, GRADIENT_DESCENT)
-            .batch("inner_batch", Side::Inner, c.inner_batch)
-            .and(c.hypergradient.demands())
+        c.hypergradient
+            .demands_after_sgd(c.inner_step, c.inner_batch)
     }
 
     fn validate(&self) -> Result<()> {

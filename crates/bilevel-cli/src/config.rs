@@ -77,7 +77,19 @@ impl Config {
 
     /// Parses TOML text; `origin` names the file in messages.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, Failure> {
-        toml::from_str::<Config>(text).map_err(|e| toml_failure(&e, text, origin))
+        toml::from_str::<Config>(text).map_err(|e| {
+            // A wrong value inside [problem] or [algorithm] (tagged by `kind` / `name`) is
+            // reported by serde at the table, not at the key: find the key.
+            match blame_key(text, e.message()) {
+                Some((table, key, offset)) => toml_failure(
+                    &format!("`{key}` in [{table}]: {}", e.message().trim()),
+                    Some(offset),
+                    text,
+                    origin,
+                ),
+                None => toml_failure(e.message(), e.span().map(|s| s.start), text, origin),
+            }
+        })
     }
 
     /// Checks every range of every table without loading data.
@@ -117,12 +129,73 @@ pub fn to_toml<T: Serialize + ?Sized>(value: &T) -> Result<String, Failure> {
     })
 }
 
-/// `file:line:column: message` plus a hint chosen by the kind of mistake.
-fn toml_failure(e: &toml::de::Error, text: &str, origin: &Path) -> Failure {
-    let message = e.message().trim().to_string();
-    let place = match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
+/// The table, key and byte offset (of the key in `text`) whose value causes `message`: the
+/// first key of a table whose removal makes the config parse without that message. `None`
+/// when the text is not valid TOML or no single key is to blame.
+fn blame_key(text: &str, message: &str) -> Option<(String, String, usize)> {
+    if !(message.contains("invalid type") || message.contains("invalid value")) {
+        return None;
+    }
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    for (table, value) in &doc {
+        let Some(keys) = value.as_table() else {
+            continue;
+        };
+        // `kind` and `name` pick the table's type: removing them changes every error.
+        for key in keys
+            .keys()
+            .filter(|k| !matches!(k.as_str(), "kind" | "name"))
+        {
+            let mut without = doc.clone();
+            without.get_mut(table)?.as_table_mut()?.remove(key);
+            let still = match toml::from_str::<Config>(&toml::to_string(&without).ok()?) {
+                Ok(_) => false,
+                Err(e) => e.message() == message,
+            };
+            if !still {
+                return Some((table.clone(), key.clone(), key_offset(text, table, key)?));
+            }
+        }
+    }
+    None
+}
+
+/// Byte offset of `key = …` inside the `[table]` section of `text`.
+fn key_offset(text: &str, table: &str, key: &str) -> Option<usize> {
+    let mut offset = 0;
+    let mut inside = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            inside = trimmed
+                .trim_end()
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .is_some_and(|name| name.trim() == table);
+        } else if inside {
+            let name = trimmed
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches('"');
+            if trimmed.contains('=') && name == key {
+                return Some(offset + (line.len() - trimmed.len()));
+            }
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// `file:line:column: message` (`at`: the byte offset of the mistake) plus a hint chosen by the
+/// kind of mistake.
+fn toml_failure(message: &str, at: Option<usize>, text: &str, origin: &Path) -> Failure {
+    let message = message.trim().to_string();
+    let place = match at {
+        Some(start) => {
+            let before = &text[..start.min(text.len())];
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
             format!("{}:{line}:{column}", origin.display())
@@ -157,7 +230,10 @@ fn toml_failure(e: &toml::de::Error, text: &str, origin: &Path) -> Failure {
         "change the key named in the message as it says (`bilevel list --defaults` prints \
          every table with its defaults)"
             .to_string()
-    } else if message.contains("invalid type") || message.contains("invalid length") {
+    } else if message.contains("invalid type")
+        || message.contains("invalid length")
+        || message.contains("invalid value")
+    {
         "give the key a value of the type and length stated in the message (see \
          assets/configs/ for examples)"
             .to_string()

@@ -93,6 +93,12 @@ const CHECK_HINT: &str = "every key and its default is listed by `bilevel list -
 /// Classifies an error of the problems crate (building, validating or running).
 pub fn from_problem(err: &ProblemError) -> Failure {
     match err {
+        // The run folder does not hold a resumable run (its message says why and what to do).
+        ProblemError::Config { name, .. } if name == "resume" => Failure::usage(
+            err.to_string(),
+            "the folder's checkpoint.json and records.jsonl must come from one run of its \
+             config.toml; restore them, or start the run again in a new folder",
+        ),
         ProblemError::Config { name, .. } => Failure::usage(
             err.to_string(),
             format!("change `{name}` in the config file; {CHECK_HINT}"),

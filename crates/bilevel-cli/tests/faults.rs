@@ -398,7 +398,7 @@ impl XorShift {
 }
 
 const QUADRATIC: &str = "[problem]\nkind = \"quadratic\"\nx_dim = 3\ny_dim = 4\ninner_rows = 60\n\
-                         outer_rows = 40\n";
+                         outer_rows = 60\n";
 const LIU_HARD: &str = "[problem]\nkind = \"liu-hard\"\n";
 /// `[run]` of a config that only has to start.
 const SHORT: &str = "max_iters = 2\n";
@@ -697,8 +697,8 @@ const EDITS: &[(&str, &str, &str, &[&str])] = &[
     ("x_dim is a string", "x_dim = 3", "x_dim = \"3\"", &["invalid type", "x_dim|c.toml:3"]),
     ("x_dim is a float", "x_dim = 3", "x_dim = 3.5", &["invalid type", "x_dim|c.toml:3"]),
     ("y_dim is negative", "y_dim = 4", "y_dim = -4", &["-4", "y_dim|c.toml:4"]),
-    ("noise = nan", "outer_rows = 40", "outer_rows = 40\nnoise = nan", &["noise"]),
-    ("noise = -1", "outer_rows = 40", "outer_rows = 40\nnoise = -1.0", &["noise"]),
+    ("noise = nan", "outer_rows = 60", "outer_rows = 60\nnoise = nan", &["noise"]),
+    ("noise = -1", "outer_rows = 60", "outer_rows = 60\nnoise = -1.0", &["noise"]),
     ("stocbio neumann_step = nan", "\"itd\"", "\"stocbio\"\nneumann_step = nan", &["neumann_step"]),
     ("max_iters is a string", "max_iters = 2", "max_iters = \"2\"", &["invalid type", "c.toml:10"]),
     ("max_iters = 0", "max_iters = 2", "max_iters = 0", &["run.max_iters"]),
@@ -950,12 +950,12 @@ fn size_cases() -> Vec<Case> {
         ),
         refused(
             "stocbio outer_batch = outer_rows + 1",
-            stocbio("outer_batch = 41\n"),
+            stocbio("outer_batch = 61\n"),
             "outer_batch",
         ),
         accepted(
             "stocbio outer_batch = outer_rows",
-            stocbio("outer_batch = 40\n"),
+            stocbio("outer_batch = 60\n"),
             None,
         ),
         other("bsa", "inner_batch", "100000"),
@@ -998,7 +998,7 @@ fn size_cases() -> Vec<Case> {
         ),
         refused(
             "outer_rows = 1e12",
-            problem("outer_rows = 40", &format!("outer_rows = {TERA}")),
+            problem("outer_rows = 60", &format!("outer_rows = {TERA}")),
             "outer_rows",
         ),
         refused(
@@ -1006,31 +1006,20 @@ fn size_cases() -> Vec<Case> {
             quadratic("itd", &format!("inner_steps = {TERA}\n"), SHORT),
             "inner_steps",
         ),
-        interruptible(
-            "stocbio neumann_terms = 1e12",
-            long("stocbio", &format!("neumann_terms = {TERA}\n")),
-        ),
-        interruptible(
-            "pzobo directions = 1e12",
-            long("pzobo", &format!("directions = {TERA}\n")),
-        ),
-        interruptible(
-            "hozog directions = 1e12",
-            long("hozog", &format!("directions = {TERA}\n")),
-        ),
-        interruptible(
-            "aid-cg cg_steps = 1e12",
-            long("aid-cg", &format!("cg_steps = {TERA}\n")),
-        ),
-        interruptible(
-            "aid-cg inner_steps = 1e12",
-            long("aid-cg", &format!("inner_steps = {TERA}\n")),
-        ),
-        interruptible(
-            "stocbio inner_steps = 1e12",
-            long("stocbio", &format!("inner_steps = {TERA}\n")),
-        ),
     ]);
+    for (algorithm, key) in [
+        ("stocbio", "neumann_terms"),
+        ("pzobo", "directions"),
+        ("hozog", "directions"),
+        ("aid-cg", "cg_steps"),
+        ("aid-cg", "inner_steps"),
+        ("stocbio", "inner_steps"),
+    ] {
+        cases.push(interruptible(
+            &format!("{algorithm} {key} = 1e12"),
+            long(algorithm, &format!("{key} = {TERA}\n")),
+        ));
+    }
     cases
 }
 

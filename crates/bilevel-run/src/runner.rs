@@ -149,6 +149,17 @@ impl RunSpec {
                 );
             }
         }
+        if self.seed > i64::MAX as u64 {
+            return bad(
+                "run.seed",
+                format!(
+                    "must be at most {} (a TOML integer is 64-bit signed, and the run folder's \
+                     config.toml must hold it), got {}",
+                    i64::MAX,
+                    self.seed
+                ),
+            );
+        }
         if self.autodiff_only && self.finite_difference_step.is_some() {
             return bad(
                 "run.autodiff_only",
@@ -234,16 +245,60 @@ fn read_records(path: &Path) -> Result<Vec<IterRecord>> {
         return Ok(Vec::new());
     }
     let file = File::open(path).map_err(|e| BilevelError::io(path, e))?;
+    let lines = std::io::BufReader::new(file)
+        .lines()
+        .collect::<std::io::Result<Vec<String>>>()
+        .map_err(|e| BilevelError::io(path, e))?;
+    let last = lines.iter().rposition(|l| !l.trim().is_empty());
     let mut records = Vec::new();
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.map_err(|e| BilevelError::io(path, e))?;
-        // A run killed mid-write leaves a torn last line: stop there.
-        match serde_json::from_str::<IterRecord>(&line) {
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<IterRecord>(line) {
             Ok(r) => records.push(r),
-            Err(_) => break,
+            // A run killed mid-write leaves a torn last line: stop there.
+            Err(_) if Some(i) == last => break,
+            Err(e) => {
+                return Err(ProblemError::config(
+                    "resume",
+                    format!(
+                        "{} line {} is damaged ({e}); only a torn last line is expected of an \
+                         interrupted run: restore the file from a backup, or start the run again",
+                        path.display(),
+                        i + 1
+                    ),
+                ))
+            }
         }
     }
     Ok(records)
+}
+
+/// Refuses records that do not cover the run up to its checkpoint: a resumed run's records
+/// must be those of iterations `0, e, 2e, …` up to the checkpoint's iteration (`e` = the
+/// record cadence; plus the checkpoint's own iteration for a run that ended), or its report would silently lack some (e.g. a checkpoint of a later
+/// point of the run copied into the folder).
+fn check_records_cover(records: &[IterRecord], checkpoint_iter: u64, every: u64) -> Result<()> {
+    let expected: Vec<u64> = (0..=checkpoint_iter)
+        .step_by(every.max(1) as usize)
+        .collect();
+    let found: Vec<u64> = records.iter().map(|r| r.iter).collect();
+    // A run that ended (and is extended now) also recorded its last iteration off the
+    // cadence; one stopped before its first iteration may lack the starting record.
+    let with_last: Vec<u64> = expected.iter().copied().chain([checkpoint_iter]).collect();
+    if found != expected && found != with_last && !(checkpoint_iter == 0 && found.is_empty()) {
+        let last = found.last().map_or("none".to_string(), |i| i.to_string());
+        return Err(ProblemError::config(
+            "resume",
+            format!(
+                "the records do not cover the run up to its checkpoint at iteration \
+                 {checkpoint_iter}: {} records (the last at iteration {last}) where a record \
+                 every {every} iterations gives {}; the checkpoint and {RECORDS_FILE} do not \
+                 belong together — restore them from one run, or start the run again",
+                found.len(),
+                expected.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What a run adds besides the method and stopping rules: observers, files, interruption and
@@ -478,6 +533,10 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             r.checkpoint
                 .state
                 .check_dims(problem.x_dim(), problem.y_dim())?;
+            // (A checkpoint past max_iters is refused by the executor, naming max_iters.)
+            if r.checkpoint.state.iter <= run.max_iters {
+                check_records_cover(&r.records, r.checkpoint.state.iter, run.eval_every)?;
+            }
         }
 
         let jsonl = match &hooks.checkpoint_dir {
