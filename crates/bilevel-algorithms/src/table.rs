@@ -107,10 +107,11 @@ impl OuterTable {
     /// Checks the keys and returns the outer update they describe; errors name the key.
     pub fn check(&self) -> Result<OuterOptimizer> {
         let (step, decay) = (self.outer_step, self.outer_step_decay);
-        if !(step > 0.0 && step.is_finite()) {
+        // 0 (with SGD) keeps x at x₀: the control that shows what the bilevel part adds.
+        if !(step >= 0.0 && step.is_finite()) {
             return Err(BilevelError::invalid(
                 "outer_step",
-                format!("must be > 0 and finite, got {step}"),
+                format!("must be ≥ 0 and finite (0 freezes x), got {step}"),
             ));
         }
         if !(decay >= 0.0 && decay.is_finite()) {
@@ -134,6 +135,12 @@ impl OuterTable {
                         "outer_step_decay",
                         "Adam takes a constant step: remove `outer_step_decay` or use \
                          optimizer = \"sgd\"",
+                    ));
+                }
+                if step == 0.0 {
+                    return Err(BilevelError::invalid(
+                        "outer_step",
+                        "a frozen-x control (outer_step = 0) runs with optimizer = \"sgd\"",
                     ));
                 }
                 OuterOptimizer::adam(step)

@@ -551,7 +551,7 @@ fn invalid_configs_are_rejected() {
     }
     // A bad outer step, and the contraction form on a problem that has no map.
     assert!(is_invalid(
-        Solver::<TestBackend>::validate(&bsgm(ok, 0.0).unwrap()),
+        Solver::<TestBackend>::validate(&bsgm(ok, -1.0).unwrap()),
         "outer_lr"
     ));
     let config = SidConfig {

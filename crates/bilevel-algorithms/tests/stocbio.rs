@@ -337,7 +337,7 @@ fn invalid_configs_are_rejected() {
     assert!(is_invalid(
         Solver::<TestBackend>::validate(&OuterLoop::new(
             StocBio::new(ok).unwrap(),
-            OuterOptimizer::sgd(0.0)
+            OuterOptimizer::sgd(-1.0)
         )),
         "outer_lr"
     ));

@@ -303,7 +303,7 @@ fn invalid_configs_are_rejected() {
         ));
     }
     assert!(is_invalid(
-        Solver::<TestBackend>::validate(&ttsa(ok, 0.0).unwrap()),
+        Solver::<TestBackend>::validate(&ttsa(ok, -1.0).unwrap()),
         "outer_lr"
     ));
 }

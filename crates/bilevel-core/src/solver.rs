@@ -200,8 +200,9 @@ impl OuterOptimizer {
         let bad = |name: &str, reason: &str| Err(BilevelError::invalid(name, reason));
         match *self {
             OuterOptimizer::Sgd { lr, schedule } => {
-                if !(lr > 0.0 && lr.is_finite()) {
-                    return bad("outer_lr", "must be > 0 and finite");
+                // lr = 0 keeps x at x₀ while the estimator still runs: a frozen-x control.
+                if !(lr >= 0.0 && lr.is_finite()) {
+                    return bad("outer_lr", "must be ≥ 0 and finite (0 freezes x)");
                 }
                 if let StepSchedule::InversePower { power } = schedule {
                     if !(power >= 0.0 && power.is_finite()) {

@@ -714,3 +714,63 @@ fn maml_and_anil_run_on_their_layouts() {
         }
     }
 }
+
+/// `outer_step = 0` is the experiments' frozen-x control: the estimator runs (oracle calls
+/// are made) but x stays at x₀ bit for bit; with Adam it is refused naming the key. Fails
+/// when a zero step is refused, or when the update still moves x (e.g. a floor on the step).
+#[test]
+fn a_zero_outer_step_freezes_x_as_a_control() {
+    let run = RunSpec {
+        max_iters: 4,
+        eval_every: 2,
+        ..Default::default()
+    };
+    let frozen = parse("[algorithm]\nname = \"aid-cg\"\nouter_step = 0.0\n")
+        .unwrap()
+        .algorithm;
+    let moving = parse("[algorithm]\nname = \"aid-cg\"\nouter_step = 0.5\n")
+        .unwrap()
+        .algorithm;
+    let report = |method: &MethodSpec| {
+        run_spec(
+            &small_quadratic(),
+            method,
+            &run,
+            &ctx(2),
+            RunHooks::default(),
+        )
+        .unwrap()
+    };
+    let (still, moved) = (report(&frozen), report(&moving));
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    // One frozen iteration ends where four do: at x₀.
+    let one = RunSpec {
+        max_iters: 1,
+        ..run.clone()
+    };
+    let x0 = run_spec(
+        &small_quadratic(),
+        &frozen,
+        &one,
+        &ctx(2),
+        RunHooks::default(),
+    )
+    .unwrap()
+    .final_x;
+    assert_eq!(bits(&still.final_x), bits(&x0));
+    assert_ne!(bits(&moved.final_x), bits(&x0));
+    assert!(still.counts.hvp > 0, "the estimator still runs");
+    let adam = parse("[algorithm]\nname = \"aid-cg\"\nouter_step = 0.0\noptimizer = \"adam\"\n")
+        .unwrap()
+        .algorithm;
+    let err = run_spec(
+        &small_quadratic(),
+        &adam,
+        &run,
+        &ctx(2),
+        RunHooks::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("outer_step"), "{err}");
+}
