@@ -30,7 +30,6 @@ use burn::tensor::Tensor;
 
 use crate::error::{BilevelError, Result};
 use crate::problem::{Batch, BilevelProblem};
-use crate::sampling::Rng;
 use crate::second_order::{Oracle, SecondOrder};
 use crate::tensor::{dot, vector};
 
@@ -265,16 +264,11 @@ fn check_memory(
     Ok(())
 }
 
-/// The batch the curvature is estimated on: the whole inner set up to 1 024 samples, else 1 024
-/// rows drawn (with a fixed seed) from it.
-const CURVATURE_ROWS: usize = 1024;
-
-fn curvature_batch(len: Option<usize>) -> Batch {
-    match len {
-        Some(n) if n > CURVATURE_ROWS => Rng::seed(0).batch(Some(n), Some(CURVATURE_ROWS)),
-        _ => Batch::Full,
-    }
-}
+/// The batch the curvature is estimated on: the whole inner objective. (A sample would not do:
+/// where each sample has lower-level variables of its own — adversarial-ls's reported labels —
+/// the curvature of an average over `s` of `n` samples is `n/s` times the full one, and drawing
+/// with replacement adds the multiplicity of repeated rows.)
+const CURVATURE_BATCH: Batch = Batch::Full;
 
 /// Estimates of the extreme eigenvalues of `H = ∇²_yy g(x, y)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -288,7 +282,7 @@ pub struct Curvature {
 }
 
 /// Estimates `L = λ_max(∇²_yy g(x, y))` (and, with `smallest`, `λ_min`) by `products` steps of
-/// power iteration each, on the inner batch [`check`] uses, from a fixed start vector. Uses an
+/// power iteration each, on the whole inner objective, from a fixed start vector. Uses an
 /// oracle of its own: the caller's counts and random stream are untouched. The estimate of
 /// the largest eigenvalue in magnitude approaches it from below; `L` is the Rayleigh quotient
 /// of the last iterate.
@@ -300,7 +294,7 @@ pub fn estimate_curvature<B: AutodiffBackend, P: BilevelProblem<B>>(
     smallest: bool,
 ) -> Result<Curvature> {
     let mut oracle = Oracle::with_mode(problem, SecondOrder::Exact);
-    let batch = curvature_batch(problem.inner_len());
+    let batch = CURVATURE_BATCH;
     let device = problem.device();
     let n = problem.y_dim();
     // A fixed start with components of both signs and unequal sizes, so that it is not
@@ -376,7 +370,7 @@ fn check_steps<B: AutodiffBackend, P: BilevelProblem<B>>(
     findings: &mut Findings,
 ) -> Result<()> {
     // A lower level posed as a contraction has no inner Hessian to bound the steps with.
-    let batch = curvature_batch(problem.inner_len());
+    let batch = CURVATURE_BATCH;
     if problem
         .contraction_map::<B>(x.clone().detach(), y.clone().detach(), &batch)
         .is_some()
