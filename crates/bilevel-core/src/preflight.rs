@@ -14,12 +14,12 @@
 //! - **Steps** against the curvature of the inner objective: gradient descent on `g` (step
 //!   `α`), the Neumann series `Σ (I − ηH)^j` (step `η`) and the fixed-point linear solver
 //!   (step `γ`) converge only for steps below `2/L`, `L` the largest eigenvalue of
-//!   `H = ∇²_yy g`. [`estimate_curvature`] estimates `L` at the starting point by power
-//!   iteration (a few Hessian-vector products on an oracle of its own, so the run's counts and
-//!   random stream are untouched), and a step at or above `2/L` is reported. A method that
-//!   solves `H v = b` by conjugate gradients also gets the smallest eigenvalue (a second power
-//!   iteration on `L·I − H`): CG's answer is the implicit-function hypergradient only when `H`
-//!   is positive definite.
+//!   `H = ∇²_yy g`. [`estimate_curvature`] estimates `L` where the run starts (or resumes) by
+//!   power iteration (a few Hessian-vector products on an oracle of its own, so the run's
+//!   counts and random stream are untouched), and a step at or above `2/L` is reported. A
+//!   method that solves `H v = b` by conjugate gradients also gets the smallest eigenvalue (a
+//!   second power iteration on `L·I − H`): CG's answer is the implicit-function hypergradient
+//!   only when `H` is positive definite.
 //!
 //! Findings of the last two kinds are heuristics at one point (the curvature changes along the
 //! run), so they are warnings; with `strict` (config `run.strict = true`) every warning is an
@@ -381,8 +381,8 @@ fn check_steps<B: AutodiffBackend, P: BilevelProblem<B>>(
     let curvature = estimate_curvature(problem, x, y, k, demands.conjugate_gradient.is_some())?;
     let l = curvature.largest;
     let at = format!(
-        "L ≈ {l:.4e}, the largest eigenvalue of ∇²_yy g at the starting point, estimated by {k} \
-         Hessian-vector products"
+        "L ≈ {l:.4e}, the largest eigenvalue of ∇²_yy g where the run starts or resumes, \
+         estimated by {k} Hessian-vector products"
     );
     for step in &demands.steps {
         if l > 0.0 && step.value * l >= 2.0 {
@@ -405,8 +405,8 @@ fn check_steps<B: AutodiffBackend, P: BilevelProblem<B>>(
             findings.warn(
                 key,
                 format!(
-                    "the inner Hessian ∇²_yy g at the starting point is not positive definite \
-                     (smallest eigenvalue ≈ {min:.4e}, largest ≈ {l:.4e}, estimated by {k} \
+                    "the inner Hessian ∇²_yy g where the run starts or resumes is not positive \
+                     definite (smallest eigenvalue ≈ {min:.4e}, largest ≈ {l:.4e}, estimated by {k} \
                      Hessian-vector products each), so conjugate gradients need not solve \
                      H v = ∇_y f; the inner problem may not be strongly convex there"
                 ),
