@@ -2023,7 +2023,11 @@ fn run_all(cases: Vec<Case>) -> Vec<Row> {
     rows.into_inner().unwrap()
 }
 
+/// Writes the totals (and every case not as expected) to the process's stderr directly, past
+/// the test harness's capture, so that CI logs show them without `--nocapture`.
 fn print_totals(rows: &[Row], seconds: f64) {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let count = |group: Option<&str>, class: Option<Class>, mismatch: bool| {
         rows.iter()
             .filter(|r| group.is_none_or(|g| r.group == g))
@@ -2031,25 +2035,30 @@ fn print_totals(rows: &[Row], seconds: f64) {
             .filter(|r| !mismatch || r.got != r.expect)
             .count()
     };
-    println!("\nfault injection: {} cases in {seconds:.0} s", rows.len());
+    let _ = writeln!(
+        out,
+        "\nfault injection: {} cases in {seconds:.0} s",
+        rows.len()
+    );
     let mut header = format!("{:<12} {:>5}", "group", "cases");
     for c in Class::ALL {
         header.push_str(&format!(" {:>11}", c.label()));
     }
-    println!("{header} {:>12}", "unexpected");
+    let _ = writeln!(out, "{header} {:>12}", "unexpected");
     let groups = GROUPS.iter().map(|g| Some(*g)).chain([None]);
     for g in groups {
         let mut line = format!("{:<12} {:>5}", g.unwrap_or("total"), count(g, None, false));
         for c in Class::ALL {
             line.push_str(&format!(" {:>11}", count(g, Some(c), false)));
         }
-        println!("{line} {:>12}", count(g, None, true));
+        let _ = writeln!(out, "{line} {:>12}", count(g, None, true));
     }
     let unexpected: Vec<&Row> = rows.iter().filter(|r| r.got != r.expect).collect();
     if !unexpected.is_empty() {
-        println!("\nnot as expected:");
+        let _ = writeln!(out, "\nnot as expected:");
         for r in unexpected {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {}/{}: expected {}, got {}\n      {}",
                 r.group,
                 r.name,
@@ -2059,6 +2068,7 @@ fn print_totals(rows: &[Row], seconds: f64) {
             );
         }
     }
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), out.as_bytes());
 }
 
 #[test]
