@@ -655,9 +655,9 @@ mod tests {
     /// iteration-4 checkpoint continues to the same bytes as an uninterrupted plan (records
     /// and final metrics of every run; stocBiO's batches depend on the restored generator).
     /// Fails when a resumed run starts over from iteration 0 (tried: ignoring the checkpoint;
-    /// the early records' wall times then differ, the rest being deterministic), when finished runs are run again (their `run.json` is replaced
-    /// by a marker below that would then be overwritten), or when the checkpoint's generator
-    /// is not restored (stocBiO's iterates differ).
+    /// the early records' wall times then differ, the rest being deterministic), when a
+    /// finished run is run again (its `run.json` would be rewritten with other wall times),
+    /// or when the checkpoint's generator is not restored (stocBiO's iterates differ).
     #[test]
     fn a_resumed_plan_continues_to_the_uninterrupted_result() {
         let tmp = std::env::temp_dir().join(format!("xtask-resume-{}", std::process::id()));

@@ -327,20 +327,15 @@ fn power_iteration<B: AutodiffBackend>(
     steps: usize,
     shift: f64,
 ) -> Result<f64> {
-    let apply = |hvp: &mut dyn FnMut(&Tensor<B, 1>) -> Result<Tensor<B, 1>>,
-                 v: &Tensor<B, 1>|
-     -> Result<Tensor<B, 1>> {
-        let hv = hvp(v)?;
-        Ok(if shift == 0.0 {
+    let mut v = start.clone().mul_scalar(1.0 / dot(&start, &start).sqrt());
+    let mut rayleigh = 0.0;
+    for _ in 0..steps.max(1) {
+        let hv = hvp(&v)?;
+        let w = if shift == 0.0 {
             hv
         } else {
             v.clone().mul_scalar(shift).sub(hv)
-        })
-    };
-    let mut v = normalised(start)?;
-    let mut rayleigh = 0.0;
-    for _ in 0..steps.max(1) {
-        let w = apply(hvp, &v)?;
+        };
         rayleigh = dot(&v, &w);
         let norm = dot(&w, &w).sqrt();
         if !norm.is_finite() {
@@ -354,11 +349,6 @@ fn power_iteration<B: AutodiffBackend>(
         v = w.div_scalar(norm);
     }
     Ok(rayleigh)
-}
-
-fn normalised<B: AutodiffBackend>(v: Tensor<B, 1>) -> Result<Tensor<B, 1>> {
-    let norm = dot(&v, &v).sqrt();
-    Ok(v.mul_scalar(1.0 / norm))
 }
 
 fn check_steps<B: AutodiffBackend, P: BilevelProblem<B>>(

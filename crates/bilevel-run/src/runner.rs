@@ -274,8 +274,9 @@ fn read_records(path: &Path) -> Result<Vec<IterRecord>> {
 
 /// Refuses records that do not cover the run up to its checkpoint: a resumed run's records
 /// must be those of iterations `0, e, 2e, …` up to the checkpoint's iteration (`e` = the
-/// record cadence; plus the checkpoint's own iteration for a run that ended), or its report would silently lack some (e.g. a checkpoint of a later
-/// point of the run copied into the folder).
+/// record cadence; plus the checkpoint's own iteration for a run that ended), or its report
+/// would silently lack some (e.g. a checkpoint of a later point of the run copied into the
+/// folder).
 fn check_records_cover(records: &[IterRecord], checkpoint_iter: u64, every: u64) -> Result<()> {
     let expected: Vec<u64> = (0..=checkpoint_iter)
         .step_by(every.max(1) as usize)
