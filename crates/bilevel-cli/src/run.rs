@@ -173,55 +173,73 @@ struct FolderLock {
 
 impl FolderLock {
     fn acquire(dir: &Path) -> Result<Self, Failure> {
-        use std::io::Write as _;
         let path = dir.join(LOCK_FILE);
-        for _ in 0..3 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    write!(file, "{}", std::process::id()).map_err(|e| Failure::io(&path, e))?;
-                    return Ok(Self { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|t| t.trim().parse::<u32>().ok());
-                    if let Some(pid) = owner.filter(|pid| process_alive(*pid)) {
-                        return Err(Failure::usage(
-                            format!(
-                                "{} is in use by another bilevel process (pid {pid})",
-                                dir.display()
-                            ),
-                            format!(
-                                "wait for that run to stop (or stop it with Ctrl-C); if no \
-                                 bilevel process is running, delete {}",
-                                path.display()
-                            ),
-                        ));
+        let me = std::process::id();
+        // The lock appears with its content in one step (a hard link to a file already
+        // holding the pid), so another process never reads an empty lock and takes it for a
+        // stale one.
+        let mine = dir.join(format!("{LOCK_FILE}.{me}"));
+        std::fs::write(&mine, me.to_string()).map_err(|e| Failure::io(&mine, e))?;
+        let owner_of = |file: &Path| {
+            std::fs::read_to_string(file)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+        };
+        let in_use = |pid: u32| {
+            Failure::usage(
+                format!(
+                    "{} is in use by another bilevel process (pid {pid})",
+                    dir.display()
+                ),
+                format!(
+                    "wait for that run to stop (or stop it with Ctrl-C); if no bilevel process \
+                     is running, delete {}",
+                    path.display()
+                ),
+            )
+        };
+        let outcome = (|| {
+            for _ in 0..3 {
+                match std::fs::hard_link(&mine, &path) {
+                    Ok(()) => return Ok(Self { path: path.clone() }),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let owner = owner_of(&path);
+                        if let Some(pid) = owner.filter(|pid| process_alive(*pid)) {
+                            return Err(in_use(pid));
+                        }
+                        // A stale lock: its process is gone. Move it aside (only one process
+                        // can) and look again: if a live process had replaced it meanwhile,
+                        // put its lock back and give way.
+                        let aside = dir.join(format!("{LOCK_FILE}.stale.{me}"));
+                        match std::fs::rename(&path, &aside) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                            Err(e) => return Err(Failure::io(&path, e)),
+                        }
+                        let moved = owner_of(&aside);
+                        if let Some(pid) = moved.filter(|pid| process_alive(*pid)) {
+                            let _ = std::fs::hard_link(&aside, &path);
+                            let _ = std::fs::remove_file(&aside);
+                            return Err(in_use(pid));
+                        }
+                        let _ = std::fs::remove_file(&aside);
                     }
-                    // A stale lock: its process is gone.
-                    match std::fs::remove_file(&path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(Failure::io(&path, e)),
-                    }
+                    Err(e) => return Err(Failure::io(&path, e)),
                 }
-                Err(e) => return Err(Failure::io(&path, e)),
             }
-        }
-        Err(Failure::usage(
-            format!(
-                "cannot lock {}: another process keeps taking it",
-                dir.display()
-            ),
-            format!(
-                "make sure no other bilevel process uses the folder, then delete {}",
-                path.display()
-            ),
-        ))
+            Err(Failure::usage(
+                format!(
+                    "cannot lock {}: another process keeps taking it",
+                    dir.display()
+                ),
+                format!(
+                    "make sure no other bilevel process uses the folder, then delete {}",
+                    path.display()
+                ),
+            ))
+        })();
+        let _ = std::fs::remove_file(&mine);
+        outcome
     }
 }
 
