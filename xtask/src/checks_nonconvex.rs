@@ -140,6 +140,7 @@ pub fn run(opts: &Options, worst: &mut Worst) -> Result<()> {
                     upper: 10.0,
                 },
             },
+            warm_start: false,
         })?;
         let state = State::<B>::new(t(&[x]), t(&[0.0, s0]), seed);
         let state = solver.next_iter(&mut Oracle::new(&liu), state)?;

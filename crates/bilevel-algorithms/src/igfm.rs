@@ -9,7 +9,9 @@
 //! 1. `u_t` uniform on the unit sphere of `ℝ^{d_x}` (`z/‖z‖`, `z ~ N(0, I)` from `state.rng`);
 //! 2. `φ̃(x_t ± δu_t) = f(x_t ± δu_t, y_out^±)`, `y_out^± = SGM(x_t ± δu_t, y₀, K₀, K, τ, θ)`;
 //!    every SGM call starts from the same `y₀` (Alg. 2 passes its input `y₀`), which is the run's
-//!    initial [`State::y`] and is never overwritten;
+//!    initial [`State::y`] and is never overwritten — unless [`IgfmConfig::warm_start`] is set
+//!    (a deviation from Alg. 2 as printed, off by default): then both calls of iteration `t`
+//!    start from the mean of the previous iteration's `y_out^±`, which is kept in [`State::y`];
 //! 3. `∇̂_t = (d_x / 2δ) (φ̃(x_t + δu_t) − φ̃(x_t − δu_t)) u_t`;
 //! 4. `x_{t+1} = x_t − η ∇̂_t` (the [`OuterOptimizer::Sgd`] step of [`OuterLoop`]; [`igfm`]
 //!    builds the pair; the problem's upper constraint, `ℝ^{d_x}` in the paper, is projected on).
@@ -28,7 +30,8 @@
 //! [`State::memory`]: [`RETURNED_X`], [`RETURNED_Y`], [`BEST_X`], [`BEST_Y`], [`EVALUATED_X`],
 //! [`LOWER_SOLUTION_PLUS`], [`LOWER_SOLUTION_MINUS`] (`y_out^±`); [`State::scalars`]:
 //! [`BEST_VALUE`], [`VALUE_PLUS`], [`VALUE_MINUS`], [`FEASIBLE_STEPS`] (`|I⁺| + |I⁻|`);
-//! [`State::outer_loss`] = the score above. [`State::y`] and [`State::v`] are left alone.
+//! [`State::outer_loss`] = the score above. [`State::v`] is left alone, and so is [`State::y`]
+//! unless [`IgfmConfig::warm_start`] is set (then it is the mean of the last `y_out^±`).
 //!
 //! # What the method reports
 //!
@@ -94,6 +97,12 @@ pub struct IgfmConfig {
     pub smoothing_radius: f64,
     /// The sub-routine `A`: SGM's `K₀, K, τ, θ` and `Y`.
     pub lower_solver: SgmConfig,
+    /// Start SGM at iteration `t` from the mean of iteration `t − 1`'s `y_out^±` instead of the
+    /// run's `y₀`. Off (`false`) is Alg. 2 as printed. With few lower-level steps per call
+    /// (paper 003 §7.2 runs 10) a cold start leaves `y` far from `Y*(x)` at every call, as AID
+    /// and ITD without their warm starts would; the option lets IGFM accumulate lower-level
+    /// progress across outer iterations the way those methods do.
+    pub warm_start: bool,
 }
 
 impl Default for IgfmConfig {
@@ -104,6 +113,7 @@ impl Default for IgfmConfig {
             step: 0.1,
             smoothing_radius: 1e-3,
             lower_solver: SgmConfig::default(),
+            warm_start: false,
         }
     }
 }
@@ -127,6 +137,8 @@ pub struct IgfmTable {
     pub feasibility_threshold: f64,
     /// SGM's set `Y`.
     pub lower_constraint: Constraint,
+    /// [`IgfmConfig::warm_start`].
+    pub warm_start: bool,
 }
 
 impl Default for IgfmTable {
@@ -146,6 +158,7 @@ impl From<IgfmConfig> for IgfmTable {
             switching_steps: s.switching_steps,
             feasibility_threshold: s.feasibility_threshold,
             lower_constraint: s.lower_constraint,
+            warm_start: c.warm_start,
         }
     }
 }
@@ -162,6 +175,7 @@ impl From<IgfmTable> for IgfmConfig {
                 feasibility_threshold: t.feasibility_threshold,
                 lower_constraint: t.lower_constraint,
             },
+            warm_start: t.warm_start,
         }
     }
 }
@@ -304,7 +318,10 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for IgfmEstimator {
             state.scalars.insert(BEST_VALUE.into(), score);
         }
         if keep_as_returned {
-            state.memory.insert(RETURNED_Y.into(), paired);
+            state.memory.insert(RETURNED_Y.into(), paired.clone());
+        }
+        if self.config.warm_start {
+            state.y = paired;
         }
         state.memory.insert(EVALUATED_X.into(), x_t);
         state.memory.insert(LOWER_SOLUTION_PLUS.into(), y_plus);

@@ -50,6 +50,7 @@ fn quad_igfm() -> IgfmConfig {
         step: 0.2,
         smoothing_radius: 1e-3,
         lower_solver: quad_sgm(),
+        warm_start: false,
     }
 }
 
@@ -67,6 +68,7 @@ fn igfm_estimate_is_the_scaled_two_point_difference() {
         step: 0.25,
         smoothing_radius: 1e-3,
         lower_solver: liu_sgm(),
+        warm_start: false,
     })
     .unwrap();
     let mut oracle = Oracle::new(&p);
@@ -105,6 +107,7 @@ fn igfm_oracle_counts_per_iteration_are_exact() {
         step: 0.25,
         smoothing_radius: 1e-3,
         lower_solver: liu_sgm(),
+        warm_start: false,
     };
     let (k0, k) = (10u64, 50u64);
     let mut solver = igfm(cfg).unwrap();
@@ -158,6 +161,63 @@ fn igfm_solves_a_convex_lower_level_quadratic() {
     let (best, score) = best_iterate(&s).unwrap();
     assert_eq!(score, s.scalars[BEST_VALUE]);
     assert!(form.phi(&host(&best)).unwrap() - form.phi(&x_star).unwrap() <= 1e-3);
+}
+
+/// `warm_start` (a deviation from Alg. 2, off by default): SGM starts each iteration from the mean
+/// of the previous `y_out^±`, kept in `State::y`. A warm iteration is a cold one whose `y₀` is that
+/// mean: after three warm iterations, one more warm iteration and one cold iteration from the same
+/// state give bit-identical `y_out^±`, while the warm method then moves `State::y` on and the cold
+/// one leaves it. Fails (tried) when the estimator does not write `State::y` (it stays `y₀ = 0`)
+/// and when it writes `y_out⁺` alone instead of the mean.
+#[test]
+fn igfm_warm_start_carries_the_lower_level_point_across_iterations() {
+    let p = quadratic(7, 2, 3, 2.0);
+    let config = |warm_start| IgfmConfig {
+        lower_solver: SgmConfig {
+            lower_value_steps: 4,
+            switching_steps: 10,
+            ..quad_sgm()
+        },
+        warm_start,
+        ..quad_igfm()
+    };
+    let mut oracle = Oracle::new(&p);
+    let mut warm = igfm(config(true)).unwrap();
+    let s3 = run(&mut warm, &mut oracle, state(&[0.0, 0.0], &[0.0; 3], 3), 3);
+    let mean = |s: &State<TestBackend>| -> Vec<f64> {
+        host(&s.memory[LOWER_SOLUTION_PLUS])
+            .iter()
+            .zip(host(&s.memory[LOWER_SOLUTION_MINUS]))
+            .map(|(a, b)| 0.5 * (a + b))
+            .collect()
+    };
+    assert!(
+        max_abs_diff(&host(&s3.y), &mean(&s3)) <= 1e-15,
+        "State::y = mean of y_out^±"
+    );
+    assert!(
+        host(&s3.y).iter().any(|v| v.abs() > 1e-3),
+        "y has left y₀ = 0"
+    );
+
+    let s4_warm = warm.next_iter(&mut oracle, s3.clone()).unwrap();
+    let s4_cold = igfm(config(false))
+        .unwrap()
+        .next_iter(&mut oracle, s3.clone())
+        .unwrap();
+    for key in [LOWER_SOLUTION_PLUS, LOWER_SOLUTION_MINUS] {
+        assert_eq!(
+            bits(&host(&s4_warm.memory[key])),
+            bits(&host(&s4_cold.memory[key])),
+            "{key}: the warm call starts where a cold call from State::y does"
+        );
+    }
+    assert_eq!(bits(&host(&s4_cold.y)), bits(&host(&s3.y)), "cold leaves y");
+    assert_eq!(
+        bits(&host(&s4_warm.y)),
+        bits(&mean(&s4_warm)),
+        "warm moves y on"
+    );
 }
 
 #[test]
@@ -294,6 +354,7 @@ fn igfm_returns_a_uniformly_chosen_iterate() {
             switching_steps: 2,
             ..liu_sgm()
         },
+        warm_start: false,
     };
     let mut hits = [0usize; 3];
     for seed in 0..90 {

@@ -92,6 +92,7 @@ fn igfm_reaches_x_star_while_aid_and_itd_stall_at_the_initial_y2() {
         step: 0.25,
         smoothing_radius: 1e-3,
         lower_solver: sgm,
+        warm_start: false,
     })
     .unwrap();
     let mut oracle = Oracle::new(&p);

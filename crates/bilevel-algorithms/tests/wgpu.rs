@@ -767,6 +767,7 @@ fn sgm_and_igfm_match_the_closed_form_and_ndarray() {
         step: 0.1,
         smoothing_radius: delta,
         lower_solver: sgm_cfg,
+        warm_start: false,
     };
     let (g_gpu, y_plus, y_minus, feasible) = igfm_estimate(&igfm_cfg, &p_gpu, &x, &y0, seed);
     let (g_cpu, _, _, feasible_cpu) = igfm_estimate(&igfm_cfg, &p_cpu, &x, &y0, seed);
