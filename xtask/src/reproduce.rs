@@ -580,6 +580,7 @@ pub(crate) fn write_report(
         variants.push(summary);
     }
     let checks = plan.checks.iter().map(|c| c.evaluate(runs)).collect();
+    let targets = plan.targets.iter().flat_map(|t| t.evaluate(runs)).collect();
     let summary = Summary {
         experiment: experiment.id.to_string(),
         paper: experiment.paper.to_string(),
@@ -589,6 +590,7 @@ pub(crate) fn write_report(
         data: experiment.data.to_string(),
         variants,
         checks,
+        targets,
         checks_note,
         notes,
         plots,

@@ -16,7 +16,8 @@ use crate::termination::TerminationReason;
 pub struct IterRecord {
     /// Completed outer iterations.
     pub iter: u64,
-    /// Seconds since the run started (including time before a resume).
+    /// The algorithm's seconds since the run started, including time before a resume and
+    /// excluding time spent evaluating metrics, in observers and writing checkpoints.
     pub wall_time_s: f64,
     /// `f(x, y)` where the algorithm evaluated it this iteration.
     pub outer_loss: Option<f64>,

@@ -294,6 +294,38 @@ fn metrics_see_the_reported_point_on_their_cadence() {
     assert!(out.alternatives.is_empty());
 }
 
+/// The run's clock counts the algorithm only: a metric that sleeps 0.1 s at each of 6 iterations
+/// leaves the records' wall times and the outcome's `elapsed_s` far below the 0.6 s slept (the
+/// quadratic's iterations take microseconds; bound 0.25 s), while the wall clock passed 0.6 s.
+/// Fails (tried) when the time spent evaluating metrics is not set aside.
+#[test]
+fn wall_times_leave_out_metric_evaluation() {
+    let (p, solver, state) = setup(0.0, 0.05);
+    let recorder = Recorder::new();
+    let started = std::time::Instant::now();
+    let out = Executor::new(&p, solver)
+        .configure(|c| bilevel_core::ExecutorConfig { max_iters: 6, ..c })
+        .add_observer(recorder.clone(), ObserverMode::Always)
+        .add_metric("slow", |_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            1.0
+        })
+        .run(state)
+        .unwrap();
+    assert!(started.elapsed().as_secs_f64() >= 0.6);
+    let records = recorder.records();
+    assert_eq!(records.len(), 6);
+    let last = records.last().unwrap().wall_time_s;
+    assert!(
+        last <= 0.25 && out.elapsed_s <= 0.25,
+        "{last} s, {} s",
+        out.elapsed_s
+    );
+    assert!(records
+        .windows(2)
+        .all(|w| w[0].wall_time_s <= w[1].wall_time_s));
+}
+
 /// A metric group that fails, or returns the wrong number of values, ends the run with an
 /// error (fails if errors were swallowed into NaN, as the runner's cache once did).
 #[test]

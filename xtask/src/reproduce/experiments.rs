@@ -9,7 +9,7 @@ use bilevel_problems::spec::ProblemSpec;
 use bilevel_run::MethodSpec;
 use serde::Deserialize;
 
-use super::report::{CheckResult, CheckedValue, SeedRun};
+use super::report::{CheckResult, CheckedValue, SeedRun, Stats, TargetMethod, TargetResult};
 
 /// Every experiment id (`docs/REPRODUCTION.md`), in the order of that document (`--list`'s).
 pub(crate) const EXPERIMENT_IDS: [&str; 12] = [
@@ -74,6 +74,8 @@ pub(crate) struct Plan {
     /// Metrics shown first in the tables.
     pub headline: Vec<String>,
     pub checks: Vec<Check>,
+    /// Levels of a metric whose first crossing is timed (time-to-target, in the summary).
+    pub targets: Vec<Target>,
 }
 
 /// One problem instance family (e.g. a corruption rate): a `[[variant]]` table.
@@ -347,5 +349,136 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+/// A level of a metric whose first crossing is timed per run: a `[[target]]` table. The
+/// summary reports, per variant and method, how many seeds reached it and the algorithm's wall
+/// time and iteration of the first recorded iteration at the level (records come every
+/// `eval_every` iterations, so that is the resolution).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "TargetTable")]
+pub(crate) struct Target {
+    pub metric: String,
+    pub level: f64,
+    /// Reached when the metric is ≥ `level` (else ≤).
+    pub higher: bool,
+    /// Only this variant (all if `None`).
+    pub variant: Option<String>,
+}
+
+/// A `[[target]]` table as written: the metric and exactly one of `at_most`, `at_least`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetTable {
+    metric: String,
+    #[serde(default)]
+    at_most: Option<f64>,
+    #[serde(default)]
+    at_least: Option<f64>,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+impl TryFrom<TargetTable> for Target {
+    type Error = String;
+
+    fn try_from(t: TargetTable) -> Result<Self, String> {
+        let (level, higher) = match (t.at_most, t.at_least) {
+            (Some(l), None) => (l, false),
+            (None, Some(l)) => (l, true),
+            _ => {
+                return Err(format!(
+                    "target on `{}`: give exactly one of `at_most`, `at_least`",
+                    t.metric
+                ))
+            }
+        };
+        if !level.is_finite() {
+            return Err(format!(
+                "target on `{}`: the level must be finite",
+                t.metric
+            ));
+        }
+        Ok(Target {
+            metric: t.metric,
+            level,
+            higher,
+            variant: t.variant,
+        })
+    }
+}
+
+impl Target {
+    /// E.g. `test_loss ≤ 0.35`.
+    pub(crate) fn description(&self) -> String {
+        let op = if self.higher { "≥" } else { "≤" };
+        format!("{} {op} {}", self.metric, self.level)
+    }
+
+    fn reached(&self, v: f64) -> bool {
+        if self.higher {
+            v >= self.level
+        } else {
+            v <= self.level
+        }
+    }
+
+    /// Per variant (in the runs' order) and method: the first recorded crossing of each seed.
+    pub(crate) fn evaluate(&self, runs: &[SeedRun]) -> Vec<TargetResult> {
+        let in_variant = |r: &&SeedRun| self.variant.as_ref().is_none_or(|v| *v == r.variant);
+        let runs: Vec<SeedRun> = runs.iter().filter(in_variant).cloned().collect();
+        super::report::distinct(&runs, |r| r.variant.as_str())
+            .into_iter()
+            .map(|variant| {
+                let mine: Vec<&SeedRun> = runs.iter().filter(|r| r.variant == variant).collect();
+                let mut labels: Vec<String> = Vec::new();
+                for r in &mine {
+                    if !labels.contains(&r.method) {
+                        labels.push(r.method.clone());
+                    }
+                }
+                let methods = labels
+                    .into_iter()
+                    .map(|label| {
+                        let seeds: Vec<&&SeedRun> =
+                            mine.iter().filter(|r| r.method == label).collect();
+                        let crossings: Vec<Option<(f64, f64)>> = seeds
+                            .iter()
+                            .map(|r| {
+                                r.series(&self.metric)
+                                    .into_iter()
+                                    .find(|(_, _, v)| self.reached(*v))
+                                    .map(|(iter, secs, _)| (iter, secs))
+                            })
+                            .collect();
+                        let best = seeds
+                            .iter()
+                            .flat_map(|r| r.series(&self.metric))
+                            .map(|(_, _, v)| v)
+                            .reduce(|a, b| if self.higher { a.max(b) } else { a.min(b) });
+                        let hit: Vec<(f64, f64)> = crossings.iter().flatten().copied().collect();
+                        TargetMethod {
+                            label,
+                            seeds: seeds.len(),
+                            reached: hit.len(),
+                            seconds: Stats::of(&hit.iter().map(|h| h.1).collect::<Vec<_>>()),
+                            iterations: Stats::of(&hit.iter().map(|h| h.0).collect::<Vec<_>>()),
+                            best,
+                            per_seed: seeds
+                                .iter()
+                                .zip(&crossings)
+                                .map(|(r, c)| (r.seed, c.map(|c| c.1)))
+                                .collect(),
+                        }
+                    })
+                    .collect();
+                TargetResult {
+                    target: self.description(),
+                    variant: variant.to_string(),
+                    methods,
+                }
+            })
+            .collect()
     }
 }

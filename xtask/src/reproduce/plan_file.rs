@@ -43,6 +43,10 @@
 //! fraction_of_start = 1e-2              # exactly one of: at_most = x, at_least = x,
 //!                                       # fraction_of_start = r, beats = [labels] + higher = bool
 //!
+//! [[target]]                            # time-to-target: when each run first records
+//! metric = "grad_norm"                  # the metric at the level (summary.md)
+//! at_most = 1e-4                        # exactly one of: at_most = x, at_least = x
+//!
 //! [quick]                               # what --quick changes
 //! seeds = [0]
 //! [quick.run]
@@ -60,13 +64,17 @@
 //! failing check makes `reproduce` exit non-zero after writing the report; the shipped files
 //! have checks in quick mode only (what CI runs).
 //!
+//! **Targets.** Each `[[target]]` (optionally for one `variant`) adds a time-to-target table per
+//! variant to `summary.md` / `summary.json` (`Target::evaluate`): per method, the seeds that
+//! reached the level and the algorithm's wall time and iteration at the first record there.
+//!
 //! **Errors.** Unknown keys are errors everywhere (every table has `deny_unknown_fields`), and
 //! every message names the file and the key; beyond parsing, a file is rejected when it has
 //! no variant or method, repeats a label or variant name, a check names a label or variant
 //! the plan lacks, or a problem or algorithm table is out of range (their own `validate`).
 //!
 //! **Unavailable experiments.** `missing = "why"` with no plan keys (`seeds`, `precision`,
-//! `headline`, `run`, `variant`, `method`, `check`) lists the experiment as not available yet.
+//! `headline`, `run`, `variant`, `method`, `check`, `target`) lists the experiment as not available yet.
 
 use std::path::{Path, PathBuf};
 
@@ -74,7 +82,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
 use super::experiments::{
-    Check, Experiment, Method, Mode, Plan, Precision, RunSettings, Variant, EXPERIMENT_IDS,
+    Check, Experiment, Method, Mode, Plan, Precision, RunSettings, Target, Variant, EXPERIMENT_IDS,
 };
 
 /// `assets/experiments/` at the workspace root (found from this crate's manifest directory,
@@ -312,6 +320,7 @@ struct RawFile {
     variant: Option<Vec<Variant>>,
     method: Option<Vec<Method>>,
     check: Option<Vec<Check>>,
+    target: Option<Vec<Target>>,
     /// Read by [`parse`] before; accepted here so the file parses as written.
     #[allow(dead_code)]
     quick: Option<toml::Table>,
@@ -331,6 +340,7 @@ impl RawFile {
                 ("variant", self.variant.is_some()),
                 ("method", self.method.is_some()),
                 ("check", self.check.is_some()),
+                ("target", self.target.is_some()),
             ];
             if let Some((key, _)) = plan_keys.iter().find(|(_, given)| *given) {
                 bail!(
@@ -358,6 +368,7 @@ impl RawFile {
             precision: self.precision.unwrap_or_default(),
             headline: self.headline.unwrap_or_default(),
             checks: self.check.unwrap_or_default(),
+            targets: self.target.unwrap_or_default(),
         };
         validate(&plan)?;
         let methods = self
@@ -434,6 +445,16 @@ pub(crate) fn validate(plan: &Plan) -> Result<()> {
                 bail!(
                     "[[check]] on `{}` names the variant `{v}`, which no [[variant]] has",
                     c.metric
+                );
+            }
+        }
+    }
+    for t in &plan.targets {
+        if let Some(v) = &t.variant {
+            if !plan.variants.iter().any(|pv| pv.name == *v) {
+                bail!(
+                    "[[target]] on `{}` names the variant `{v}`, which no [[variant]] has",
+                    t.metric
                 );
             }
         }

@@ -237,6 +237,9 @@ pub(crate) struct Summary {
     pub data: String,
     pub variants: Vec<VariantSummary>,
     pub checks: Vec<CheckResult>,
+    /// Time-to-target per `[[target]]` and variant (absent in summaries written before them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetResult>,
     /// A remark on the checks (e.g. that they were calibrated for other seeds).
     pub checks_note: Option<String>,
     /// Remarks on the run as a whole, shown under the header (e.g. the backend and device of a
@@ -272,6 +275,32 @@ pub(crate) struct MethodSummary {
     /// Oracle calls at the end (`grad_f`, `hvp`, `samples_g`, ...).
     pub counts: BTreeMap<String, Stats>,
     pub terminations: Vec<String>,
+}
+
+/// One `[[target]]` on one variant: when each method first reached it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct TargetResult {
+    /// E.g. `test_loss ≤ 0.35`.
+    pub target: String,
+    pub variant: String,
+    pub methods: Vec<TargetMethod>,
+}
+
+/// One method's time-to-target over its seeds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct TargetMethod {
+    pub label: String,
+    pub seeds: usize,
+    /// Seeds whose records reached the level.
+    pub reached: usize,
+    /// Algorithm wall time (s) at the first record at the level, over the seeds that reached it.
+    pub seconds: Option<Stats>,
+    /// Iteration of that record, over the same seeds.
+    pub iterations: Option<Stats>,
+    /// The best recorded value over all seeds (lowest for `≤` targets, highest for `≥`).
+    pub best: Option<f64>,
+    /// `(seed, seconds)` per seed; `None` where the level was not reached.
+    pub per_seed: Vec<(u64, Option<f64>)>,
 }
 
 /// The outcome of one of the experiment's checks.
@@ -443,6 +472,35 @@ pub(crate) fn summary_markdown(summary: &Summary) -> String {
             let _ = writeln!(out, "| {} |", row.join(" | "));
         }
         out.push('\n');
+    }
+    if !summary.targets.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Time to target\n\nThe algorithm's wall time (metric evaluation and checkpoints \
+             left out) at the first recorded iteration at the level, mean ± sample std over \
+             the seeds that reached it; records come every `eval_every` iterations.\n"
+        );
+        for t in &summary.targets {
+            let _ = writeln!(out, "### {} — {}\n", t.variant, t.target);
+            let _ = writeln!(
+                out,
+                "| method | seeds reached | seconds | iterations | best recorded |\n|---|---|---|---|---|"
+            );
+            for m in &t.methods {
+                let dash = || "–".to_string();
+                let _ = writeln!(
+                    out,
+                    "| {} | {} / {} | {} | {} | {} |",
+                    m.label,
+                    m.reached,
+                    m.seeds,
+                    m.seconds.as_ref().map_or_else(dash, Stats::mean_pm_std),
+                    m.iterations.as_ref().map_or_else(dash, Stats::mean_pm_std),
+                    m.best.map_or_else(dash, fmt_num),
+                );
+            }
+            out.push('\n');
+        }
     }
     if !summary.checks.is_empty() {
         let _ = writeln!(out, "## Checks\n");

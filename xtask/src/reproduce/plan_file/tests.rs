@@ -33,6 +33,10 @@ max_iters = 80
 [method.algorithm]
 name = "itd"
 
+[[target]]
+metric = "grad_norm"
+at_most = 1e-3
+
 [quick]
 seeds = [3]
 [quick.run]
@@ -170,8 +174,9 @@ fn unknown_keys_are_errors_naming_file_and_key() {
 }
 
 /// What parsing cannot reject: bounds, labels, names, missing tables. (Dropping the check
-/// that a check's methods exist, the one against repeated labels, or the one-bound rule of
-/// `Check::try_from` makes this fail.)
+/// that a check's methods exist, the one against repeated labels, the one-bound rule of
+/// `Check::try_from` or `Target::try_from`, or the check of a target's variant makes this
+/// fail.)
 #[test]
 fn inconsistent_plans_are_rejected() {
     let cases = [
@@ -202,6 +207,18 @@ fn inconsistent_plans_are_rejected() {
         ("seeds = [3]", "seeds = [3, 3]", "twice"),
         ("outer_step = 50.0", "outer_step = -1.0", "AID-CG"),
         ("inner_rows = 200", "inner_rows = 0", "small"),
+        (
+            "at_most = 1e-3",
+            "at_most = 1e-3\nat_least = 0.5",
+            "exactly one of `at_most`",
+        ),
+        ("at_most = 1e-3", "", "exactly one of `at_most`"),
+        ("at_most = 1e-3", "at_most = inf", "finite"),
+        (
+            "at_most = 1e-3",
+            "at_most = 1e-3\nvariant = \"big\"",
+            "[[target]]",
+        ),
     ];
     for (anchor, replacement, needle) in cases {
         assert!(USER_FILE.contains(anchor), "{anchor}");

@@ -107,6 +107,7 @@ fn summary_has_final_and_initial_values_per_method() {
         data: "generated".into(),
         variants: vec![v],
         checks: vec![],
+        targets: vec![],
         checks_note: None,
         notes: Vec::new(),
         plots: vec!["a.png".into()],
@@ -136,4 +137,71 @@ fn time_aggregation_interpolates_within_each_seed() {
     let mid = interpolate(&s, 0.07, true).unwrap();
     assert!((mid - 0.5f64.powi(7)).abs() < 1e-15);
     assert_eq!(interpolate(&s, 0.3, true), None);
+}
+
+/// Time-to-target takes the first record at the level, per seed, with the algorithm's wall
+/// time there: `decay`'s `grad_norm = s·0.5^k` (recorded at k = 0, 5, 10, …) reaches 1e-3 at
+/// k = 10 for seed 0 (s = 1) and k = 15 for seed 1 (s = 1.1, where 1.1·0.5¹⁰ > 1e-3); `flat`
+/// never does (best 1.0). An `at_least` target on the rising accuracy: k = 20 for all. Fails
+/// (tried) when the last crossing is taken instead of the first, and when `higher` is ignored
+/// (every accuracy record is ≤ 0.87 until k = 20, so the ≤ reading would time k = 0).
+#[test]
+fn time_to_target_is_the_first_record_at_the_level() {
+    use crate::reproduce::experiments::Target;
+    let runs = synthetic_runs();
+    let target = |metric: &str, level: f64, higher: bool| Target {
+        metric: metric.into(),
+        level,
+        higher,
+        variant: None,
+    };
+    let r = target("grad_norm", 1e-3, false).evaluate(&runs);
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].variant.as_str(), r[0].target.as_str()),
+        ("main", "grad_norm ≤ 0.001")
+    );
+    let (decay, flat) = (&r[0].methods[0], &r[0].methods[1]);
+    assert_eq!(
+        (decay.label.as_str(), decay.seeds, decay.reached),
+        ("decay", 2, 2)
+    );
+    assert_eq!(decay.iterations.as_ref().unwrap().values, [10.0, 15.0]);
+    let secs = &decay.seconds.as_ref().unwrap().values;
+    assert!(
+        (secs[0] - 0.1).abs() < 1e-12 && (secs[1] - 0.165).abs() < 1e-12,
+        "{secs:?}"
+    );
+    assert_eq!((flat.reached, flat.best), (0, Some(1.0)));
+    assert!(flat.seconds.is_none() && flat.per_seed == [(0, None), (1, None)]);
+
+    let acc = target("test_accuracy", 0.87, true).evaluate(&runs);
+    for m in &acc[0].methods {
+        assert_eq!(
+            m.iterations.as_ref().unwrap().values,
+            [20.0, 20.0],
+            "{}",
+            m.label
+        );
+    }
+    let md = summary_markdown(&Summary {
+        experiment: "fake".into(),
+        paper: "none".into(),
+        title: "a test".into(),
+        mode: "quick".into(),
+        seeds: vec![0, 1],
+        data: "generated".into(),
+        variants: vec![],
+        checks: vec![],
+        targets: r,
+        checks_note: None,
+        notes: vec![],
+        plots: vec![],
+    });
+    assert!(md.contains("### main — grad_norm ≤ 0.001"), "{md}");
+    assert!(
+        md.contains("| decay | 2 / 2 | 0.1325 ± 0.04596 | 12.50 ± 3.536 |"),
+        "{md}"
+    );
+    assert!(md.contains("| flat | 0 / 2 | – | – | 1.000 |"), "{md}");
 }
