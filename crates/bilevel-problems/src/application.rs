@@ -44,4 +44,17 @@ pub trait Application<B: AutodiffBackend>: BilevelProblem<B> {
 
     /// Evaluation metrics at `(x, y)` (held-out accuracy, loss, exact hypergradient norm, ...).
     fn evaluate(&self, x: &Tensor<B, 1>, y: &Tensor<B, 1>) -> Result<Vec<Metric>>;
+
+    /// Names of the metrics [`Application::evaluate_final`] returns, in order (none by default).
+    fn final_metric_names(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// Metrics too costly to record during a run (e.g. a classifier trained afresh on data the
+    /// run produced), evaluated once at the run's reported point when the run ends; they follow
+    /// [`Application::evaluate`]'s in the run's final metrics. None by default.
+    fn evaluate_final(&self, x: &Tensor<B, 1>, y: &Tensor<B, 1>) -> Result<Vec<Metric>> {
+        let _ = (x, y);
+        Ok(Vec::new())
+    }
 }

@@ -152,6 +152,7 @@ fn omitted_fields_take_the_documented_defaults() {
             radius: 0.2,
             reg: 0.1,
             bias: false,
+            retrain_steps: 500,
             mnist_dir: None,
         })
     );

@@ -354,9 +354,11 @@ pub struct RunReport {
     pub records: Vec<IterRecord>,
     /// Why the run stopped (`NonFinite`: the final state is the last finite one).
     pub termination: TerminationReason,
-    /// Metrics at the final state.
+    /// Metrics at the final state: [`Application::metric_names`], then
+    /// [`Application::final_metric_names`] (end-of-run metrics; absent when interrupted).
     pub final_metrics: Vec<Metric>,
-    /// Wall time, including time before a resume.
+    /// The algorithm's wall time, including time before a resume (metric evaluation and
+    /// checkpoint writes left out).
     pub wall_time_s: f64,
     /// Completed outer iterations.
     pub iterations: u64,
@@ -676,6 +678,27 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
                 values
             }
         };
+        let mut final_metrics: Vec<Metric> = names
+            .iter()
+            .zip(final_values)
+            .map(|(n, v)| Metric::new(n, v))
+            .collect();
+        // End-of-run metrics (a run that was interrupted continues later, and is evaluated
+        // when it ends).
+        let final_names = problem.final_metric_names();
+        if !final_names.is_empty() && outcome.termination != TerminationReason::Interrupted {
+            let extra = problem.evaluate_final(&outcome.reported.x, &outcome.reported.y)?;
+            let got: Vec<&str> = extra.iter().map(|m| m.name.as_str()).collect();
+            if got != final_names {
+                return Err(BilevelError::ShapeMismatch {
+                    what: format!("end-of-run metrics of `{}` ({final_names:?})", problem.id()),
+                    expected: vec![final_names.len()],
+                    got: vec![extra.len()],
+                }
+                .into());
+            }
+            final_metrics.extend(extra);
+        }
         let records = std::mem::take(&mut sinks.borrow_mut().records);
         let final_y = to_vec(outcome.reported.y.clone())?;
         let final_x = to_vec(outcome.reported.x.clone())?;
@@ -701,11 +724,7 @@ impl<B: AutodiffBackend, P: Application<B>> SolverVisitor<B> for Runner<'_, B, P
             seed: run.seed,
             records,
             termination: outcome.termination.clone(),
-            final_metrics: names
-                .iter()
-                .zip(final_values)
-                .map(|(n, v)| Metric::new(n, v))
-                .collect(),
+            final_metrics,
             wall_time_s: outcome.elapsed_s,
             iterations: state.iter,
             counts: state.counts,

@@ -315,6 +315,44 @@ fn every_method_runs_on_the_quadratic_and_liu_hard_problems() {
     }
 }
 
+/// End-of-run metrics (`Application::evaluate_final`, here poisoning's retrained classifier)
+/// follow the recorded metrics in the report's final metrics, and never appear in the records.
+/// Fails (tried) when the runner leaves them out.
+#[test]
+fn end_of_run_metrics_follow_the_final_metrics() {
+    let problem = ProblemSpec::Poisoning(bilevel_problems::poisoning::PoisoningSpec {
+        train: 100,
+        poisoned: 20,
+        val: 60,
+        test: 30,
+        retrain_steps: 20,
+        ..Default::default()
+    });
+    let run = RunSpec {
+        max_iters: 2,
+        ..Default::default()
+    };
+    let method = cheap("stocbio");
+    let report = run_spec(&problem, &method, &run, &ctx(1), RunHooks::default()).unwrap();
+    let names: Vec<&str> = report
+        .final_metrics
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "test_accuracy",
+            "test_loss",
+            "val_loss",
+            "retrained_test_accuracy",
+            "retrained_test_loss",
+            "retrained_grad_norm"
+        ]
+    );
+    assert!(report.records.iter().all(|r| r.metrics.len() == 3));
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(std::path::PathBuf);
 
