@@ -87,6 +87,10 @@ pub struct EquilibriumSpec {
     pub eval_tol: f64,
     /// Standardise pixels with training statistics (default false: pixels in `[0, 1]`).
     pub standardize: bool,
+    /// Step `α > 0` of the proximal-gradient-map metric
+    /// `G_α(x) = (x − P_X(x − α∇Φ(x)))/α` (default 1; paper 002's value is lost in the
+    /// extraction).
+    pub prox_map_step: f64,
     /// Folder with the four MNIST IDX files (plain or `.gz`); default: the bundled copy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mnist_dir: Option<PathBuf>,
@@ -104,6 +108,7 @@ impl Default for EquilibriumSpec {
             eval_iters: 1_000,
             eval_tol: 1e-6,
             standardize: false,
+            prox_map_step: 1.0,
             mnist_dir: None,
         }
     }
@@ -143,6 +148,7 @@ impl EquilibriumSpec {
         check_positive("init_std", self.init_std, true, 0.05)?;
         check_count("eval_iters", self.eval_iters, 10_000_000, 1_000)?;
         check_range("eval_tol", self.eval_tol, 0.0, 1.0, 1e-6)?;
+        check_positive("prox_map_step", self.prox_map_step, false, 1.0)?;
         Ok(())
     }
 
@@ -283,6 +289,16 @@ impl<B: Backend> EquilibriumModel<B> {
     /// Mean cross-entropy and accuracy of `x`'s classifier at the solved states of `set`.
     fn solved_metrics(&self, x: &Tensor<B, 1>, set: &ClassSet<B>) -> Result<(f64, f64)> {
         let (z, _, _) = self.solve(x, set)?;
+        self.metrics_at(x, z, set)
+    }
+
+    /// Mean cross-entropy and accuracy of `x`'s classifier at the states `z` of `set`.
+    fn metrics_at(
+        &self,
+        x: &Tensor<B, 1>,
+        z: Tensor<B, 2>,
+        set: &ClassSet<B>,
+    ) -> Result<(f64, f64)> {
         let states = ClassSet {
             features: z,
             targets: set.targets.clone(),
@@ -381,6 +397,61 @@ impl<B: Backend> BilevelProblem<B> for EquilibriumModel<B> {
     }
 }
 
+impl<B: AutodiffBackend> EquilibriumModel<B> {
+    /// `∇Φ(x)` on all training images at their solved states `z = z*(x)` ([`Self::solve`]):
+    /// the adjoint `w = (∂Ψ/∂z)ᵀ w + ∇_z f(x, z)` by fixed-point iteration from `∇_z f` (row by
+    /// row `w_i ← Aᵀ(s_i ⊙ w_i) + ∇_{z_i} f`, `s_i = 1 − Ψ_i(z_i)²`; the same `(1 − ε)`
+    /// contraction, the same `eval_tol` and `eval_iters`), then
+    /// `∇Φ = ∇_x f + (∂Ψ/∂x)ᵀ w` by one backward pass. Paper 002 §7.1 evaluates its
+    /// proximal gradient map with such accurate LL and LS solves on all training examples.
+    pub fn hypergradient(&self, x: &Tensor<B, 1>) -> Result<Tensor<B, 1>> {
+        check_len("x", x, self.x_dim())?;
+        let x = x.clone().detach();
+        let (z, _, _) = self.solve(&x, &self.train)?;
+        self.hypergradient_at(&x, z)
+    }
+
+    fn hypergradient_at(&self, x: &Tensor<B, 1>, z: Tensor<B, 2>) -> Result<Tensor<B, 1>> {
+        let flat = self.y_dim();
+        let missing = || ProblemError::config("x", "no gradient reached the variable (internal)");
+        let zg = z.clone().detach().require_grad();
+        let f = self.outer_loss::<B>(x.clone(), zg.clone().reshape([flat]), &Batch::Full);
+        let gz = Tensor::<B, 2>::from_inner(zg.grad(&f.backward()).ok_or_else(missing)?);
+        let u = self.train.features.clone();
+        let psi = self.psi(x.clone(), z.clone(), u.clone());
+        let s = psi.powi_scalar(2).neg().add_scalar(1.0);
+        let (a, _, _) = self.layer(x.clone());
+        let mut w = gz.clone();
+        for _ in 0..self.spec.eval_iters {
+            let next = s.clone().mul(w.clone()).matmul(a.clone()).add(gz.clone());
+            let step = to_vec(next.clone().sub(w).abs().max())?[0];
+            w = next;
+            if step <= self.spec.eval_tol {
+                break;
+            }
+        }
+        let xg = x.clone().require_grad();
+        let lagrangian = self
+            .outer_loss::<B>(xg.clone(), z.clone().reshape([flat]), &Batch::Full)
+            .add(self.psi(xg.clone(), z, u).mul(w.detach()).sum());
+        let grad = xg.grad(&lagrangian.backward()).ok_or_else(missing)?;
+        Ok(Tensor::from_inner(grad))
+    }
+
+    /// `‖G_α(x)‖`, `G_α(x) = (x − P_X(x − α∇Φ(x)))/α` with `α` = `prox_map_step` and `X` the
+    /// contraction constraint (paper 002, Definition 11; `= ‖∇Φ(x)‖` where the projection is
+    /// inactive), from the training states `z` solved at `x`.
+    fn prox_map_norm(&self, x: &Tensor<B, 1>, z: Tensor<B, 2>) -> Result<f64> {
+        let alpha = self.spec.prox_map_step;
+        let grad = self.hypergradient_at(x, z)?;
+        let moved = self
+            .upper_constraint()
+            .project(x.clone().sub(grad.mul_scalar(alpha)));
+        let map = x.clone().sub(moved).div_scalar(alpha);
+        Ok(to_vec(map.powi_scalar(2).sum().sqrt())?[0])
+    }
+}
+
 impl<B: AutodiffBackend> Application<B> for EquilibriumModel<B> {
     fn id(&self) -> &'static str {
         "equilibrium"
@@ -432,19 +503,23 @@ impl<B: AutodiffBackend> Application<B> for EquilibriumModel<B> {
             "train_loss",
             "fixed_point_residual",
             "contraction_factor",
+            "prox_grad_map_norm",
         ]
     }
 
     /// Test and training accuracy / mean cross-entropy at the states `z*(x)` solved by
     /// fixed-point iteration (`eval_iters`, `eval_tol`) — so `train_loss` is `Φ(x)` up to the
     /// solver tolerance —, the residual `‖Ψ(y, x) − y‖_∞` of the given states `y`, and
-    /// `‖A‖_∞`.
+    /// `‖A‖_∞`, and the norm of the proximal gradient map at `x`
+    /// ([`EquilibriumModel::hypergradient`]; `prox_map_step`).
     fn evaluate(&self, x: &Tensor<B, 1>, y: &Tensor<B, 1>) -> Result<Vec<Metric>> {
         check_len("x", x, self.x_dim())?;
         check_len("y", y, self.y_dim())?;
         let (test_loss, test_acc) = self.solved_metrics(x, &self.test)?;
-        let (train_loss, train_acc) = self.solved_metrics(x, &self.train)?;
         let (x, y) = (x.clone().detach(), y.clone().detach());
+        let (z_train, _, _) = self.solve(&x, &self.train)?;
+        let (train_loss, train_acc) = self.metrics_at(&x, z_train.clone(), &self.train)?;
+        let prox = self.prox_map_norm(&x, z_train)?;
         let residual = match self.contraction_map::<B>(x.clone(), y.clone(), &Batch::Full) {
             Some(psi) => to_vec(psi.sub(y).abs().max())?[0],
             None => f64::NAN,
@@ -458,6 +533,7 @@ impl<B: AutodiffBackend> Application<B> for EquilibriumModel<B> {
             Metric::new("train_loss", train_loss),
             Metric::new("fixed_point_residual", residual),
             Metric::new("contraction_factor", factor),
+            Metric::new("prox_grad_map_norm", prox),
         ])
     }
 }
