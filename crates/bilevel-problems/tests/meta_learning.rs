@@ -490,3 +490,68 @@ fn maml_and_anil_outer_steps_lower_the_query_loss() {
         assert!(err.to_string().contains("meta_layout"), "{adapt:?}: {err}");
     }
 }
+
+/// `dataset = "digits"`: scikit-learn's 8×8 digits, upsampled to 16×16, digits 0–4 meta-train
+/// and 5–9 meta-test with labels renumbered from 0. On a written file where every image of
+/// digit `l` is the constant `(l + 1)/16`, the meta-train image of label `c` is the constant
+/// `(c + 1)/16` and the meta-test one `(c + 6)/16` (bilinear upsampling keeps constants), each
+/// class has its 12 images, and a 6-way episode is refused. Fails (tried) with the split at
+/// another digit and with the meta-test labels not renumbered (the set is then refused).
+#[test]
+fn digits_are_a_real_few_shot_set_split_by_class() {
+    let dir = std::env::temp_dir().join(format!("bilevel-digits-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv = String::new();
+    for l in 0..10u32 {
+        for _ in 0..12 {
+            let row: Vec<String> = std::iter::repeat_n((l + 1).to_string(), 64)
+                .chain([l.to_string()])
+                .collect();
+            csv.push_str(&row.join(","));
+            csv.push('\n');
+        }
+    }
+    std::fs::write(dir.join("digits.csv"), csv).unwrap();
+    let spec = MetaLearningSpec {
+        dataset: FewShotDataset::Digits,
+        dataset_dir: Some(dir.clone()),
+        n_way: 5,
+        ..tiny()
+    };
+    assert_eq!(
+        MetaLearningSpec {
+            image_size: None,
+            ..spec.clone()
+        }
+        .side(),
+        16
+    );
+    let (train, test, source) = spec.load_sets(0, None).unwrap();
+    assert!(source.contains("digits"), "{source}");
+    for (set, offset) in [(&train, 1.0), (&test, 6.0)] {
+        assert_eq!(
+            (set.len, set.num_classes(), set.height, set.width),
+            (60, 5, 16, 16)
+        );
+        for (i, &c) in set.labels.iter().enumerate() {
+            let want = (c as f32 + offset) / 16.0;
+            let image = set.image(i).unwrap();
+            assert!(
+                image.iter().all(|&p| (p - want).abs() < 1e-6),
+                "label {c}: {}",
+                image[0]
+            );
+        }
+        let counts: Vec<usize> = set.indices_by_class().iter().map(Vec::len).collect();
+        assert_eq!(counts, [12; 5]);
+    }
+    let p = spec.build::<TB>(0, None, &dev()).unwrap();
+    let (x0, y0) = p.initial_point(0).unwrap();
+    let m = p.evaluate(&x0, &y0).unwrap();
+    assert!(metric(&m, "test_accuracy").is_finite());
+    match (MetaLearningSpec { n_way: 6, ..spec }).validate() {
+        Err(ProblemError::Config { name, .. }) => assert_eq!(name, "n_way"),
+        other => panic!("{other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

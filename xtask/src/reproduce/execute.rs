@@ -14,9 +14,10 @@ use bilevel_run::{run_spec, ResumeFrom, RunHooks, RunReport, RunSpec};
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::json;
 
-use super::experiments::{Method, Plan, Precision, Variant};
+use super::experiments::{problem_for, Method, Plan, Precision, Variant};
 use super::report::SeedRun;
 use super::Backend;
+use bilevel_problems::spec::ProblemSpec;
 
 /// What every run of an invocation shares.
 pub(crate) struct Context {
@@ -53,9 +54,10 @@ pub(crate) fn run_one(
     dir: &Path,
 ) -> Result<SeedRun> {
     let run = run_spec_for(plan, method, seed);
+    let problem = problem_for(variant, method)?;
     let task = RunOn {
         ctx,
-        variant,
+        problem: &problem,
         method,
         run: &run,
         dir,
@@ -67,7 +69,7 @@ pub(crate) fn run_one(
 /// One run, on the backend `dispatch` picks.
 struct RunOn<'a> {
     ctx: &'a Context,
-    variant: &'a Variant,
+    problem: &'a ProblemSpec,
     method: &'a Method,
     run: &'a RunSpec,
     dir: &'a Path,
@@ -105,7 +107,7 @@ fn run_on<B: AutodiffBackend>(task: RunOn<'_>, device: B::Device) -> Result<RunR
         ..Default::default()
     };
     Ok(run_spec(
-        &task.variant.problem,
+        task.problem,
         &task.method.spec,
         task.run,
         &build,
@@ -203,6 +205,7 @@ pub(crate) fn specs_json(plan: &Plan) -> Result<serde_json::Value> {
             json!({
                 "label": m.label,
                 "algorithm": m.spec,
+                "problem": m.problem,
                 "max_iters": m.max_iters.unwrap_or(plan.run.max_iters),
                 "time_budget_s": plan.run.time_budget_s,
                 "eval_every": plan.run.eval_every,

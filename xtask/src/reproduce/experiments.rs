@@ -100,6 +100,37 @@ pub(crate) struct Method {
     /// The `[algorithm]` table of the CLI configs.
     #[serde(rename = "algorithm")]
     pub spec: MethodSpec,
+    /// Keys merged over every variant's `[problem]` table for this method only (e.g.
+    /// `problem = { adapt = "maml" }`: MAML and ANIL need their own layout of the same
+    /// meta-learning problem). The problem's `kind` cannot change.
+    #[serde(default)]
+    pub problem: Option<toml::Table>,
+}
+
+/// The problem `method` runs on in `variant`: the variant's, with the method's `problem` keys
+/// merged over it.
+pub(crate) fn problem_for(variant: &Variant, method: &Method) -> anyhow::Result<ProblemSpec> {
+    use anyhow::{bail, Context as _};
+    let Some(over) = &method.problem else {
+        return Ok(variant.problem.clone());
+    };
+    let context = || {
+        format!(
+            "[[method]] `{}`'s `problem` keys over [[variant]] `{}`'s problem",
+            method.label, variant.name
+        )
+    };
+    if over.contains_key("kind") {
+        bail!(
+            "{}: a method cannot change the problem's `kind`; remove `kind`",
+            context()
+        );
+    }
+    let mut table = toml::Table::try_from(&variant.problem).with_context(context)?;
+    super::plan_file::merge(&mut table, over.clone());
+    let spec = ProblemSpec::deserialize(toml::Value::Table(table)).with_context(context)?;
+    spec.validate().with_context(context)?;
+    Ok(spec)
 }
 
 /// Run lengths shared by the methods: the `[run]` table.

@@ -27,6 +27,8 @@
 //! [[method]]                            # one or more compared methods
 //! label = "AID-CG"                      # as the paper names it; unique
 //! max_iters = 2000                      # optional: replaces run.max_iters for this method
+//! problem = { noise = 0.2 }             # optional: merged over each variant's [problem] table
+//!                                       # for this method only (not `kind`)
 //! [method.algorithm]                    # exactly the [algorithm] table of `bilevel run` configs
 //! name = "aid-cg"
 //! outer_step = 600.0
@@ -74,7 +76,8 @@
 //! the plan lacks, or a problem or algorithm table is out of range (their own `validate`).
 //!
 //! **Unavailable experiments.** `missing = "why"` with no plan keys (`seeds`, `precision`,
-//! `headline`, `run`, `variant`, `method`, `check`, `target`) lists the experiment as not available yet.
+//! `headline`, `run`, `variant`, `method`, `check`, `target`) lists the experiment as not
+//! available yet.
 
 use std::path::{Path, PathBuf};
 
@@ -82,7 +85,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
 use super::experiments::{
-    Check, Experiment, Method, Mode, Plan, Precision, RunSettings, Target, Variant, EXPERIMENT_IDS,
+    problem_for, Check, Experiment, Method, Mode, Plan, Precision, RunSettings, Target, Variant,
+    EXPERIMENT_IDS,
 };
 
 /// `assets/experiments/` at the workspace root (found from this crate's manifest directory,
@@ -428,6 +432,9 @@ pub(crate) fn validate(plan: &Plan) -> Result<()> {
             .with_context(|| format!("[[method]] `{}`: [method.algorithm]", m.label))?;
         if m.max_iters == Some(0) {
             bail!("[[method]] `{}`: `max_iters` must be ≥ 1", m.label);
+        }
+        for v in &plan.variants {
+            problem_for(v, m)?;
         }
     }
     for c in &plan.checks {

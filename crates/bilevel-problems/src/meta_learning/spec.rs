@@ -16,14 +16,20 @@ use crate::common::{check_count, check_positive};
 use crate::error::{ProblemError, Result};
 use crate::hyper_cleaning_cnn::PoolSpec;
 
-/// Where the episodes come from (`dataset = "synthetic-glyphs" | "omniglot" | "miniimagenet" |
-/// "fc100"`).
+/// Where the episodes come from (`dataset = "synthetic-glyphs" | "digits" | "omniglot" |
+/// "miniimagenet" | "fc100"`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FewShotDataset {
     /// Procedurally generated glyphs (labelled substitute for Omniglot / miniImageNet).
     #[default]
     #[serde(rename = "synthetic-glyphs")]
     SyntheticGlyphs,
+    /// Real handwritten digits: scikit-learn's `digits` (UCI optical recognition, 1 797 images
+    /// of 8×8, 10 classes; `cargo xtask data fetch digits`), upsampled bilinearly to
+    /// `image_size` (default 16). Classes 0–4 are the meta-train classes, 5–9 the meta-test
+    /// classes, so `n_way ≤ 5`.
+    #[serde(rename = "digits")]
+    Digits,
     /// Omniglot folder layout (not obtainable offline).
     #[serde(rename = "omniglot")]
     Omniglot,
@@ -40,6 +46,7 @@ impl FewShotDataset {
     pub fn name(self) -> &'static str {
         match self {
             Self::SyntheticGlyphs => "synthetic-glyphs",
+            Self::Digits => "digits",
             Self::Omniglot => "omniglot",
             Self::MiniImageNet => "miniimagenet",
             Self::Fc100 => "fc100",
@@ -49,15 +56,17 @@ impl FewShotDataset {
     /// Image channels (1 for glyphs / Omniglot, 3 otherwise).
     pub fn channels(self) -> usize {
         match self {
-            Self::SyntheticGlyphs | Self::Omniglot => 1,
+            Self::SyntheticGlyphs | Self::Digits | Self::Omniglot => 1,
             Self::MiniImageNet | Self::Fc100 => 3,
         }
     }
 
-    /// Default image side: 28 (glyphs, Omniglot), 84 (miniImageNet), 32 (FC100).
+    /// Default image side: 28 (glyphs, Omniglot), 16 (digits, upsampled from 8), 84
+    /// (miniImageNet), 32 (FC100).
     pub fn default_size(self) -> usize {
         match self {
             Self::SyntheticGlyphs | Self::Omniglot => 28,
+            Self::Digits => 16,
             Self::MiniImageNet => 84,
             Self::Fc100 => 32,
         }
@@ -67,6 +76,7 @@ impl FewShotDataset {
     fn folder(self) -> &'static str {
         match self {
             Self::SyntheticGlyphs => synthetic::NAME,
+            Self::Digits => bilevel_data::tabular::DIGITS,
             Self::Omniglot => "omniglot",
             Self::MiniImageNet => "miniimagenet",
             Self::Fc100 => "cifar-100-binary",
@@ -231,6 +241,16 @@ impl MetaLearningSpec {
                 ),
             ));
         }
+        if self.dataset == FewShotDataset::Digits && self.n_way > DIGITS_SPLIT {
+            return Err(ProblemError::config(
+                "n_way",
+                format!(
+                    "digits has {DIGITS_SPLIT} meta-test classes (5–9), so at most \
+                     {DIGITS_SPLIT}-way episodes, got n_way = {}",
+                    self.n_way
+                ),
+            ));
+        }
         if self.dataset == FewShotDataset::Fc100 && side != 32 {
             return Err(ProblemError::config(
                 "image_size",
@@ -307,6 +327,20 @@ impl MetaLearningSpec {
             return Ok((train, test, source));
         }
         let root = self.resolve_dataset_dir(data_dir);
+        if self.dataset == FewShotDataset::Digits {
+            let set = digits_images(&root, side)?;
+            let (train, test) = split_classes(&set, DIGITS_SPLIT)?;
+            let source = format!(
+                "digits (real handwritten digits, scikit-learn's load_digits / UCI optical \
+                 recognition, {} images of 8×8 upsampled bilinearly to {side}×{side}, from {}): \
+                 meta-train = digits 0–4 ({} images), meta-test = digits 5–9 ({} images)",
+                set.len,
+                root.display(),
+                train.len,
+                test.len
+            );
+            return Ok((train, test, source));
+        }
         let missing = |path: PathBuf, what: &str| -> ProblemError {
             ProblemError::Data(DataError::MissingFile {
                 path: path.display().to_string(),
@@ -320,7 +354,9 @@ impl MetaLearningSpec {
             })
         };
         let (train, test) = match self.dataset {
-            FewShotDataset::SyntheticGlyphs => unreachable!("handled above"),
+            FewShotDataset::SyntheticGlyphs | FewShotDataset::Digits => {
+                unreachable!("handled above")
+            }
             FewShotDataset::Omniglot => {
                 let options = OmniglotOptions {
                     size: (side, side),
@@ -399,6 +435,24 @@ impl MetaLearningSpec {
 }
 
 /// Splits `set` into classes `< first_test` and the rest, each relabelled from 0.
+/// The first meta-test class of `digits` (classes 0–4 meta-train, 5–9 meta-test).
+const DIGITS_SPLIT: usize = 5;
+
+/// scikit-learn's digits as a one-channel image set of side `side` (bilinear upsampling).
+fn digits_images(root: &Path, side: usize) -> Result<ImageSet> {
+    let raw = bilevel_data::digits(root)?;
+    let mut pixels = Vec::with_capacity(raw.len * side * side);
+    for i in 0..raw.len {
+        let plane = raw.images[i * 64..(i + 1) * 64].to_vec();
+        let image = bilevel_data::image::DecodedImage::new(plane, 1, raw.rows, raw.cols)?;
+        let resized = bilevel_data::image::resize_bilinear(&image, side, side)?;
+        pixels.extend_from_slice(&resized.pixels);
+    }
+    let labels = raw.labels.iter().map(|&l| u32::from(l)).collect();
+    let names = (0..10).map(|d| format!("digit {d}")).collect();
+    Ok(ImageSet::new(pixels, labels, names, 1, side, side)?)
+}
+
 fn split_classes(set: &ImageSet, first_test: usize) -> Result<(ImageSet, ImageSet)> {
     let part = |keep: &dyn Fn(usize) -> bool, offset: usize| -> Result<ImageSet> {
         let n = set.image_len();

@@ -30,6 +30,7 @@ outer_step = 50.0
 [[method]]
 label = "ITD"
 max_iters = 80
+problem = { inner_rows = 300 }
 [method.algorithm]
 name = "itd"
 
@@ -109,6 +110,15 @@ fn a_user_file_at_any_path_loads() {
     assert_eq!(plan.methods[0].spec.name(), "aid-cg");
     assert_eq!(plan.methods[1].max_iters, Some(80));
     assert_eq!(plan.variants[0].problem.id(), "quadratic");
+    // A method's `problem` keys are merged over the variant's problem for it alone.
+    use crate::reproduce::experiments::problem_for;
+    let rows = |p: bilevel_problems::spec::ProblemSpec| match p {
+        bilevel_problems::spec::ProblemSpec::Quadratic(q) => (q.inner_rows, q.outer_rows),
+        other => panic!("{other:?}"),
+    };
+    let v = &plan.variants[0];
+    assert_eq!(rows(problem_for(v, &plan.methods[0]).unwrap()), (200, 200));
+    assert_eq!(rows(problem_for(v, &plan.methods[1]).unwrap()), (300, 200));
     let check = &plan.checks[0];
     assert_eq!(
         check.bound,
