@@ -49,6 +49,28 @@ pub(crate) fn synthetic_runs() -> Vec<SeedRun> {
     runs
 }
 
+/// A quick-mode summary of the fake experiment with these tables and plots.
+fn fake_summary(
+    variants: Vec<VariantSummary>,
+    targets: Vec<TargetResult>,
+    plots: Vec<String>,
+) -> Summary {
+    Summary {
+        experiment: "fake".into(),
+        paper: "none".into(),
+        title: "a test".into(),
+        mode: "quick".into(),
+        seeds: vec![0, 1],
+        data: "generated".into(),
+        variants,
+        checks: vec![],
+        targets,
+        checks_note: None,
+        notes: vec![],
+        plots,
+    }
+}
+
 #[test]
 fn csv_has_one_row_per_record_and_empty_cells_where_not_evaluated() {
     let runs = synthetic_runs();
@@ -98,20 +120,7 @@ fn summary_has_final_and_initial_values_per_method() {
     assert!((decay.initial_metrics["grad_norm"].values[1] - 1.1).abs() < 1e-15);
     assert_eq!(decay.iterations.mean, 20.0);
     assert_eq!(decay.counts["hvp"].mean, 100.0);
-    let md = summary_markdown(&Summary {
-        experiment: "fake".into(),
-        paper: "none".into(),
-        title: "a test".into(),
-        mode: "quick".into(),
-        seeds: vec![0, 1],
-        data: "generated".into(),
-        variants: vec![v],
-        checks: vec![],
-        targets: vec![],
-        checks_note: None,
-        notes: Vec::new(),
-        plots: vec!["a.png".into()],
-    });
+    let md = summary_markdown(&fake_summary(vec![v], vec![], vec!["a.png".into()]));
     assert!(md.contains("| decay | 0.8762 ± 0 |"), "{md}");
     assert!(md.contains("![a.png](a.png)"));
 }
@@ -184,20 +193,7 @@ fn time_to_target_is_the_first_record_at_the_level() {
             m.label
         );
     }
-    let md = summary_markdown(&Summary {
-        experiment: "fake".into(),
-        paper: "none".into(),
-        title: "a test".into(),
-        mode: "quick".into(),
-        seeds: vec![0, 1],
-        data: "generated".into(),
-        variants: vec![],
-        checks: vec![],
-        targets: r,
-        checks_note: None,
-        notes: vec![],
-        plots: vec![],
-    });
+    let md = summary_markdown(&fake_summary(vec![], r, vec![]));
     assert!(md.contains("### main — grad_norm ≤ 0.001"), "{md}");
     assert!(
         md.contains("| decay | 2 / 2 | 0.1325 ± 0.04596 | 12.50 ± 3.536 |"),
