@@ -9,7 +9,9 @@ use bilevel_problems::spec::ProblemSpec;
 use bilevel_run::MethodSpec;
 use serde::Deserialize;
 
-use super::report::{CheckResult, CheckedValue, SeedRun, Stats, TargetMethod, TargetResult};
+use super::report::{
+    distinct, CheckResult, CheckedValue, SeedRun, Stats, TargetMethod, TargetResult,
+};
 
 /// Every experiment id (`docs/REPRODUCTION.md`), in the order of that document (`--list`'s).
 pub(crate) const EXPERIMENT_IDS: [&str; 12] = [
@@ -458,58 +460,56 @@ impl Target {
     /// Per variant (in the runs' order) and method: the first recorded crossing of each seed.
     pub(crate) fn evaluate(&self, runs: &[SeedRun]) -> Vec<TargetResult> {
         let in_variant = |r: &&SeedRun| self.variant.as_ref().is_none_or(|v| *v == r.variant);
-        let runs: Vec<SeedRun> = runs.iter().filter(in_variant).cloned().collect();
-        super::report::distinct(&runs, |r| r.variant.as_str())
-            .into_iter()
-            .map(|variant| {
-                let mine: Vec<&SeedRun> = runs.iter().filter(|r| r.variant == variant).collect();
-                let mut labels: Vec<String> = Vec::new();
-                for r in &mine {
-                    if !labels.contains(&r.method) {
-                        labels.push(r.method.clone());
-                    }
-                }
-                let methods = labels
-                    .into_iter()
-                    .map(|label| {
-                        let seeds: Vec<&&SeedRun> =
-                            mine.iter().filter(|r| r.method == label).collect();
-                        let crossings: Vec<Option<(f64, f64)>> = seeds
-                            .iter()
-                            .map(|r| {
-                                r.series(&self.metric)
-                                    .into_iter()
-                                    .find(|(_, _, v)| self.reached(*v))
-                                    .map(|(iter, secs, _)| (iter, secs))
-                            })
-                            .collect();
-                        let best = seeds
-                            .iter()
-                            .flat_map(|r| r.series(&self.metric))
-                            .map(|(_, _, v)| v)
-                            .reduce(|a, b| if self.higher { a.max(b) } else { a.min(b) });
-                        let hit: Vec<(f64, f64)> = crossings.iter().flatten().copied().collect();
-                        TargetMethod {
-                            label,
-                            seeds: seeds.len(),
-                            reached: hit.len(),
-                            seconds: Stats::of(&hit.iter().map(|h| h.1).collect::<Vec<_>>()),
-                            iterations: Stats::of(&hit.iter().map(|h| h.0).collect::<Vec<_>>()),
-                            best,
-                            per_seed: seeds
-                                .iter()
-                                .zip(&crossings)
-                                .map(|(r, c)| (r.seed, c.map(|c| c.1)))
-                                .collect(),
+        distinct(runs.iter().filter(in_variant), |r: &SeedRun| {
+            r.variant.as_str()
+        })
+        .into_iter()
+        .map(|variant| {
+            let mine: Vec<&SeedRun> = runs.iter().filter(|r| r.variant == variant).collect();
+            let methods = distinct(mine.iter().copied(), |r: &SeedRun| r.method.as_str())
+                .into_iter()
+                .map(|label| {
+                    let seeds: Vec<&SeedRun> =
+                        mine.iter().copied().filter(|r| r.method == label).collect();
+                    let series: Vec<Vec<(f64, f64, f64)>> =
+                        seeds.iter().map(|r| r.series(&self.metric)).collect();
+                    let crossings: Vec<Option<(f64, f64)>> = series
+                        .iter()
+                        .map(|s| {
+                            s.iter()
+                                .find(|(_, _, v)| self.reached(*v))
+                                .map(|&(iter, secs, _)| (iter, secs))
+                        })
+                        .collect();
+                    let best = series.iter().flatten().map(|&(_, _, v)| v).reduce(|a, b| {
+                        if self.higher {
+                            a.max(b)
+                        } else {
+                            a.min(b)
                         }
-                    })
-                    .collect();
-                TargetResult {
-                    target: self.description(),
-                    variant: variant.to_string(),
-                    methods,
-                }
-            })
-            .collect()
+                    });
+                    let hit: Vec<(f64, f64)> = crossings.iter().flatten().copied().collect();
+                    TargetMethod {
+                        label: label.to_string(),
+                        seeds: seeds.len(),
+                        reached: hit.len(),
+                        seconds: Stats::of(&hit.iter().map(|h| h.1).collect::<Vec<_>>()),
+                        iterations: Stats::of(&hit.iter().map(|h| h.0).collect::<Vec<_>>()),
+                        best,
+                        per_seed: seeds
+                            .iter()
+                            .zip(&crossings)
+                            .map(|(r, c)| (r.seed, c.map(|c| c.1)))
+                            .collect(),
+                    }
+                })
+                .collect();
+            TargetResult {
+                target: self.description(),
+                variant: variant.to_string(),
+                methods,
+            }
+        })
+        .collect()
     }
 }

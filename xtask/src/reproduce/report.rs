@@ -96,7 +96,7 @@ pub(crate) fn metric_names(runs: &[SeedRun]) -> Vec<String> {
 
 /// The distinct values of `key` over `runs`, in first-seen order.
 pub(crate) fn distinct<'a>(
-    runs: &'a [SeedRun],
+    runs: impl IntoIterator<Item = &'a SeedRun>,
     key: impl Fn(&'a SeedRun) -> &'a str,
 ) -> Vec<&'a str> {
     let mut out: Vec<&str> = Vec::new();
