@@ -24,7 +24,7 @@
 use std::path::PathBuf;
 
 use bilevel_core::tensor::{check_len, vector};
-use bilevel_core::{Batch, BilevelProblem, ClosedForm, Constraint, Lift};
+use bilevel_core::{Batch, BilevelProblem, ClosedForm, Constraint, Lift, Oracle};
 use bilevel_data::Mnist;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -213,84 +213,6 @@ impl<B: Backend> Poisoning<B> {
         self.shape
     }
 
-    /// A classifier trained afresh on the training set poisoned with `x`, as paper 002 §7.3
-    /// evaluates an attack (the test accuracy of a model trained on the poisoned data), and the
-    /// norm of `∇_W g(x, W)` where its training stopped.
-    ///
-    /// It minimises the lower-level objective `g(x, ·)` (cross-entropy + `r · mean(W²)`, the
-    /// same model the attack was computed against) from `W = 0` with `retrain_steps` steps of
-    /// Nesterov's accelerated gradient on the whole poisoned set (momentum `(k − 1)/(k + 2)`,
-    /// without a bias capped at `(√κ − 1)/(√κ + 1)`, `κ = L/μ`, `μ = 2r/(dc)`), step `1/L` with
-    /// Böhning's
-    /// bound `L = ½ λ_max(ÃᵀÃ/n) + 2r/(dc)` (`Ã` the poisoned features, with a column of ones
-    /// when there is a bias; `λ_max` by 50 power iterations, raised 1 % for their error). The
-    /// paper's own training recipe for this evaluation is not in its text.
-    pub fn retrain(&self, x: &Tensor<B, 1>) -> Result<(Tensor<B, 1>, f64)> {
-        check_len("x", x, self.x_dim())?;
-        let (features, targets) = self.poisoned_rows::<B>(x.clone(), &Batch::Full);
-        let n = features.dims()[0] as f64;
-        let d = MNIST_FEATURES;
-        let mut v: Tensor<B, 1> = vector(&vec![1.0; d], &self.device);
-        let mut lambda = 0.0;
-        for _ in 0..50 {
-            let av = features.clone().matmul(v.clone().reshape([d, 1]));
-            let w = features
-                .clone()
-                .transpose()
-                .matmul(av)
-                .reshape([d])
-                .div_scalar(n);
-            lambda = bilevel_core::tensor::scalar(w.clone().powi_scalar(2).sum().sqrt());
-            if !(lambda > 0.0 && lambda.is_finite()) {
-                return Err(ProblemError::config(
-                    "x",
-                    "the poisoned training features have no usable spectrum (zero or not finite)",
-                ));
-            }
-            v = w.div_scalar(lambda);
-        }
-        let ridge = 2.0 * self.spec.reg / (d * MNIST_CLASSES) as f64;
-        let bias = if self.spec.bias { 1.0 } else { 0.0 };
-        let step = 1.0 / (0.5 * (1.01 * lambda + bias) + ridge);
-        let grad = |y: Tensor<B, 1>| -> Tensor<B, 1> {
-            let logits = self.shape.logits(features.clone(), y.clone());
-            let residual = burn::tensor::activation::softmax(logits, 1)
-                .sub(targets.clone())
-                .div_scalar(n);
-            let w = self.shape.weight(y);
-            let gw = features
-                .clone()
-                .transpose()
-                .matmul(residual.clone())
-                .add(w.mul_scalar(ridge))
-                .reshape([d * MNIST_CLASSES]);
-            if self.spec.bias {
-                Tensor::cat(vec![gw, residual.sum_dim(0).reshape([MNIST_CLASSES])], 0)
-            } else {
-                gw
-            }
-        };
-        let zero: Tensor<B, 1> = vector(&vec![0.0; self.y_dim()], &self.device);
-        let (mut y, mut previous) = (zero.clone(), zero);
-        // Momentum (k − 1)/(k + 2), capped at (√κ − 1)/(√κ + 1) with κ = L/μ, μ = 2r/(dc)
-        // the ridge's curvature (the strongly convex rate once the cap is reached); not capped
-        // with a bias, which is not regularised (g is then not strongly convex).
-        let root_kappa = (1.0 / (step * ridge)).sqrt();
-        let cap = if self.spec.bias {
-            1.0
-        } else {
-            (root_kappa - 1.0) / (root_kappa + 1.0)
-        };
-        for k in 0..self.spec.retrain_steps {
-            let momentum = (k.saturating_sub(1) as f64 / (k + 2) as f64).min(cap);
-            let z = y.clone().add(y.clone().sub(previous).mul_scalar(momentum));
-            previous = y;
-            y = z.clone().sub(grad(z).mul_scalar(step));
-        }
-        let norm = bilevel_core::tensor::scalar(grad(y.clone()).powi_scalar(2).sum().sqrt());
-        Ok((y, norm))
-    }
-
     /// Features and targets of the inner samples `batch` selects, with the noise `x` added to
     /// the poisoned ones (clean rows first, then poisoned rows; the loss is a mean, so the
     /// order does not matter).
@@ -402,6 +324,71 @@ impl<B: Backend> BilevelProblem<B> for Poisoning<B> {
         Constraint::LInfBall {
             radius: self.spec.radius,
         }
+    }
+}
+
+impl<B: AutodiffBackend> Poisoning<B> {
+    /// A classifier trained afresh on the training set poisoned with `x`, as paper 002 §7.3
+    /// evaluates an attack (the test accuracy of a model trained on the poisoned data), and the
+    /// norm of `∇_W g(x, W)` where its training stopped.
+    ///
+    /// It minimises the lower-level objective `g(x, ·)` (cross-entropy + `r · mean(W²)`, the
+    /// same model the attack was computed against; its gradient is the oracle's, i.e. the
+    /// problem's own derivatives) from `W = 0` with `retrain_steps` steps of Nesterov's
+    /// accelerated gradient on the whole poisoned set (momentum `(k − 1)/(k + 2)`, without a
+    /// bias capped at `(√κ − 1)/(√κ + 1)`, `κ = L/μ`, `μ = 2r/(dc)`), step `1/L` with Böhning's
+    /// bound `L = ½ λ_max(ÃᵀÃ/n) + 2r/(dc)` (`Ã` the poisoned features, with a column of ones
+    /// when there is a bias; `λ_max` by 50 power iterations, raised 1 % for their error). The
+    /// paper's own training recipe for this evaluation is not in its text.
+    pub fn retrain(&self, x: &Tensor<B, 1>) -> Result<(Tensor<B, 1>, f64)> {
+        check_len("x", x, self.x_dim())?;
+        let x = x.clone().detach();
+        let (features, _) = self.poisoned_rows::<B>(x.clone(), &Batch::Full);
+        let n = features.dims()[0] as f64;
+        let d = MNIST_FEATURES;
+        let mut v: Tensor<B, 1> = vector(&vec![1.0; d], &self.device);
+        let mut lambda = 0.0;
+        for _ in 0..50 {
+            let av = features.clone().matmul(v.clone().reshape([d, 1]));
+            let w = features
+                .clone()
+                .transpose()
+                .matmul(av)
+                .reshape([d])
+                .div_scalar(n);
+            lambda = bilevel_core::tensor::scalar(w.clone().powi_scalar(2).sum().sqrt());
+            if !(lambda > 0.0 && lambda.is_finite()) {
+                return Err(ProblemError::config(
+                    "x",
+                    "the poisoned training features have no usable spectrum (zero or not finite)",
+                ));
+            }
+            v = w.div_scalar(lambda);
+        }
+        let ridge = 2.0 * self.spec.reg / (d * MNIST_CLASSES) as f64;
+        let bias = if self.spec.bias { 1.0 } else { 0.0 };
+        let step = 1.0 / (0.5 * (1.01 * lambda + bias) + ridge);
+        let mut oracle = Oracle::new(self);
+        let mut grad = |y: &Tensor<B, 1>| oracle.grad_g_y(&x, y, &Batch::Full);
+        let zero: Tensor<B, 1> = vector(&vec![0.0; self.y_dim()], &self.device);
+        let (mut y, mut previous) = (zero.clone(), zero);
+        // Momentum (k − 1)/(k + 2), capped at (√κ − 1)/(√κ + 1) with κ = L/μ, μ = 2r/(dc)
+        // the ridge's curvature (the strongly convex rate once the cap is reached); not capped
+        // with a bias, which is not regularised (g is then not strongly convex).
+        let root_kappa = (1.0 / (step * ridge)).sqrt();
+        let cap = if self.spec.bias {
+            1.0
+        } else {
+            (root_kappa - 1.0) / (root_kappa + 1.0)
+        };
+        for k in 0..self.spec.retrain_steps {
+            let momentum = (k.saturating_sub(1) as f64 / (k + 2) as f64).min(cap);
+            let z = y.clone().add(y.clone().sub(previous).mul_scalar(momentum));
+            previous = y;
+            y = z.clone().sub(grad(&z)?.mul_scalar(step));
+        }
+        let norm = bilevel_core::tensor::scalar(grad(&y)?.powi_scalar(2).sum().sqrt());
+        Ok((y, norm))
     }
 }
 
