@@ -434,7 +434,6 @@ impl MetaLearningSpec {
     }
 }
 
-/// Splits `set` into classes `< first_test` and the rest, each relabelled from 0.
 /// The first meta-test class of `digits` (classes 0–4 meta-train, 5–9 meta-test).
 const DIGITS_SPLIT: usize = 5;
 
@@ -442,9 +441,8 @@ const DIGITS_SPLIT: usize = 5;
 fn digits_images(root: &Path, side: usize) -> Result<ImageSet> {
     let raw = bilevel_data::digits(root)?;
     let mut pixels = Vec::with_capacity(raw.len * side * side);
-    for i in 0..raw.len {
-        let plane = raw.images[i * 64..(i + 1) * 64].to_vec();
-        let image = bilevel_data::image::DecodedImage::new(plane, 1, raw.rows, raw.cols)?;
+    for plane in raw.images.chunks_exact(raw.rows * raw.cols) {
+        let image = bilevel_data::image::DecodedImage::new(plane.to_vec(), 1, raw.rows, raw.cols)?;
         let resized = bilevel_data::image::resize_bilinear(&image, side, side)?;
         pixels.extend_from_slice(&resized.pixels);
     }
@@ -453,6 +451,7 @@ fn digits_images(root: &Path, side: usize) -> Result<ImageSet> {
     Ok(ImageSet::new(pixels, labels, names, 1, side, side)?)
 }
 
+/// Splits `set` into classes `< first_test` and the rest, each relabelled from 0.
 fn split_classes(set: &ImageSet, first_test: usize) -> Result<(ImageSet, ImageSet)> {
     let part = |keep: &dyn Fn(usize) -> bool, offset: usize| -> Result<ImageSet> {
         let n = set.image_len();
