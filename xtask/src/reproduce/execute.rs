@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use bilevel_core::backend::{dispatch, BackendTask};
 use bilevel_core::TerminationReason;
-use bilevel_problems::spec::BuildContext;
+use bilevel_problems::spec::{BuildContext, ProblemSpec};
 use bilevel_problems::ProblemError;
 use bilevel_run::runner::CHECKPOINT_FILE;
 use bilevel_run::{run_spec, ResumeFrom, RunHooks, RunReport, RunSpec};
@@ -17,7 +17,6 @@ use serde_json::json;
 use super::experiments::{problem_for, Method, Plan, Precision, Variant};
 use super::report::SeedRun;
 use super::Backend;
-use bilevel_problems::spec::ProblemSpec;
 
 /// What every run of an invocation shares.
 pub(crate) struct Context {
