@@ -62,6 +62,7 @@ pub fn run(opts: &Options, worst: &mut Worst) -> Result<()> {
             warm_start_inner: false,
             linear_solver,
             warm_start_linear: false,
+            batches: Default::default(),
         };
         let cg = LinearSolver::ConjugateGradient {
             steps: 10 * n + 10,

@@ -20,7 +20,19 @@
 //! iteration warm-starts from them), and `f(x_k, y_k^T)` in [`State::outer_loss`]. The outer step
 //! `x_{k+1} = x_k − β ĝ_k` is [`bilevel_core::OuterLoop`]'s.
 //!
-//! # Oracle calls per iteration (every call uses [`Batch::Full`]: full-batch on data problems)
+//! # Stochastic AID ([`AidBatches`])
+//!
+//! By default every oracle call uses the full data set ([`Batch::Full`]): deterministic AID, as
+//! paper 004 states it. With mini-batches — the stochastic AID-FP / AID-CG baselines of papers
+//! 004 (§4) and 000 (§4.2, Fig. 3), after hypertorch's implementation — each inner step draws a
+//! fresh batch `S_t` of `g`'s samples, `∇f(x_k, y_k^T)` (both `∇_x f` and the right-hand side
+//! `∇_y f`) uses one batch `D_F` of `f`'s samples, the linear system's Hessian one batch `D_H`
+//! for all `N` products (CG and the fixed point then solve one system `H(D_H) v = ∇_y f(D_F)`),
+//! and the Jacobian product one batch `D_G`. The batches are drawn with replacement from
+//! [`State::rng`] in the order `S_0, …, S_{T_k−1}, D_F, D_H, D_G`; a batch size of `None` draws
+//! nothing, so full-batch AID's random stream (and results) do not change.
+//!
+//! # Oracle calls per iteration
 //!
 //! - `grad_g`: `T_k`;
 //! - `grad_f`: 1;
@@ -32,10 +44,10 @@
 //! and no bare function values. CG makes fewer products only when it stops early (a tolerance was
 //! set and met, an exactly zero residual, or non-positive curvature `pᵀHp`).
 
-use crate::validate::{FIXED_POINT, GRADIENT_DESCENT};
+use crate::validate::{check_batch, FIXED_POINT, GRADIENT_DESCENT};
 use bilevel_core::inner::{gradient_descent, InnerGd};
 use bilevel_core::linear::{conjugate_gradient, fixed_point, CgConfig, FixedPointConfig};
-use bilevel_core::preflight::Demands;
+use bilevel_core::preflight::{Demands, Side};
 use bilevel_core::tensor::{norm, scalar};
 use bilevel_core::{
     Batch, BilevelError, BilevelProblem, HypergradientEstimator, Oracle, Result, State,
@@ -141,6 +153,38 @@ impl LinearSolver {
     }
 }
 
+/// Mini-batch sizes of stochastic AID (module documentation, "Stochastic AID"); `None` is the
+/// full data set, and the default (all `None`) is deterministic AID.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AidBatches {
+    /// Samples of each inner GD step (`S_t`, a fresh draw per step).
+    pub inner: Option<usize>,
+    /// Samples of `∇f(x_k, y_k^T)` (`D_F`: `∇_x f` and the linear system's right-hand side).
+    pub outer: Option<usize>,
+    /// Samples of the linear system's Hessian (`D_H`, one draw for all `N` products).
+    pub hessian: Option<usize>,
+    /// Samples of the Jacobian-vector product `∇_x∇_y g · v` (`D_G`).
+    pub jacobian: Option<usize>,
+}
+
+impl AidBatches {
+    /// Whether some batch is a mini-batch (stochastic AID).
+    pub fn is_stochastic(&self) -> bool {
+        self.inner.is_some()
+            || self.outer.is_some()
+            || self.hessian.is_some()
+            || self.jacobian.is_some()
+    }
+
+    /// Checks that every mini-batch has at least one sample.
+    pub fn validate(&self) -> Result<()> {
+        check_batch("inner_batch", self.inner)?;
+        check_batch("outer_batch", self.outer)?;
+        check_batch("hessian_batch", self.hessian)?;
+        check_batch("jacobian_batch", self.jacobian)
+    }
+}
+
 /// Settings of [`Aid`]; its serde form is the `[algorithm]` table of `aid-cg` / `aid-fp` (see
 /// [`AidTable`]).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -156,6 +200,8 @@ pub struct AidConfig {
     pub linear_solver: LinearSolver,
     /// Start the linear solver from the previous `v_k^N` (paper 004) instead of `0`.
     pub warm_start_linear: bool,
+    /// Mini-batch sizes (default: all full, deterministic AID).
+    pub batches: AidBatches,
 }
 
 impl Default for AidConfig {
@@ -170,6 +216,7 @@ impl Default for AidConfig {
                 tol: 0.0,
             },
             warm_start_linear: true,
+            batches: AidBatches::default(),
         }
     }
 }
@@ -186,6 +233,10 @@ impl Default for AidConfig {
 /// # linear_step = 0.1         # aid-fp: N = linear_steps fixed-point steps of size η
 /// # linear_steps = 10
 /// warm_start_linear = true
+/// # inner_batch = 100         # stochastic AID: samples per inner step, of ∇f, of the
+/// # outer_batch = 100         # linear system's Hessian and of the Jacobian product
+/// # hessian_batch = 100       # (each a number or "full", the default)
+/// # jacobian_batch = 100
 /// ```
 ///
 /// The CG keys and the fixed-point keys select the solver and cannot be combined.
@@ -210,6 +261,18 @@ pub struct AidTable {
     pub linear_steps: Option<usize>,
     /// Warm-start the linear solver.
     pub warm_start_linear: bool,
+    /// Samples per inner step (`"full"`: the whole data set).
+    #[serde(with = "crate::table::batch")]
+    pub inner_batch: Option<usize>,
+    /// Samples of `∇f`.
+    #[serde(with = "crate::table::batch")]
+    pub outer_batch: Option<usize>,
+    /// Samples of the linear system's Hessian.
+    #[serde(with = "crate::table::batch")]
+    pub hessian_batch: Option<usize>,
+    /// Samples of the Jacobian-vector product.
+    #[serde(with = "crate::table::batch")]
+    pub jacobian_batch: Option<usize>,
 }
 
 impl Default for AidTable {
@@ -244,6 +307,10 @@ impl From<AidConfig> for AidTable {
             linear_step,
             linear_steps,
             warm_start_linear: c.warm_start_linear,
+            inner_batch: c.batches.inner,
+            outer_batch: c.batches.outer,
+            hessian_batch: c.batches.hessian,
+            jacobian_batch: c.batches.jacobian,
         }
     }
 }
@@ -290,6 +357,12 @@ impl TryFrom<AidTable> for AidConfig {
             warm_start_inner: t.warm_start_inner,
             linear_solver,
             warm_start_linear: t.warm_start_linear,
+            batches: AidBatches {
+                inner: t.inner_batch,
+                outer: t.outer_batch,
+                hessian: t.hessian_batch,
+                jacobian: t.jacobian_batch,
+            },
         })
     }
 }
@@ -315,7 +388,8 @@ impl AidConfig {
             ));
         }
         self.inner_steps.validate()?;
-        self.linear_solver.validate()
+        self.linear_solver.validate()?;
+        self.batches.validate()
     }
 }
 
@@ -353,7 +427,13 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Aid {
 
     fn demands(&self) -> Demands {
         let c = &self.config;
-        let d = Demands::new().step("inner_step", c.inner_step, GRADIENT_DESCENT);
+        let b = &c.batches;
+        let d = Demands::new()
+            .step("inner_step", c.inner_step, GRADIENT_DESCENT)
+            .batch("inner_batch", Side::Inner, b.inner)
+            .batch("outer_batch", Side::Outer, b.outer)
+            .batch("hessian_batch", Side::Inner, b.hessian)
+            .batch("jacobian_batch", Side::Inner, b.jacobian);
         match c.linear_solver {
             LinearSolver::ConjugateGradient { .. } => d.conjugate_gradient("cg_steps"),
             LinearSolver::FixedPoint { step, .. } => d.step("linear_step", step, FIXED_POINT),
@@ -380,10 +460,19 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Aid {
             step: cfg.inner_step,
             steps: cfg.inner_steps.at(state.iter),
         };
-        let y = gradient_descent(oracle, &x, y0, &inner, |_| Batch::Full)?;
-        let gf = oracle.grad_f(&x, &y, &Batch::Full)?;
+        // S_0..S_{T−1}, D_F, D_H, D_G in that order; a `None` size draws nothing (Batch::Full).
+        let (inner_len, outer_len) = (oracle.problem().inner_len(), oracle.problem().outer_len());
+        let b = cfg.batches;
+        let inner_batches: Vec<Batch> = (0..inner.steps)
+            .map(|_| state.rng.batch(inner_len, b.inner))
+            .collect();
+        let outer_batch = state.rng.batch(outer_len, b.outer);
+        let hessian_batch = state.rng.batch(inner_len, b.hessian);
+        let jacobian_batch = state.rng.batch(inner_len, b.jacobian);
+        let y = gradient_descent(oracle, &x, y0, &inner, |t| inner_batches[t].clone())?;
+        let gf = oracle.grad_f(&x, &y, &outer_batch)?;
         let hvp =
-            |oracle: &mut Oracle<'_, B, P>, z: &Tensor<B, 1>| oracle.hvp(&x, &y, z, &Batch::Full);
+            |oracle: &mut Oracle<'_, B, P>, z: &Tensor<B, 1>| oracle.hvp(&x, &y, z, &hessian_batch);
         let report = match cfg.linear_solver {
             LinearSolver::ConjugateGradient { steps, tol } => {
                 // A zero warm start would cost a product for a residual we already know (= b).
@@ -413,7 +502,7 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Aid {
             }
         };
         let v = report.solution;
-        let jv = oracle.jvp(&x, &y, &v, &Batch::Full)?;
+        let jv = oracle.jvp(&x, &y, &v, &jacobian_batch)?;
         state.outer_loss = Some(scalar(gf.value));
         state.y = y;
         state.v = v;

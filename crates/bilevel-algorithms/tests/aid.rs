@@ -4,11 +4,14 @@
 
 mod common;
 
-use bilevel_algorithms::aid::{Aid, AidConfig, InnerSteps, LinearSolver};
+use bilevel_algorithms::aid::{Aid, AidBatches, AidConfig, InnerSteps, LinearSolver};
 use bilevel_core::dense::axpy;
 use bilevel_core::problems::{QuadraticBilevel, QuadraticSpec};
 use bilevel_core::tensor::rel_err_host;
-use bilevel_core::{BilevelError, HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer};
+use bilevel_core::{
+    Batch, BilevelError, HypergradientEstimator, Oracle, OuterLoop, OuterOptimizer,
+};
+use common::hessian_free::LsData;
 use common::implicit::*;
 use common::*;
 
@@ -40,6 +43,7 @@ fn config(inner_steps: InnerSteps, linear_solver: LinearSolver) -> AidConfig {
         warm_start_inner: true,
         linear_solver,
         warm_start_linear: true,
+        batches: AidBatches::default(),
     }
 }
 
@@ -155,6 +159,7 @@ fn estimate_error(linear: LinearSolver, inner_steps: usize) -> f64 {
         warm_start_inner: false,
         linear_solver: linear,
         warm_start_linear: false,
+        batches: AidBatches::default(),
     };
     let mut oracle = Oracle::new(&p);
     let mut st = state(&x, &[0.0; 8]);
@@ -206,6 +211,7 @@ fn fixed_point_estimate_matches_a_host_replica() {
             steps: n_steps,
         },
         warm_start_linear: true,
+        batches: AidBatches::default(),
     };
     let mut st = state(&x, &y0);
     st.v = t(&v0);
@@ -225,6 +231,75 @@ fn fixed_point_estimate_matches_a_host_replica() {
     assert!(rel_err_host(&host(&st.v), &v) < 1e-12);
     let f = form.f(&x, &y);
     assert!((st.outer_loss.unwrap() - f).abs() <= 1e-12 * f.abs().max(1.0));
+}
+
+/// Stochastic AID-FP (module documentation, "Stochastic AID") on a least-squares problem,
+/// against a host replica on the closed-form quadratics of its batches: a fresh `S_t` per inner
+/// step, then `D_F` for `∇f`, one `D_H` for all `N` products of the linear solve and `D_G` for
+/// the Jacobian product, drawn in that order from the state's random stream; and the samples
+/// the oracle counts. Fails (tried) when the Hessian products use `D_F`, when the Jacobian
+/// product uses `D_H`, when every inner step reuses `S_0`, and when the Hessian products use the
+/// full data set.
+#[test]
+fn stochastic_estimate_matches_a_host_replica_on_its_batches() {
+    let rows = 60;
+    let data = LsData::correlated(2, 5, rows, 0.1, 3);
+    let p = data.problem();
+    let (alpha, eta, t_steps, n_steps) = (0.1, 0.1, 3, 4);
+    let (s, d_f, d_h, d_g) = (7, 5, 6, 4);
+    let cfg = AidConfig {
+        inner_step: alpha,
+        inner_steps: InnerSteps::Constant { steps: t_steps },
+        warm_start_inner: true,
+        linear_solver: LinearSolver::FixedPoint {
+            step: eta,
+            steps: n_steps,
+        },
+        warm_start_linear: true,
+        batches: AidBatches {
+            inner: Some(s),
+            outer: Some(d_f),
+            hessian: Some(d_h),
+            jacobian: Some(d_g),
+        },
+    };
+    let (x, y0, v0) = ([0.3, -0.2], [0.1; 5], [0.2; 5]);
+    let mut st = state(&x, &y0);
+    st.v = t(&v0);
+    let mut rng = st.rng.clone();
+    let inner: Vec<Batch> = (0..t_steps)
+        .map(|_| rng.batch(Some(rows), Some(s)))
+        .collect();
+    let d_f_batch = rng.batch(Some(rows), Some(d_f));
+    let d_h_batch = rng.batch(Some(rows), Some(d_h));
+    let d_g_batch = rng.batch(Some(rows), Some(d_g));
+    let mut oracle = Oracle::new(&p);
+    let g = Aid::new(cfg)
+        .unwrap()
+        .estimate(&mut oracle, &mut st)
+        .unwrap();
+
+    let mut y = y0.to_vec();
+    for batch in &inner {
+        let form = data.form(batch, &Batch::Full);
+        y = axpy(&y, -alpha, &form.grad_y_g(&x, &y));
+    }
+    let outer = data.form(&Batch::Full, &d_f_batch);
+    let rhs = outer.grad_y_f(&x, &y);
+    let hessian = data.form(&d_h_batch, &Batch::Full);
+    let mut v = v0.to_vec();
+    for _ in 0..n_steps {
+        v = axpy(&v, -eta, &axpy(&hessian.hvp(&v), -1.0, &rhs));
+    }
+    let jacobian = data.form(&d_g_batch, &Batch::Full);
+    let expected = axpy(&outer.grad_x_f(&x, &y), -1.0, &jacobian.jvp(&v));
+    let err = rel_err_host(&host(&g), &expected);
+    assert!(err < 1e-12, "estimate: rel. error {err:.3e}");
+    assert!(rel_err_host(&host(&st.y), &y) < 1e-12);
+    assert!(rel_err_host(&host(&st.v), &v) < 1e-12);
+    let c = oracle.counts();
+    assert_eq!(c.samples_g, (t_steps * s + n_steps * d_h + d_g) as u64);
+    assert_eq!(c.samples_f, d_f as u64);
 }
 
 #[test]
@@ -303,6 +378,13 @@ fn invalid_configs_are_rejected() {
             linear_solver: LinearSolver::FixedPoint {
                 step: -0.1,
                 steps: 3,
+            },
+            ..good
+        },
+        AidConfig {
+            batches: AidBatches {
+                hessian: Some(0),
+                ..AidBatches::default()
             },
             ..good
         },

@@ -123,6 +123,7 @@ fn igfm_reaches_x_star_while_aid_and_itd_stall_at_the_initial_y2() {
                 steps: 10,
             },
             warm_start_linear: true,
+            batches: Default::default(),
         };
         let mut solver = OuterLoop::new(Aid::new(aid).unwrap(), OuterOptimizer::sgd(0.2));
         let mut oracle = Oracle::new(&p);

@@ -3,7 +3,7 @@
 //! and the configs whose Rust form nests a choice (AID's solver, SID's schedule, stocBiO's
 //! Hessian batches, BSA/TTSA's Neumann keys, IGFM's SGM) read the flat keys.
 
-use bilevel_algorithms::aid::{AidConfig, InnerSteps, LinearSolver};
+use bilevel_algorithms::aid::{AidBatches, AidConfig, InnerSteps, LinearSolver};
 use bilevel_algorithms::bsa::BsaConfig;
 use bilevel_algorithms::fsla::FslaConfig;
 use bilevel_algorithms::hoag::HoagConfig;
@@ -78,6 +78,21 @@ fn flat_keys_reach_the_nested_settings() {
         aid.linear_solver,
         LinearSolver::ConjugateGradient { steps: 4, tol: 0.0 }
     );
+    // Stochastic AID's four batch keys land in their own fields ("full" is the default).
+    let aid: AidConfig =
+        toml::from_str("inner_batch = 3\nouter_batch = 5\nhessian_batch = 7\njacobian_batch = 11")
+            .unwrap();
+    assert_eq!(
+        aid.batches,
+        AidBatches {
+            inner: Some(3),
+            outer: Some(5),
+            hessian: Some(7),
+            jacobian: Some(11),
+        }
+    );
+    let aid: AidConfig = toml::from_str("hessian_batch = \"full\"").unwrap();
+    assert!(!aid.batches.is_stochastic());
     let mixed = toml::from_str::<AidConfig>("cg_steps = 4\nlinear_steps = 4").unwrap_err();
     assert!(mixed.to_string().contains("cannot be combined"), "{mixed}");
 

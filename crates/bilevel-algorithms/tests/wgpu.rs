@@ -391,6 +391,7 @@ fn aid_cg_matches_the_closed_form() {
             tol: 0.0,
         },
         warm_start_linear: false,
+        batches: Default::default(),
     })
     .unwrap();
     let (vs_exact, vs_cpu) = quad_estimate("aid-cg", aid);
@@ -837,6 +838,7 @@ fn aid_cg_outer_run_reduces_the_hypergradient_norm() {
             warm_start_inner: true,
             linear_solver: LinearSolver::ConjugateGradient { steps: 5, tol: 0.0 },
             warm_start_linear: true,
+            batches: Default::default(),
         })
         .unwrap(),
         OuterOptimizer::sgd(0.4),
@@ -1001,6 +1003,7 @@ fn model_products<B: AutodiffBackend>(device: &B::Device) -> [Vec<f64>; 6] {
             tol: 0.0,
         },
         warm_start_linear: false,
+        batches: Default::default(),
     })
     .unwrap();
     let g = estimate_at(&mut aid, &p, &x, &y, 0);

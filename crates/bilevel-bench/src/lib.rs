@@ -211,6 +211,7 @@ impl Estimator {
             warm_start_inner: true,
             linear_solver,
             warm_start_linear: true,
+            batches: Default::default(),
         };
         let g = match self {
             Estimator::AidCg => Aid::new(aid(LinearSolver::ConjugateGradient {

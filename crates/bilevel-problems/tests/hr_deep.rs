@@ -156,6 +156,7 @@ fn aid_cg_outer_steps_improve_the_backbone() {
         warm_start_inner: true,
         linear_solver: LinearSolver::ConjugateGradient { steps: 5, tol: 0.0 },
         warm_start_linear: true,
+        batches: Default::default(),
     })
     .unwrap();
     let mut solver = OuterLoop::new(aid, OuterOptimizer::sgd(0.5));

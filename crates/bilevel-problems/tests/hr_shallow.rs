@@ -220,6 +220,7 @@ fn aid_fp_outer_steps_lower_the_validation_loss() {
                 steps: 20,
             },
             warm_start_linear: true,
+            batches: Default::default(),
         })
         .unwrap();
         let mut solver = OuterLoop::new(aid, OuterOptimizer::sgd(lr));

@@ -208,6 +208,7 @@ impl MetaEstimator {
                 warm_start_inner: true,
                 linear_solver: LinearSolver::ConjugateGradient { steps, tol: 0.0 },
                 warm_start_linear: true,
+                batches: Default::default(),
             })?
             .estimate(&mut oracle, &mut state)?,
             MetaEstimator::Pzobo => Pzobo::new(PzoboConfig {
