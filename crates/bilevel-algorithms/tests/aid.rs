@@ -195,14 +195,15 @@ fn error_decreases_as_inner_and_linear_steps_grow() {
     }
 }
 
-#[test]
-fn fixed_point_estimate_matches_a_host_replica() {
-    // y_T by host GD, v_N by host fixed point from the warm start, ĝ = ∇_x f − Cᵀ v_N.
-    let p = quadratic(8, 3, 6, 20.0);
-    let form = p.closed_form();
-    let (x, y0, v0) = ([0.4, -0.7, 1.1], [0.5; 6], [0.2; 6]);
-    let (alpha, eta, t_steps, n_steps) = (0.05, 0.04, 7, 9);
-    let cfg = AidConfig {
+/// AID-FP with `T` inner steps of `α`, `N` fixed-point steps of `η`, both warm-started.
+fn warm_fixed_point(
+    alpha: f64,
+    eta: f64,
+    t_steps: usize,
+    n_steps: usize,
+    batches: AidBatches,
+) -> AidConfig {
+    AidConfig {
         inner_step: alpha,
         inner_steps: InnerSteps::Constant { steps: t_steps },
         warm_start_inner: true,
@@ -211,8 +212,18 @@ fn fixed_point_estimate_matches_a_host_replica() {
             steps: n_steps,
         },
         warm_start_linear: true,
-        batches: AidBatches::default(),
-    };
+        batches,
+    }
+}
+
+#[test]
+fn fixed_point_estimate_matches_a_host_replica() {
+    // y_T by host GD, v_N by host fixed point from the warm start, ĝ = ∇_x f − Cᵀ v_N.
+    let p = quadratic(8, 3, 6, 20.0);
+    let form = p.closed_form();
+    let (x, y0, v0) = ([0.4, -0.7, 1.1], [0.5; 6], [0.2; 6]);
+    let (alpha, eta, t_steps, n_steps) = (0.05, 0.04, 7, 9);
+    let cfg = warm_fixed_point(alpha, eta, t_steps, n_steps, AidBatches::default());
     let mut st = state(&x, &y0);
     st.v = t(&v0);
     let g = Aid::new(cfg)
@@ -247,22 +258,13 @@ fn stochastic_estimate_matches_a_host_replica_on_its_batches() {
     let p = data.problem();
     let (alpha, eta, t_steps, n_steps) = (0.1, 0.1, 3, 4);
     let (s, d_f, d_h, d_g) = (7, 5, 6, 4);
-    let cfg = AidConfig {
-        inner_step: alpha,
-        inner_steps: InnerSteps::Constant { steps: t_steps },
-        warm_start_inner: true,
-        linear_solver: LinearSolver::FixedPoint {
-            step: eta,
-            steps: n_steps,
-        },
-        warm_start_linear: true,
-        batches: AidBatches {
-            inner: Some(s),
-            outer: Some(d_f),
-            hessian: Some(d_h),
-            jacobian: Some(d_g),
-        },
+    let batches = AidBatches {
+        inner: Some(s),
+        outer: Some(d_f),
+        hessian: Some(d_h),
+        jacobian: Some(d_g),
     };
+    let cfg = warm_fixed_point(alpha, eta, t_steps, n_steps, batches);
     let (x, y0, v0) = ([0.3, -0.2], [0.1; 5], [0.2; 5]);
     let mut st = state(&x, &y0);
     st.v = t(&v0);
