@@ -460,16 +460,15 @@ impl<B: AutodiffBackend> HypergradientEstimator<B> for Aid {
             step: cfg.inner_step,
             steps: cfg.inner_steps.at(state.iter),
         };
-        // S_0..S_{T−1}, D_F, D_H, D_G in that order; a `None` size draws nothing (Batch::Full).
+        // S_0..S_{T−1} (drawn as the steps ask for them, so that no list of T batches is
+        // kept), then D_F, D_H, D_G; a `None` size draws nothing (Batch::Full).
         let (inner_len, outer_len) = (oracle.problem().inner_len(), oracle.problem().outer_len());
         let b = cfg.batches;
-        let inner_batches: Vec<Batch> = (0..inner.steps)
-            .map(|_| state.rng.batch(inner_len, b.inner))
-            .collect();
+        let rng = &mut state.rng;
+        let y = gradient_descent(oracle, &x, y0, &inner, |_| rng.batch(inner_len, b.inner))?;
         let outer_batch = state.rng.batch(outer_len, b.outer);
         let hessian_batch = state.rng.batch(inner_len, b.hessian);
         let jacobian_batch = state.rng.batch(inner_len, b.jacobian);
-        let y = gradient_descent(oracle, &x, y0, &inner, |t| inner_batches[t].clone())?;
         let gf = oracle.grad_f(&x, &y, &outer_batch)?;
         let hvp =
             |oracle: &mut Oracle<'_, B, P>, z: &Tensor<B, 1>| oracle.hvp(&x, &y, z, &hessian_batch);
