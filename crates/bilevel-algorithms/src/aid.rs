@@ -22,8 +22,9 @@
 //!
 //! # Stochastic AID ([`AidBatches`])
 //!
-//! By default every oracle call uses the full data set ([`Batch::Full`]): deterministic AID, as
-//! paper 004 states it. With mini-batches — the stochastic AID-FP / AID-CG baselines of papers
+//! By default every oracle call uses the full data set
+//! ([`Batch::Full`](bilevel_core::Batch::Full)): deterministic AID, as paper 004 states it.
+//! With mini-batches — the stochastic AID-FP / AID-CG baselines of papers
 //! 004 (§4) and 000 (§4.2, Fig. 3), after hypertorch's implementation — each inner step draws a
 //! fresh batch `S_t` of `g`'s samples, `∇f(x_k, y_k^T)` (both `∇_x f` and the right-hand side
 //! `∇_y f`) uses one batch `D_F` of `f`'s samples, the linear system's Hessian one batch `D_H`
@@ -49,9 +50,7 @@ use bilevel_core::inner::{gradient_descent, InnerGd};
 use bilevel_core::linear::{conjugate_gradient, fixed_point, CgConfig, FixedPointConfig};
 use bilevel_core::preflight::{Demands, Side};
 use bilevel_core::tensor::{norm, scalar};
-use bilevel_core::{
-    Batch, BilevelError, BilevelProblem, HypergradientEstimator, Oracle, Result, State,
-};
+use bilevel_core::{BilevelError, BilevelProblem, HypergradientEstimator, Oracle, Result, State};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 
