@@ -167,14 +167,6 @@ pub struct AidBatches {
 }
 
 impl AidBatches {
-    /// Whether some batch is a mini-batch (stochastic AID).
-    pub fn is_stochastic(&self) -> bool {
-        self.inner.is_some()
-            || self.outer.is_some()
-            || self.hessian.is_some()
-            || self.jacobian.is_some()
-    }
-
     /// Checks that every mini-batch has at least one sample.
     pub fn validate(&self) -> Result<()> {
         check_batch("inner_batch", self.inner)?;

@@ -195,24 +195,15 @@ fn error_decreases_as_inner_and_linear_steps_grow() {
     }
 }
 
-/// AID-FP with `T` inner steps of `α`, `N` fixed-point steps of `η`, both warm-started.
-fn warm_fixed_point(
-    alpha: f64,
-    eta: f64,
-    t_steps: usize,
-    n_steps: usize,
-    batches: AidBatches,
-) -> AidConfig {
+/// [`config`]'s warm-started AID-FP with `T` inner steps of `α`, `N` fixed-point steps of `η`.
+fn warm_fixed_point(alpha: f64, eta: f64, t_steps: usize, n_steps: usize) -> AidConfig {
+    let solver = LinearSolver::FixedPoint {
+        step: eta,
+        steps: n_steps,
+    };
     AidConfig {
         inner_step: alpha,
-        inner_steps: InnerSteps::Constant { steps: t_steps },
-        warm_start_inner: true,
-        linear_solver: LinearSolver::FixedPoint {
-            step: eta,
-            steps: n_steps,
-        },
-        warm_start_linear: true,
-        batches,
+        ..config(InnerSteps::Constant { steps: t_steps }, solver)
     }
 }
 
@@ -223,7 +214,7 @@ fn fixed_point_estimate_matches_a_host_replica() {
     let form = p.closed_form();
     let (x, y0, v0) = ([0.4, -0.7, 1.1], [0.5; 6], [0.2; 6]);
     let (alpha, eta, t_steps, n_steps) = (0.05, 0.04, 7, 9);
-    let cfg = warm_fixed_point(alpha, eta, t_steps, n_steps, AidBatches::default());
+    let cfg = warm_fixed_point(alpha, eta, t_steps, n_steps);
     let mut st = state(&x, &y0);
     st.v = t(&v0);
     let g = Aid::new(cfg)
@@ -264,7 +255,10 @@ fn stochastic_estimate_matches_a_host_replica_on_its_batches() {
         hessian: Some(d_h),
         jacobian: Some(d_g),
     };
-    let cfg = warm_fixed_point(alpha, eta, t_steps, n_steps, batches);
+    let cfg = AidConfig {
+        batches,
+        ..warm_fixed_point(alpha, eta, t_steps, n_steps)
+    };
     let (x, y0, v0) = ([0.3, -0.2], [0.1; 5], [0.2; 5]);
     let mut st = state(&x, &y0);
     st.v = t(&v0);

@@ -92,7 +92,7 @@ fn flat_keys_reach_the_nested_settings() {
         }
     );
     let aid: AidConfig = toml::from_str("hessian_batch = \"full\"").unwrap();
-    assert!(!aid.batches.is_stochastic());
+    assert_eq!(aid.batches, AidBatches::default());
     let mixed = toml::from_str::<AidConfig>("cg_steps = 4\nlinear_steps = 4").unwrap_err();
     assert!(mixed.to_string().contains("cannot be combined"), "{mixed}");
 
